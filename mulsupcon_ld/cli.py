@@ -55,6 +55,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device; default: cuda if available, else cpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting (e.g. --set pretrain.epochs=10); repeatable")
+    p.add_argument("--synthetic", action="store_true",
+                   help="use the small deterministic stand-in of the dataset (prepared on demand)")
     p.add_argument("--out", required=True, help="output directory (metrics.json, checkpoints)")
     _add_dirs(p)
 
