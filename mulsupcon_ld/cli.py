@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=PROTOCOLS, default="paper")
     p.add_argument("--val-scores")
     p.add_argument("--val-labels")
+    p.add_argument("--criterion", choices=("miF1", "HA", "ebF1", "maF1", "per-metric"), default="miF1",
+                   help="val-threshold protocol: which validation metric picks the threshold")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="pretrain → fine-tune → evaluate, writes OUT/metrics.json")
