@@ -1,0 +1,428 @@
+"""Raw files → the prepared format, one converter ("preparer") per raw format.
+
+A preparer turns a :class:`~mulsupcon_ld.download.ResolvedSource` into a
+:class:`PreparedContent`; this module validates it, adds provenance and the comparison with
+Table 1, and writes it atomically. Image loaders register theirs with :func:`register_preparer`
+(or define ``PREPARERS`` in ``mulsupcon_ld.data.images``, which is imported on demand).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from ..atomic import write_json
+from ..errors import UserError
+from ..registry import DatasetSpec, get_dataset
+from .arff import read_mulan
+from .hdf5 import read_mulsupcon_hdf5
+from .prepared import (FORMAT_VERSION, META, SPLITS, PreparedDataset, dataset_lock, load_prepared,
+                       prepared_dir, save_split, staging_dir)
+
+VAL_SEED = 0
+VAL_FRACTION = 0.2
+TEST_SEED = 0
+MEAN_TOLERANCE = 0.005  # Table 1 prints two decimals: a mean "matches" when it rounds to it
+
+
+@dataclass
+class PreparedContent:
+    """What a preparer hands back: arrays per split plus how they were made."""
+
+    splits: dict[str, dict[str, np.ndarray]]  # split -> {"x": …, "y": …, optional extra keys}
+    label_names: list[str]
+    val_split: dict[str, Any]
+    test_split: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+Preparer = Callable[[DatasetSpec, Any, Path], PreparedContent]
+PREPARERS: dict[str, Preparer] = {}
+
+
+def register_preparer(raw_format: str) -> Callable[[Preparer], Preparer]:
+    """Decorator: ``@register_preparer("voc2007-tar") def prep(spec, resolved, tmp_dir): …``.
+
+    ``tmp_dir`` is the staging directory; a preparer may write extra files (e.g. an image
+    store) there, and they are moved into place together with the npz files.
+    """
+    def deco(fn: Preparer) -> Preparer:
+        PREPARERS[raw_format] = fn
+        return fn
+    return deco
+
+
+def _preparer_for(spec: DatasetSpec, raw_format: str) -> Preparer:
+    if raw_format not in PREPARERS and spec.kind == "image":
+        try:
+            images = importlib.import_module("mulsupcon_ld.data.images")
+            PREPARERS.update(getattr(images, "PREPARERS", {}))
+        except ImportError:
+            pass
+    if raw_format not in PREPARERS:
+        raise UserError(f"preparing {spec.name} (raw format {raw_format}) is not implemented yet; "
+                        f"`mulsupcon-ld prepare {spec.name} --synthetic` gives a stand-in")
+    return PREPARERS[raw_format]
+
+
+# ---------------------------------------------------------------------------------------------
+# splits
+
+
+def seeded_split(n: int, *, fraction: float | None = None, count: int | None = None,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, held_out)`` row indices, both sorted; ``held_out`` is ``count`` rows or
+    ``round(fraction * n)`` rows drawn uniformly with ``numpy.random.default_rng(seed)``."""
+    k = count if count is not None else int(round((fraction or 0.0) * n))
+    if not 0 <= k <= n:
+        raise UserError(f"cannot hold out {k} of {n} rows")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def _seeded_val(x: np.ndarray, y: np.ndarray, rows: np.ndarray, of: str
+                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    keep, held = seeded_split(len(x), fraction=VAL_FRACTION, seed=VAL_SEED)
+    splits = {"train": {"x": x[keep], "y": y[keep], "source_row": rows[keep]},
+              "val": {"x": x[held], "y": y[held], "source_row": rows[held]}}
+    return splits, {"method": "seeded-random", "seed": VAL_SEED, "fraction": VAL_FRACTION,
+                    "of": of, "n_val": int(len(held)),
+                    "rule": "numpy.random.default_rng(seed).permutation(n)[:round(fraction*n)]"}
+
+
+def _reorder_labels(spec: DatasetSpec, y: np.ndarray, names: list[str], where: str
+                    ) -> tuple[np.ndarray, list[str]]:
+    """Put label columns in the registry's order when it has one (same order for every source)."""
+    if spec.label_names is None:
+        return y, names
+    if sorted(spec.label_names) != sorted(names):
+        raise UserError(f"{where}: labels {names} are not the expected {list(spec.label_names)}")
+    order = [names.index(n) for n in spec.label_names]
+    return y[:, order], list(spec.label_names)
+
+
+# ---------------------------------------------------------------------------------------------
+# preparers for the vector formats
+
+
+@register_preparer("mulsupcon-hdf5")
+def _prep_mulsupcon_hdf5(spec: DatasetSpec, resolved, tmp: Path) -> PreparedContent:
+    src = resolved.source
+    splits = {}
+    for split in SPLITS:
+        f = src.file(split)
+        x, y = read_mulsupcon_hdf5(resolved.path(f.name), spec.n_features, spec.n_labels)
+        splits[split] = {"x": x, "y": y, "source_row": np.arange(len(x), dtype=np.int64)}
+    names = list(spec.label_names or [f"label_{i}" for i in range(spec.n_labels)])
+    return PreparedContent(
+        splits, names,
+        val_split={"method": "source", "file": src.file("val").name,
+                   "note": "MulSupCon's official train/val split of Mulan's train set"},
+        test_split={"method": "source", "file": src.file("test").name})
+
+
+@register_preparer("mulan-arff")
+def _prep_mulan_arff(spec: DatasetSpec, resolved, tmp: Path) -> PreparedContent:
+    src = resolved.source
+    xml = resolved.path(src.file("labels").name)
+    ftrain, ftest = src.file("train"), src.file("test")
+    xtr, ytr, names = read_mulan(resolved.path(ftrain.name), xml)
+    xte, yte, names_te = read_mulan(resolved.path(ftest.name), xml)
+    ytr, names = _reorder_labels(spec, ytr, names, ftrain.name)
+    yte, _ = _reorder_labels(spec, yte, names_te, ftest.name)
+    splits, val_split = _seeded_val(xtr, ytr, np.arange(len(xtr), dtype=np.int64), ftrain.name)
+    splits["test"] = {"x": xte, "y": yte, "source_row": np.arange(len(xte), dtype=np.int64)}
+    return PreparedContent(splits, names, val_split,
+                           test_split={"method": "source", "file": ftest.name})
+
+
+@register_preparer("mulan-arff-single")
+def _prep_mulan_single(spec: DatasetSpec, resolved, tmp: Path) -> PreparedContent:
+    src = resolved.source
+    fall = src.file("all")
+    x, y, names = read_mulan(resolved.path(fall.name), resolved.path(src.file("labels").name))
+    y, names = _reorder_labels(spec, y, names, fall.name)
+    n_test = spec.expected.n_test
+    pool, test = seeded_split(len(x), count=n_test, seed=TEST_SEED)
+    splits, val_split = _seeded_val(x[pool], y[pool], pool.astype(np.int64), fall.name)
+    val_split["of"] = f"{fall.name} minus the test rows"
+    splits["test"] = {"x": x[test], "y": y[test], "source_row": test.astype(np.int64)}
+    test_split = {"method": "seeded-random", "seed": TEST_SEED, "count": int(n_test),
+                  "of": fall.name, "official": False,
+                  "rule": "numpy.random.default_rng(seed).permutation(n)[:count]",
+                  "note": "no official split exists; count taken from Table 1"}
+    return PreparedContent(splits, names, val_split, test_split,
+                           notes=[f"{spec.title} has no official train/test split: test = "
+                                  f"{n_test} rows drawn with seed {TEST_SEED} (not the paper's "
+                                  f"split, which is unpublished); source_row in each npz gives "
+                                  f"the row of {fall.name}"])
+
+
+# ---------------------------------------------------------------------------------------------
+# validation, statistics, notes
+
+
+def _validate(spec: DatasetSpec, content: PreparedContent) -> None:
+    if set(content.splits) != set(SPLITS):
+        raise UserError(f"{spec.name}: preparer produced splits {sorted(content.splits)}")
+    if len(content.label_names) != spec.n_labels:
+        raise UserError(f"{spec.name}: {len(content.label_names)} label names, Table 1 says "
+                        f"{spec.n_labels} labels")
+    for split, arrays in content.splits.items():
+        x, y = arrays.get("x"), arrays.get("y")
+        if y is None or y.ndim != 2 or y.shape[1] != spec.n_labels:
+            raise UserError(f"{spec.name} {split}: labels have shape "
+                            f"{None if y is None else y.shape}, expected [N, {spec.n_labels}]")
+        if y.dtype != np.uint8 or not np.isin(y, (0, 1)).all():
+            raise UserError(f"{spec.name} {split}: labels must be uint8 0/1")
+        if x is not None and x.shape[0] != y.shape[0]:
+            raise UserError(f"{spec.name} {split}: {x.shape[0]} feature rows, {y.shape[0]} label rows")
+        if spec.kind == "vector":
+            if x is None or x.ndim != 2 or x.shape[1] != spec.n_features:
+                raise UserError(f"{spec.name} {split}: features have shape "
+                                f"{None if x is None else x.shape}, expected [N, {spec.n_features}]")
+            if x.dtype != np.float32:
+                raise UserError(f"{spec.name} {split}: features must be float32, not {x.dtype}")
+            if not np.isfinite(x).all():
+                raise UserError(f"{spec.name} {split}: {int((~np.isfinite(x)).sum())} NaN/inf "
+                                f"feature value(s)")
+        if len(y) == 0:
+            raise UserError(f"{spec.name} {split}: no rows")
+
+
+def _row_digests(x: np.ndarray, y: np.ndarray | None = None) -> list[bytes]:
+    out = []
+    for i in range(len(x)):
+        h = hashlib.blake2b(x[i].tobytes(), digest_size=16)
+        if y is not None:
+            h.update(y[i].tobytes())
+        out.append(h.digest())
+    return out
+
+
+def _duplicate_stats(x_tv: np.ndarray, y_tv: np.ndarray, x_te: np.ndarray,
+                     y_te: np.ndarray) -> dict[str, int]:
+    """Repeated rows within train + val and within test, and test rows whose features also
+    occur in train + val: facts worth knowing when row counts differ from the paper's."""
+    stats = {}
+    for part, x, y in (("train", x_tv, y_tv), ("test", x_te, y_te)):
+        stats[f"n_duplicate_rows_{part}"] = len(x) - len(set(_row_digests(x, y)))
+        stats[f"n_duplicate_features_{part}"] = len(x) - len(set(_row_digests(x)))
+    seen = set(_row_digests(x_tv))
+    stats["n_test_features_in_train"] = sum(d in seen for d in _row_digests(x_te))
+    return stats
+
+
+def label_stats(y_trainval: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
+    """Table 1's statistics computed from label matrices (train = train + val)."""
+    return {"n_train_total": int(len(y_trainval)), "n_test": int(len(y_test)),
+            "mean_labels_train": float(y_trainval.sum(1).mean()),
+            "mean_labels_test": float(y_test.sum(1).mean())}
+
+
+def compare_with_table1(spec: DatasetSpec, n_labels: int, n_trainval: int, n_test: int,
+                        mean_train: float, mean_test: float) -> list[dict[str, Any]]:
+    """Every way the prepared data differs from Table 1 (sizes exactly, means to 2 decimals)."""
+    e = spec.expected
+    diffs = []
+    for field_, want, got in (("n_labels", spec.n_labels, n_labels),
+                              ("n_train", e.n_train, n_trainval), ("n_test", e.n_test, n_test)):
+        if want != got:
+            what = " (train + val)" if field_ == "n_train" else ""
+            diffs.append({"field": field_, "expected": want, "actual": got,
+                          "note": f"{got - want:+d} rows{what} vs Table 1" if field_ != "n_labels"
+                          else "label count differs from Table 1"})
+    for field_, want, got in (("mean_labels_train", e.mean_labels_train, mean_train),
+                              ("mean_labels_test", e.mean_labels_test, mean_test)):
+        if abs(got - want) > MEAN_TOLERANCE + 1e-9:
+            diffs.append({"field": field_, "expected": want, "actual": round(got, 4),
+                          "note": "does not round to Table 1's two-decimal value"})
+    return diffs
+
+
+def _notes(spec: DatasetSpec, content: PreparedContent, synthetic: bool = False
+           ) -> tuple[list[str], dict[str, Any]]:
+    s = content.splits
+    y_tv = np.concatenate([s["train"]["y"], s["val"]["y"]])
+    y_te = s["test"]["y"]
+    stats = label_stats(y_tv, y_te)
+    stats["n_unlabeled_train"] = int((y_tv.sum(1) == 0).sum())
+    stats["n_unlabeled_test"] = int((y_te.sum(1) == 0).sum())
+    notes = list(content.notes)
+    if synthetic:
+        return notes, stats
+    if spec.kind == "vector":
+        stats.update(_duplicate_stats(np.concatenate([s["train"]["x"], s["val"]["x"]]), y_tv,
+                                      s["test"]["x"], y_te))
+    e = spec.expected
+    for part, n, want, unl in (("train + val", stats["n_train_total"], e.n_train,
+                                stats["n_unlabeled_train"]),
+                               ("test", stats["n_test"], e.n_test, stats["n_unlabeled_test"])):
+        if n != want:
+            msg = f"{part} has {n} rows, Table 1 says {want} ({n - want:+d}); all source rows kept"
+            if unl and n - unl == want:
+                msg += (f"; Table 1's count equals ours minus the {unl} rows without any label, "
+                        f"so the paper probably dropped them")
+            elif unl:
+                msg += f"; {unl} rows have no label"
+            else:
+                msg += "; no row lacks labels, so that is not the cause"
+            notes.append(msg)
+        elif unl:
+            notes.append(f"{part}: {unl} rows have no label (kept)")
+    if spec.kind == "vector":
+        facts = [f"{stats[f'n_duplicate_rows_{p}']} repeated rows (features and labels) and "
+                 f"{stats[f'n_duplicate_features_{p}']} repeated feature vectors in {p}"
+                 for p in ("train", "test")
+                 if stats[f"n_duplicate_rows_{p}"] or stats[f"n_duplicate_features_{p}"]]
+        if stats["n_test_features_in_train"]:
+            facts.append(f"{stats['n_test_features_in_train']} test feature vectors also occur "
+                         f"in train + val")
+        if facts:
+            notes.append("kept as published: " + "; ".join(facts))
+    if spec.notes:
+        notes.append(spec.notes)
+    return notes, stats
+
+
+def _meta(spec: DatasetSpec, content: PreparedContent, *, synthetic: bool,
+          source: dict[str, Any], source_files: dict[str, str]) -> dict[str, Any]:
+    notes, stats = _notes(spec, content, synthetic)
+    s = content.splits
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": spec.name,
+        "title": spec.title,
+        "kind": spec.kind,
+        "n_labels": spec.n_labels,
+        "label_names": list(content.label_names),
+        "splits": {k: int(len(s[k]["y"])) for k in SPLITS},
+        "val_split": content.val_split,
+        "test_split": content.test_split,
+        "source": source,
+        "source_files": source_files,
+        "synthetic": synthetic,
+        "expected": {"n_train": spec.expected.n_train, "n_test": spec.expected.n_test,
+                     "n_labels": spec.n_labels,
+                     "mean_labels_train": spec.expected.mean_labels_train,
+                     "mean_labels_test": spec.expected.mean_labels_test,
+                     "from": "paper, Table 1 (train = our train + val)"},
+        "stats": stats,
+        "differences": compare_with_table1(spec, spec.n_labels, stats["n_train_total"],
+                                           stats["n_test"], stats["mean_labels_train"],
+                                           stats["mean_labels_test"]),
+        "notes": notes,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mulsupcon_ld_version": __version__,
+    }
+    if spec.kind == "vector":
+        meta["n_features"] = spec.n_features
+    meta.update(content.extra_meta)
+    return meta
+
+
+def _write(spec: DatasetSpec, final: Path, build: Callable[[Path], tuple[PreparedContent, dict]]
+           ) -> None:
+    # called with the dataset lock held: staging dirs left by a killed run are stale
+    for stale in final.parent.glob(f".{final.name}.*.partial"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    with staging_dir(final) as tmp:
+        content, meta_kw = build(tmp)
+        _validate(spec, content)
+        meta = _meta(spec, content, **meta_kw)
+        for split in SPLITS:
+            save_split(tmp, split, content.splits[split])
+        write_json(tmp / META, meta)  # last: its presence means "done"
+
+
+# ---------------------------------------------------------------------------------------------
+# public entry points
+
+
+def prepare_dataset(name: str, raw_dir: str | os.PathLike | None = None,
+                    data_dir: str | os.PathLike | None = None, *, source: str | None = None,
+                    quiet: bool = False, _locked: bool = False) -> PreparedDataset:
+    """Download (or find) the raw files of ``name`` and write ``DATA_DIR/<name>/`` atomically.
+
+    An existing prepared directory is replaced only once the new one is complete.
+    """
+    from ..download import download_dataset
+
+    spec = get_dataset(name)
+    final = prepared_dir(spec.name, data_dir)
+    resolved = download_dataset(spec.name, raw_dir, source=source, quiet=quiet)
+    preparer = _preparer_for(spec, resolved.source.raw_format)
+
+    def build(tmp: Path):
+        content = preparer(spec, resolved, tmp)
+        src = resolved.source
+        source_meta = {"name": src.name, "raw_format": src.raw_format,
+                       "split_notes": src.split_notes, "notes": src.notes,
+                       "files": {f.name: {"urls": list(f.urls), "origin": resolved.files[f.name].origin,
+                                          "verified_against_published_checksum":
+                                              resolved.files[f.name].verified}
+                                 for f in src.files}}
+        return content, {"synthetic": False, "source": source_meta,
+                         "source_files": resolved.source_files()}
+
+    if _locked:
+        _write(spec, final, build)
+    else:
+        with dataset_lock(final):
+            _write(spec, final, build)
+    return load_prepared(spec.name, data_dir)
+
+
+def synthetic_content(spec: DatasetSpec) -> PreparedContent:
+    """The stand-in of ``spec`` as a :class:`PreparedContent` (see :mod:`.synthetic`)."""
+    from .synthetic import IMAGE_SIZE, name_seed, synthetic_arrays
+
+    seed = name_seed(spec.name)
+    splits = synthetic_arrays(spec.kind, spec.n_labels, spec.expected.mean_labels_train,
+                              spec.n_features, seed)
+    names = list(spec.label_names or [f"label_{i}" for i in range(spec.n_labels)])
+    extra = {}
+    if spec.kind == "image":
+        extra["image"] = {"key": "x", "layout": "NCHW", "dtype": "uint8",
+                          "shape": [3, IMAGE_SIZE, IMAGE_SIZE]}
+    return PreparedContent(
+        splits, names,
+        val_split={"method": "synthetic", "seed": seed},
+        test_split={"method": "synthetic", "seed": seed},
+        notes=[f"SYNTHETIC stand-in, not the real data: {spec.n_labels} labels"
+               + (f", {spec.n_features} features" if spec.kind == "vector" else ", 3x32x32 images")
+               + f", ~{spec.expected.mean_labels_train} labels per sample (Table 1), seed {seed}"
+               " (CRC32 of the name); labels are thresholded noisy linear functions of 8 latent "
+               "factors that also generate the features"],
+        extra_meta=extra)
+
+
+def prepare_synthetic(name: str, data_dir: str | os.PathLike | None = None, *,
+                      _locked: bool = False) -> PreparedDataset:
+    """Write ``DATA_DIR/<name>-synthetic/``: a small deterministic stand-in of the same shape."""
+    spec = get_dataset(name)
+    final = prepared_dir(spec.name, data_dir, synthetic=True)
+
+    def build(tmp: Path):
+        return synthetic_content(spec), {
+            "synthetic": True, "source": {"name": "synthetic", "raw_format": "synthetic",
+                                          "generator": "mulsupcon_ld.data.synthetic"},
+            "source_files": {}}
+
+    if _locked:
+        _write(spec, final, build)
+    else:
+        with dataset_lock(final):
+            _write(spec, final, build)
+    return load_prepared(spec.name, data_dir, synthetic=True)
