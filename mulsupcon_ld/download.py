@@ -6,6 +6,12 @@ Order of search for each dataset file ``F`` of dataset ``D``:
 2. the download cache (``$MULSUPCON_CACHE_DIR`` or ``~/.cache/mulsupcon_ld/raw``): ``CACHE/D/F``;
 3. the network, every address of the file in turn, into the cache.
 
+``D`` is the dataset's raw folder (``DatasetSpec.raw_folder_name``): its name, or for a variant
+such as ``nuswide21`` the dataset it derives from. For image datasets, an official layout already
+extracted in ``RAW/D/`` or ``CACHE/D/`` also counts as downloaded (:func:`is_downloaded`; see
+:func:`mulsupcon_ld.data.images.extracted_source`): it has no checksum, so ``prepare`` checks its
+structure and records expected and found counts instead.
+
 A file is only ever given its final name after its checksum matched (where one is published);
 transfers land in ``.F.partial`` next to it and are resumed with an HTTP Range request, so an
 interrupted download of a 13 GB archive costs only the missing bytes. Only the standard library's
@@ -60,6 +66,9 @@ class ResolvedSource:
     dataset: DatasetSpec
     source: Source
     files: dict[str, ResolvedFile] = field(default_factory=dict)
+    # set (and ``files`` left empty) when the source is an extracted official layout of an image
+    # dataset rather than its archives; see mulsupcon_ld.data.images.extracted_source
+    extracted_folder: Path | None = None
 
     def path(self, name: str) -> Path:
         return self.files[name].path
@@ -302,17 +311,19 @@ def _fetch(urls: Sequence[str], dest: str | os.PathLike, spec: RawFile | None, *
 
 
 def _roots(spec: DatasetSpec, raw: Path | None, cache: Path) -> list[tuple[str, Path]]:
+    folder = spec.raw_folder_name
     roots = []
     if raw is not None:
-        roots.append(("pre-staged", raw / spec.name))
-    roots.append(("cache", cache / spec.name))
+        roots.append(("pre-staged", raw / folder))
+    roots.append(("cache", cache / folder))
     return roots
 
 
 def _where_to_put(spec: DatasetSpec, raw: Path | None, cache: Path) -> str:
+    folder = spec.raw_folder_name
     if raw is not None:
-        return f"{raw / spec.name}/ (your --raw-dir) or {cache / spec.name}/"
-    return (f"{cache / spec.name}/ (or DIR/{spec.name}/ with --raw-dir DIR or "
+        return f"{raw / folder}/ (your --raw-dir) or {cache / folder}/"
+    return (f"{cache / folder}/ (or DIR/{folder}/ with --raw-dir DIR or "
             f"$MULSUPCON_RAW_DIR=DIR)")
 
 
@@ -342,12 +353,32 @@ def _verify_local(f: RawFile, origin: str, path: Path, spec: DatasetSpec,
 
 def is_downloaded(name_or_spec: str | DatasetSpec, raw_dir: str | os.PathLike | None = None,
                   cache_dir: str | os.PathLike | None = None) -> bool:
-    """Cheap check (existence only, no hashing) that some source's files are all present."""
+    """Cheap check (existence only, no hashing) that some source's files are all present, or,
+    for an image dataset, that its official layout is extracted in the raw or cache folder."""
     spec = get_dataset(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
     raw = resolve_raw_dir(raw_dir)
-    cache = Path(cache_dir) if cache_dir is not None else download_cache_dir()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else download_cache_dir()
     roots = _roots(spec, raw, cache)
-    return any(len(_local(s, roots)) == len(s.files) for s in spec.sources)
+    if any(len(_local(s, roots)) == len(s.files) for s in spec.sources):
+        return True
+    return spec.kind == "image" and _has_extracted_layout(spec, [r for _, r in roots])
+
+
+def folder_origin(folder: str | os.PathLike, raw_dir: str | os.PathLike | None = None) -> str:
+    """``"pre-staged"`` when ``folder`` lies in the pre-staged directory, else ``"cache"``."""
+    raw = resolve_raw_dir(raw_dir)
+    if raw is not None and Path(folder).resolve().is_relative_to(raw.resolve()):
+        return "pre-staged"
+    return "cache"
+
+
+def _has_extracted_layout(spec: DatasetSpec, folders: list[Path]) -> bool:
+    folders = [f for f in folders if f.is_dir()]
+    if not folders:  # skip importing the image code (and torch) when there is nothing to look at
+        return False
+    from .data.images import has_image_layout
+
+    return any(has_image_layout(spec, f) for f in folders)
 
 
 def download_spec(spec: DatasetSpec, raw_dir: str | os.PathLike | None = None, *,
@@ -395,7 +426,7 @@ def download_spec(spec: DatasetSpec, raw_dir: str | os.PathLike | None = None, *
                     if r is not None:
                         resolved.files[f.name] = r
                         continue
-                dest = cache / spec.name / f.name
+                dest = cache / spec.raw_folder_name / f.name
                 _, sha256 = _fetch(f.urls, dest, f, retries=retries, backoff=backoff,
                                    timeout=timeout, quiet=quiet)
                 resolved.files[f.name] = ResolvedFile(f, dest, sha256, "downloaded",

@@ -7,11 +7,17 @@ public fact recorded next to the file it describes, so a reviewer can check one 
 A dataset has one or more :class:`Source` s, tried in order: the first is preferred (e.g. Yeast:
 MulSupCon's HDF5 copy of the official split, then Mulan's ARFF). Image loaders added later only need
 a ``raw_format`` string and a preparer registered for it (see :mod:`mulsupcon_ld.data.prepare`).
+
+``DATASETS`` holds exactly the nine rows of Table 1. ``VARIANTS`` holds other preparations of the
+same raw files (``nuswide21``: NUS-WIDE restricted to its 21 most frequent concepts); they are
+reachable through :func:`get_dataset` like any dataset, are prepared into their own folder
+(``DATA_DIR/<variant>/``) and share the raw folder of the dataset they derive from
+(:attr:`DatasetSpec.raw_folder_name`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as _replace
 
 from .errors import UserError
 
@@ -60,6 +66,9 @@ class Source:
     notes: str = ""
     # how the train/val/test splits come out of these files (recorded in meta.json)
     split_notes: str = ""
+    # preparer options, e.g. (("difficult", "negative"),) for VOC; the image preparers read them
+    # (mulsupcon_ld.data.images._options) and record the values used in meta.json
+    options: tuple[tuple[str, object], ...] = ()
 
     def file(self, role: str) -> RawFile:
         """The file playing ``role`` (e.g. "train", "labels") in this source."""
@@ -93,6 +102,14 @@ class DatasetSpec:
     label_names: tuple[str, ...] | None = None
     notes: str = ""
     homepage: str = ""
+    # name of the folder holding the raw files (RAW/<folder>/, CACHE/<folder>/) when it is not
+    # ``name``: a variant shares the raw files of the dataset it derives from
+    raw_name: str | None = None
+
+    @property
+    def raw_folder_name(self) -> str:
+        """Folder of the raw files under the pre-staged directory and the download cache."""
+        return self.raw_name or self.name
 
     @property
     def primary(self) -> Source:
@@ -321,16 +338,19 @@ _PASCAL = DatasetSpec(
                     "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
                     "https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
                     "https://pjreddie.com/media/files/VOCtrainval_06-Nov-2007.tar",
-                ), md5="c52e279531787c972589f7e41ab4ae64", description="5,011 trainval images",
-                   role="trainval"),
+                ), md5="c52e279531787c972589f7e41ab4ae64", size=460032000,
+                   description="5,011 trainval images", role="trainval"),
                 RawFile("VOCtest_06-Nov-2007.tar", (
                     "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
                     "https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
                     "https://pjreddie.com/media/files/VOCtest_06-Nov-2007.tar",
-                ), md5="b6e924de25625d8de591ea690078ad9f", description="4,952 test images",
-                   role="test"),
+                ), md5="b6e924de25625d8de591ea690078ad9f", size=451020800,
+                   description="4,952 test images", role="test"),
             ),
             split_notes="train = VOC2007 trainval (5,011), test = VOC2007 test (4,952)",
+            # a class whose objects in an image are all 'difficult' is absent: 1.458/1.416 labels
+            # per image, Table 1's 1.46/1.42 ("positive" gives 1.579/1.541); docs/images.md
+            options=(("difficult", "negative"),),
         ),
     ),
     notes="Table 1 matches the official trainval/test sizes.",
@@ -385,12 +405,17 @@ _MIRFLICKR = DatasetSpec(
                 RawFile("mirflickr25k.zip", (
                     "http://press.liacs.nl/mirflickr/mirflickr25k.v3b/mirflickr25k.zip",
                     "https://press.liacs.nl/mirflickr/mirflickr25k.v3b/mirflickr25k.zip",
-                ), md5="a23d0a8564ee84cda5622a6c2f947785", description="25,000 images",
-                   role="images"),
+                ), md5="a23d0a8564ee84cda5622a6c2f947785", size=3069184257,
+                   description="25,000 images", role="images"),
+                # md5 and size: the values other projects record for this public file; the
+                # MIRFLICKR site does not publish a checksum for it (third-party, see docs/images.md)
                 RawFile("mirflickr25k_annotations_v080.zip", (
                     "http://press.liacs.nl/mirflickr/mirflickr25k.v3b/mirflickr25k_annotations_v080.zip",
                     "https://press.liacs.nl/mirflickr/mirflickr25k.v3b/mirflickr25k_annotations_v080.zip",
-                ), description="24 concept lists (+ '_r1' relevant variants)", role="annotations"),
+                ), md5="aa0138c79892b1b670184d142380948f", size=207220,
+                   description="24 concept lists (+ '_r1' relevant variants); md5 recorded by "
+                               "third parties, not published by the MIRFLICKR site",
+                   role="annotations"),
             ),
             split_notes="no official split: Table 1's 19,664/4,917 (= 24,581 images, presumably "
                         "those with at least one of the 24 labels) needs a seeded split",
@@ -402,8 +427,12 @@ _NUS_INSTRUCTIONS = (
     "NUS-WIDE's images are not distributed by a stable public download (the official site, "
     "https://lms.comp.nus.edu.sg/wp-content/uploads/2019/research/nuswide/NUS-WIDE.html, gives "
     "image URLs and label files; the images must be requested from the authors or obtained from "
-    "a copy you are licensed to use). Put Groundtruth.zip and ImageList.zip from that page, and "
-    "the images, in the folder named below."
+    "a copy you are licensed to use). Put Groundtruth.zip, ImageList.zip and ConceptsList.zip "
+    "from that page (zipped, or extracted as Groundtruth/AllLabels/Labels_<concept>.txt, "
+    "ImageList/Imagelist.txt, ImageList/TrainImagelist.txt, ImageList/TestImagelist.txt and "
+    "ConceptsList/Concepts81.txt; Concepts81.txt is required, its order is not guessed) and the "
+    "images as Flickr/<folder>/<file>.jpg (the paths of Imagelist.txt) in the folder named below; "
+    "see docs/images.md."
 )
 _NUS = "https://lms.comp.nus.edu.sg/wp-content/uploads/2019/research/nuswide/{f}"
 
@@ -423,21 +452,45 @@ _NUSWIDE = DatasetSpec(
                                             "http://dl.nextcenter.org/public/nuswide/Groundtruth.zip"),
                         role="labels"),
                 RawFile("ImageList.zip", (_NUS.format(f="ImageList.zip"),), role="image_list"),
+                RawFile("ConceptsList.zip", (_NUS.format(f="ConceptsList.zip"),),
+                        description="ConceptsList/Concepts81.txt: the 81 concepts, label order",
+                        role="concepts"),
             ),
             manual_download=True,
             instructions=_NUS_INSTRUCTIONS,
             split_notes="official split is 161,789/107,859; Table 1's 150,000/59,347 is not "
-                        "official",
+                        "official: seeded random split of the labelled images found "
+                        "(split='paper'; docs/images.md)",
+            options=(("labels", "81"), ("split", "paper")),
         ),
     ),
     notes="81 concepts. The paper's Section 4 also mentions the 21 most frequent categories; "
-          "Table 1 lists 81 labels.",
+          "Table 1 lists 81 labels (the 21-label variant is the registry entry nuswide21).",
+)
+
+# Section 4: "during training, we use sample data from the 21 most frequent categories in the
+# NUS-WIDE dataset", while Table 1 lists 81 labels: both preparations are offered.
+_NUSWIDE21 = _replace(
+    _NUSWIDE,
+    name="nuswide21",
+    title="NUS-WIDE (21 most frequent concepts)",
+    n_labels=21,
+    raw_name="nuswide",
+    sources=(_replace(_NUSWIDE.primary, options=(("labels", "21"), ("split", "paper"))),),
+    notes="Variant of nuswide: the 21 concepts with the most positive images (Section 4: 'we use "
+          "sample data from the 21 most frequent categories'), in Concepts81 order; images "
+          "without any of them are dropped. Table 1's row (81 labels, mean L/S 2.41/2.40) "
+          "describes the 81-label data, so the label count, the mean labels per image and "
+          "possibly the sizes differ from it by construction.",
 )
 
 DATASETS: dict[str, DatasetSpec] = {
     d.name: d for d in (_YEAST, _SCENE, _BOOKMARKS, _DELICIOUS, _MEDIAMILL,
                         _PASCAL, _COCO, _MIRFLICKR, _NUSWIDE)
 }
+
+# other preparations of a Table 1 dataset's raw files (not rows of Table 1)
+VARIANTS: dict[str, DatasetSpec] = {d.name: d for d in (_NUSWIDE21,)}
 
 VECTOR_DATASETS = tuple(n for n, d in DATASETS.items() if d.kind == "vector")
 IMAGE_DATASETS = tuple(n for n, d in DATASETS.items() if d.kind == "image")
@@ -449,16 +502,18 @@ def dataset_names() -> list[str]:
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    """Look a dataset up by its registry name (case-insensitive)."""
-    spec = DATASETS.get(str(name).strip().lower())
+    """Look a dataset (or a variant, e.g. ``nuswide21``) up by its registry name (case-insensitive)."""
+    key = str(name).strip().lower()
+    spec = DATASETS.get(key) or VARIANTS.get(key)
     if spec is None:
-        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)} "
+                        f"(variants: {', '.join(VARIANTS)})")
     return spec
 
 
 def register_dataset(spec: DatasetSpec, replace: bool = False) -> None:
     """Add a dataset (tests, extensions). Refuses to shadow an existing name unless ``replace``."""
-    if spec.name in DATASETS and not replace:
+    if (spec.name in DATASETS or spec.name in VARIANTS) and not replace:
         raise ValueError(f"dataset {spec.name!r} is already registered")
     if spec.kind not in ("vector", "image"):
         raise ValueError(f"kind must be 'vector' or 'image', not {spec.kind!r}")

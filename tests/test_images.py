@@ -567,3 +567,98 @@ def test_store_parallel_equals_serial(tmp_path):
         blobs[w] = (out / STORE_BLOB).read_bytes()
     assert blobs[1] == blobs[2]
     src.close()
+
+
+# ================================================================================= tests: CLI wiring
+def extract_voc(tars_folder: Path, dest: Path) -> Path:
+    """``dest/VOCdevkit/VOC2007/…``: both fixture tars extracted, as a user would pre-stage them."""
+    tv, te = write_voc(tars_folder)
+    dest.mkdir(parents=True)
+    for tar in (tv, te):
+        with tarfile.open(tar) as tf:
+            tf.extractall(dest, filter="data")
+    return dest
+
+
+def test_cli_prepare_from_extracted_pascal_layout(tmp_path, monkeypatch, capsys):
+    """`download`/`prepare pascal --raw-dir DIR` with DIR/pascal/VOCdevkit/VOC2007/… and no tar:
+    the real registry entry (its difficult="negative" default), no network, counts recorded."""
+    from mulsupcon_ld import cli
+    from mulsupcon_ld.download import is_downloaded
+
+    monkeypatch.setenv("MULSUPCON_PREPARE_WORKERS", "1")
+    (tmp_path / "tars").mkdir()
+    raw, data = tmp_path / "raw", tmp_path / "data"
+    folder = extract_voc(tmp_path / "tars", raw / "pascal")
+    assert (folder / "VOCdevkit" / "VOC2007" / "Annotations" / "000005.xml").is_file()
+    assert is_downloaded("pascal", raw)
+    assert not is_downloaded("pascal", tmp_path / "elsewhere")
+
+    assert cli.main(["download", "pascal", "--raw-dir", str(raw)]) == 0
+    out = capsys.readouterr().out
+    assert "extracted" in out and str(folder) in out and "pre-staged" in out
+    assert cli.main(["prepare", "pascal", "--raw-dir", str(raw), "--data-dir", str(data)]) == 0
+    assert "prepared pascal" in capsys.readouterr().out
+
+    meta = json.loads((data / "pascal" / "meta.json").read_text())
+    src = meta["source"]
+    assert src["raw_format"] == "voc2007-tar" and "files" not in src
+    assert src["extracted_folder"]["path"] == str(folder)
+    assert src["extracted_folder"]["origin"] == "pre-staged"
+    assert src["extracted_folder"]["counts"]["train"]["found"] == 4
+    assert set(src["extracted_folder"]["instead_of"]) == {"VOCtrainval_06-Nov-2007.tar",
+                                                          "VOCtest_06-Nov-2007.tar"}
+    assert meta["source_files"] == {}                       # nothing with a checksum was read
+    assert meta["counts"]["train"]["expected"] == 5011 and meta["counts"]["test"]["found"] == 3
+    assert meta["options"]["difficult"] == "negative"       # the registry default
+    assert meta["splits"]["train"] + meta["splits"]["val"] == 4 and meta["splits"]["test"] == 3
+    got, want = by_id(data / "pascal"), voc_expected(VOC_TRAINVAL, "negative")
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    got_te, want_te = by_id(data / "pascal", ("test",)), voc_expected(VOC_TEST, "negative")
+    assert all(np.array_equal(got_te[k], want_te[k]) for k in want_te)
+    # Table 1 differences are reported, not fatal
+    assert any(d["field"] == "n_train" for d in meta["differences"])
+
+
+def test_extracted_layout_in_the_cache_counts_as_downloaded(tmp_path, download_cache, capsys):
+    from mulsupcon_ld import cli
+    from mulsupcon_ld.download import is_downloaded
+
+    (tmp_path / "tars").mkdir()
+    folder = extract_voc(tmp_path / "tars", download_cache / "pascal")
+    assert is_downloaded("pascal")
+    assert cli.main(["download", "pascal"]) == 0
+    out = capsys.readouterr().out
+    assert str(folder) in out and "cache" in out
+
+
+def test_cli_nuswide21_uses_the_nuswide_raw_folder_and_its_options(tmp_path, monkeypatch, capsys):
+    """The registry variant nuswide21 reads RAW/nuswide/, passes labels="21" to the reader and is
+    prepared into DATA/nuswide21/ (top-2 here, the fixture having 4 concepts)."""
+    from mulsupcon_ld import cli
+    from mulsupcon_ld.download import is_downloaded
+
+    monkeypatch.setenv("MULSUPCON_PREPARE_WORKERS", "1")
+    monkeypatch.setattr(NUS, "TOP_K", 2)
+    spec = registry.get_dataset("nuswide21")
+    assert spec.raw_folder_name == "nuswide" and dict(spec.primary.options)["labels"] == "21"
+    monkeypatch.setitem(registry.VARIANTS, "nuswide21", replace(spec, n_labels=2))
+    raw, data = tmp_path / "raw", tmp_path / "data"
+    write_nuswide(raw / "nuswide")
+    assert is_downloaded("nuswide21", raw) and is_downloaded("nuswide", raw)
+    assert not is_downloaded("nuswide21", tmp_path / "elsewhere")
+    assert cli.main(["download", "nuswide21", "--raw-dir", str(raw)]) == 0
+    assert str(raw / "nuswide") in capsys.readouterr().out
+    assert cli.main(["prepare", "nuswide21", "--raw-dir", str(raw), "--data-dir", str(data)]) == 0
+    meta = json.loads((data / "nuswide21" / "meta.json").read_text())
+    assert not (data / "nuswide").exists()
+    assert meta["name"] == "nuswide21" and meta["label_names"] == ["animal", "sky"]
+    assert meta["options"]["labels"] == "21" and meta["source"]["registry_options"]["labels"] == "21"
+    assert meta["source"]["extracted_folder"]["path"] == str(raw / "nuswide")
+    got = {**by_id(data / "nuswide21"), **by_id(data / "nuswide21", ("test",))}
+    rel = [p.replace("\\", "/") for p in NUS_IMAGES]
+    for i in range(len(NUS_IMAGES)):
+        y = nus_y(i, ["animal", "sky"])
+        assert (rel[i] in got) == (bool(y.any()) and i != NUS_MISSING)
+        if rel[i] in got:
+            assert np.array_equal(got[rel[i]], y)

@@ -323,3 +323,78 @@ def test_info_of_a_synthetic_stand_in(tmp_path, capsys):
     assert info["synthetic"] is True and info["n_features"] == 120 and info["n_labels"] == 101
     assert info["expected_train"] == 29804 and any(d["field"] == "n_train"
                                                    for d in info["differences"])
+
+
+# ---------------------------------------------------------------------------------------------
+# image wiring: registry additions, extracted layouts as "downloaded"
+
+
+def test_image_registry_additions():
+    from mulsupcon_ld.paths import data_dir
+    from mulsupcon_ld.data.prepared import prepared_dir
+
+    voc = {f.name: f.size for f in registry.get_dataset("pascal").raw_files}
+    assert voc == {"VOCtrainval_06-Nov-2007.tar": 460_032_000, "VOCtest_06-Nov-2007.tar": 451_020_800}
+    assert dict(registry.get_dataset("pascal").primary.options) == {"difficult": "negative"}
+    mir = {f.name: f for f in registry.get_dataset("mirflickr").raw_files}
+    assert mir["mirflickr25k.zip"].size == 3_069_184_257
+    ann = mir["mirflickr25k_annotations_v080.zip"]
+    assert (ann.md5, ann.size) == ("aa0138c79892b1b670184d142380948f", 207_220)
+    assert "third part" in ann.description                   # not published by the MIRFLICKR site
+    nus = registry.get_dataset("nuswide")
+    assert nus.primary.file("concepts").name == "ConceptsList.zip"
+    assert nus.primary.file("concepts").urls[0].endswith("/nuswide/ConceptsList.zip")
+    assert "Concepts81.txt" in nus.primary.instructions
+    assert "Flickr/<folder>/<file>.jpg" in nus.primary.instructions
+    assert dict(nus.primary.options)["labels"] == "81"
+    # the 21-label variant: an entry of its own, not a tenth row of Table 1
+    v = registry.get_dataset("NUSWIDE21")
+    assert (v.name, v.kind, v.n_labels, v.raw_folder_name) == ("nuswide21", "image", 21, "nuswide")
+    assert dict(v.primary.options) == {"labels": "21", "split": "paper"}
+    assert v.primary.files == nus.primary.files and v.manual_download
+    assert "nuswide21" not in registry.DATASETS and "nuswide21" in registry.VARIANTS
+    assert registry.get_dataset("pascal").raw_folder_name == "pascal"
+    assert prepared_dir("nuswide21", "d") == data_dir("d") / "nuswide21"
+    with pytest.raises(ValueError):
+        registry.register_dataset(v)
+    with pytest.raises(UserError, match="nuswide21"):
+        registry.get_dataset("nuswide22")
+
+
+def test_image_options_reach_the_image_reader():
+    from mulsupcon_ld.data.images import _options
+
+    assert _options(registry.get_dataset("pascal"), "voc", {})["difficult"] == "negative"
+    assert _options(registry.get_dataset("pascal"), "voc", {"difficult": "positive"})["difficult"] \
+        == "positive"
+    assert _options(registry.get_dataset("nuswide21"), "nuswide", {})["labels"] == "21"
+    assert _options(registry.get_dataset("nuswide"), "nuswide", {})["labels"] == "81"
+
+
+def test_extracted_coco_layout_counts_as_downloaded(tmp_path):
+    from mulsupcon_ld.download import is_downloaded
+
+    raw = tmp_path / "raw"
+    coco = raw / "coco"
+    assert not is_downloaded("coco", raw)
+    for d in ("train2014", "val2014", "annotations"):
+        (coco / d).mkdir(parents=True)
+    (coco / "annotations" / "instances_train2014.json").write_text("{}")
+    assert not is_downloaded("coco", raw)                  # structure incomplete
+    (coco / "annotations" / "instances_val2014.json").write_text("{}")
+    assert is_downloaded("coco", raw)
+    assert not is_downloaded("coco", tmp_path / "other")
+    assert not is_downloaded("yeast", tmp_path / "other")  # vector datasets: files only
+
+
+def test_nuswide21_manual_message_names_the_shared_raw_folder(tmp_path):
+    from mulsupcon_ld.download import download_dataset
+
+    with pytest.raises(UserError) as exc:
+        download_dataset("nuswide21", tmp_path / "raw", cache_dir=tmp_path / "cache", quiet=True)
+    msg = str(exc.value)
+    assert "manual" in msg and str(tmp_path / "raw" / "nuswide") in msg
+    assert "nuswide21/" not in msg and "ConceptsList.zip" in msg and "Concepts81.txt" in msg
+    with pytest.raises(UserError, match="manual"):
+        prepare_dataset("nuswide21", tmp_path / "raw", tmp_path / "data", quiet=True)
+    assert not (tmp_path / "data" / "nuswide21").exists()

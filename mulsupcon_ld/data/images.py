@@ -7,8 +7,10 @@ Public API
     ``raw_folder`` (archives as downloaded, or their extracted layout), writes the image store and
     ``train/val/test.npz`` into ``out_dir`` and returns the ``meta`` dict (the caller writes
     ``meta.json``). Options: ``difficult`` (pascal), ``include_crowd`` (coco), ``labels`` and
-    ``split`` (nuswide), ``val_fraction`` (all, default 0.1), ``short_side`` (256), ``quality`` (90),
-    ``workers``; unknown options are an error.
+    ``split`` (nuswide), ``val_fraction`` (all, default 0.2), ``short_side`` (256), ``quality`` (90),
+    ``workers``; unknown options are an error. Defaults come from the registry entry's
+    ``options`` (``Source.options``, e.g. pascal's ``difficult="negative"``, nuswide21's
+    ``labels="21"``); keyword arguments override them.
 ``has_image_layout(spec, folder) -> bool``
     True when ``folder`` holds a dataset's extracted layout (for the download step: such a folder
     needs no archive).
@@ -312,22 +314,22 @@ def extracted_source(spec: Any, raw_dir: str | os.PathLike | None = None,
                      cache_dir: str | os.PathLike | None = None):
     """A ``download.ResolvedSource`` without files for an extracted official layout, or None.
 
-    Looks in ``RAW/<name>/`` (pre-staged) then ``CACHE/<name>/``. Archives take precedence: when
-    all files of the source are present, returns None (the normal download path verifies them).
-    The folder is in the attribute ``extracted_folder``.
+    Looks in ``RAW/<folder>/`` (pre-staged) then ``CACHE/<folder>/``, ``<folder>`` being the
+    dataset's raw folder (``raw_folder_name``: its name, or the dataset a variant derives from).
+    Archives take precedence: when all files of the source are present, returns None (the normal
+    download path verifies them). The folder is in the attribute ``extracted_folder``.
     """
     from ..download import ResolvedSource
     from ..paths import download_cache_dir, raw_dir as resolve_raw_dir
 
     raw = resolve_raw_dir(raw_dir)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else download_cache_dir()
-    for root in ([raw / spec.name] if raw is not None else []) + [cache / spec.name]:
+    folder = getattr(spec, "raw_folder_name", None) or spec.name
+    for root in ([raw / folder] if raw is not None else []) + [cache / folder]:
         if all((root / f.name).is_file() for f in spec.primary.files):
             return None
         if has_image_layout(spec, root):
-            resolved = ResolvedSource(spec, spec.primary)
-            resolved.extracted_folder = root  # type: ignore[attr-defined]
-            return resolved
+            return ResolvedSource(spec, spec.primary, extracted_folder=root)
     return None
 
 

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -346,6 +347,37 @@ def _write(spec: DatasetSpec, final: Path, build: Callable[[Path], tuple[Prepare
         write_json(tmp / META, meta)  # last: its presence means "done"
 
 
+def _source_meta(resolved, raw_dir: str | os.PathLike | None,
+                 content: PreparedContent) -> dict[str, Any]:
+    """``meta.json`` → ``source``: the files used and how each was checked, or the extracted
+    folder (checked by structure and counts, which the image preparer records in ``counts``)."""
+    src = resolved.source
+    meta: dict[str, Any] = {"name": src.name, "raw_format": src.raw_format,
+                            "split_notes": src.split_notes, "notes": src.notes}
+    if src.options:
+        meta["registry_options"] = dict(src.options)
+    folder = getattr(resolved, "extracted_folder", None)
+    if folder is None:
+        meta["files"] = {f.name: {"urls": list(f.urls), "origin": resolved.files[f.name].origin,
+                                  "verified_against_published_checksum":
+                                      resolved.files[f.name].verified}
+                         for f in src.files}
+        return meta
+    from ..download import folder_origin
+
+    meta["extracted_folder"] = {
+        "path": str(folder),
+        "origin": folder_origin(folder, raw_dir),
+        "checked": "structure of the official layout and expected vs found counts (meta.json "
+                   "counts); extracted files have no published checksum",
+        # the folders actually read (as found by the format reader) and what was found there
+        "read": sorted(content.extra_meta.get("extracted_folders", {})),
+        "counts": content.extra_meta.get("counts", {}),
+        "instead_of": {f.name: {"urls": list(f.urls)} for f in src.files},
+    }
+    return meta
+
+
 # ---------------------------------------------------------------------------------------------
 # public entry points
 
@@ -355,25 +387,30 @@ def prepare_dataset(name: str, raw_dir: str | os.PathLike | None = None,
                     quiet: bool = False, _locked: bool = False) -> PreparedDataset:
     """Download (or find) the raw files of ``name`` and write ``DATA_DIR/<name>/`` atomically.
 
+    For an image dataset, an official layout already extracted in the raw folder (pre-staged,
+    then cache; see :func:`mulsupcon_ld.data.images.extracted_source`) is used when the archives
+    are not all there; ``meta.json`` → ``source`` then names the folder instead of the files.
     An existing prepared directory is replaced only once the new one is complete.
     """
     from ..download import download_dataset
 
     spec = get_dataset(name)
     final = prepared_dir(spec.name, data_dir)
-    resolved = download_dataset(spec.name, raw_dir, source=source, quiet=quiet)
+    resolved = None
+    if spec.kind == "image" and source in (None, spec.primary.name):
+        from . import images
+
+        resolved = images.extracted_source(spec, raw_dir)
+        if resolved is not None and not quiet:
+            print(f"{spec.name}: using the extracted layout in {resolved.extracted_folder}",
+                  file=sys.stderr)
+    if resolved is None:
+        resolved = download_dataset(spec.name, raw_dir, source=source, quiet=quiet)
     preparer = _preparer_for(spec, resolved.source.raw_format)
 
     def build(tmp: Path):
         content = preparer(spec, resolved, tmp)
-        src = resolved.source
-        source_meta = {"name": src.name, "raw_format": src.raw_format,
-                       "split_notes": src.split_notes, "notes": src.notes,
-                       "files": {f.name: {"urls": list(f.urls), "origin": resolved.files[f.name].origin,
-                                          "verified_against_published_checksum":
-                                              resolved.files[f.name].verified}
-                                 for f in src.files}}
-        return content, {"synthetic": False, "source": source_meta,
+        return content, {"synthetic": False, "source": _source_meta(resolved, raw_dir, content),
                          "source_files": resolved.source_files()}
 
     if _locked:
