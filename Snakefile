@@ -1,0 +1,40 @@
+# Reproduction workflow of "Improving Multi-Label Contrastive Learning by Leveraging Label
+# Distribution" (MulSupCon_LD): data → training runs → Tables 2–8, Figure 2, diff against the
+# paper. How to run it: docs/workflow.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/tables.smk"
+
+
+localrules:
+    all,
+    download,
+    aggregate,
+    table,
+    figure2,
+    diff,
+
+
+rule all:
+    default_target: True
+    input:
+        expand(
+            "paper_tables/table{table}.{ext}", table=plan.TABLE_IDS, ext=("md", "csv")
+        ),
+        "paper_tables/figure2.png",
+        "paper_tables/figure2.pdf",
+        "paper_tables/diff.md",
+        "results/runs.csv",

@@ -1,0 +1,101 @@
+"""Collect ``metrics.json`` result files into one table, one row per run (``results/runs.csv``).
+
+Columns: the run's parameters (``dataset, method, seed, alpha, beta, ablation, scale, synthetic``),
+``status`` (``ok`` or ``unavailable``) and ``reason``; every metric of both protocols
+(``paper.mAP`` … ``val-threshold.ebF1``, ``val-threshold.threshold``); ``wall_time_s.*``;
+provenance (``config_hash``, ``result_hash``, ``git_commit``, ``version.<package>``, ``device``,
+``host``); data sizes (``data.n_train`` …, ``data.source``); ``run_id`` and ``path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from ..atomic import atomic_path
+from .plan import METRICS, RUNS_ROOT
+
+PROTOCOLS = ("paper", "val-threshold")
+ID_COLUMNS = ["run_id", "dataset", "method", "seed", "alpha", "beta", "ablation", "scale", "synthetic",
+              "status", "reason"]
+METRIC_COLUMNS = [f"{p}.{m}" for p in PROTOCOLS for m in METRICS] + ["val-threshold.threshold"]
+
+
+def metric_column(metric: str, protocol: str = "paper") -> str:
+    return f"{protocol}.{metric}"
+
+
+def run_row(record: dict[str, Any], path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Flatten one result record into a row."""
+    metrics = record.get("metrics")
+    row: dict[str, Any] = {k: record.get(k) for k in ID_COLUMNS if k not in ("run_id", "status", "reason")}
+    row["status"] = record.get("status") or ("ok" if isinstance(metrics, dict) else "unavailable")
+    row["reason"] = record.get("reason") or ""
+    row["run_id"] = _run_id(path) if path is not None else ""
+    for col in METRIC_COLUMNS:
+        protocol, name = col.split(".", 1)
+        value = ((metrics or {}).get(protocol) or {}).get(name)
+        row[col] = float(value) if value is not None else float("nan")
+    for k, v in (record.get("wall_time_s") or {}).items():
+        row[f"wall_time_s.{k}"] = v
+    for k in ("config_hash", "result_hash", "git_commit", "device", "host"):
+        row[k] = record.get(k, "")
+    for k, v in (record.get("versions") or {}).items():
+        row[f"version.{k}"] = v
+    for k, v in (record.get("data") or {}).items():
+        row[f"data.{k}"] = v
+    row["path"] = str(path) if path is not None else ""
+    return row
+
+
+def _run_id(path: str | os.PathLike) -> str:
+    """``results/runs/<run-id>/metrics.json`` → ``<run-id>`` (else the parent folder)."""
+    parent = Path(path).parent.as_posix()
+    marker = RUNS_ROOT + "/"
+    return parent.split(marker, 1)[1] if marker in parent else parent
+
+
+def collect_runs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per result file, ordered by ``run_id``; the identity and metric columns first."""
+    rows = [run_row(json.loads(Path(p).read_text()), p) for p in paths]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=ID_COLUMNS + METRIC_COLUMNS)
+    first = ID_COLUMNS + METRIC_COLUMNS
+    frame = frame[first + [c for c in frame.columns if c not in first]]
+    return frame.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+def read_runs(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a runs CSV written by :func:`write_runs` (types restored)."""
+    text_columns = {c: str for c in ("run_id", "dataset", "method", "ablation", "scale", "status", "reason")}
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text_columns)
+    for col in ("alpha", "beta") + tuple(c for c in METRIC_COLUMNS if c in frame.columns):
+        if col in frame.columns:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    if "synthetic" in frame.columns:
+        frame["synthetic"] = frame["synthetic"].map(_truthy)
+    for col in text_columns:
+        if col in frame.columns:
+            frame[col] = frame[col].fillna("")
+    return frame
+
+
+def _truthy(v: Any) -> bool:
+    return str(v).strip().lower() in ("true", "1", "yes")
+
+
+def write_runs(frame: pd.DataFrame, out: str | os.PathLike) -> None:
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def aggregate(paths: Iterable[str | os.PathLike], out: str | os.PathLike) -> pd.DataFrame:
+    """``collect_runs`` then write ``out`` atomically."""
+    frame = collect_runs(paths)
+    write_runs(frame, out)
+    return frame

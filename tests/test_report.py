@@ -1,0 +1,293 @@
+"""Report layer without Snakemake: run plan, aggregation, paper-layout tables, diff, Figure 2.
+
+Every runs table here is hand-made in the test (tiny, deterministic); the paper's numbers are the
+project's baselines/paper_reported.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from mulsupcon_ld.cli import main as cli_main
+from mulsupcon_ld.report import aggregate, diff, jobs, plan, tables
+from mulsupcon_ld.report.plan import RunConfig, RunKey
+
+METRICS = plan.METRICS
+
+
+def record(dataset, method, seed, value, *, alpha=None, beta=None, ablation="none", scale="paper",
+           synthetic=False, **per_metric):
+    """A metrics.json-like record: every metric = ``value`` unless given in ``per_metric``."""
+    if method != "mulsupcon" and alpha is None:
+        alpha, beta = plan.default_alpha_beta(dataset)
+    metrics = {m: per_metric.get(m, value) for m in METRICS}
+    return {"dataset": dataset, "method": method, "seed": seed, "alpha": alpha, "beta": beta,
+            "ablation": ablation, "scale": scale, "synthetic": synthetic,
+            "metrics": {"paper": metrics, "val-threshold": {**metrics, "threshold": 0.4}},
+            "config_hash": "c0ffee", "git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu"}
+
+
+def runs_frame(*records) -> pd.DataFrame:
+    return pd.DataFrame([aggregate.run_row(r, f"results/runs/x{i}/metrics.json") for i, r in enumerate(records)])
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return tables.load_paper()
+
+
+def paper_value(paper, table, dataset, method, metric, alpha=None, beta=None):
+    p = paper[(paper["table"].astype(str) == str(table)) & (paper["dataset"] == dataset)
+              & (paper["method"] == method) & (paper["metric"] == metric)]
+    if alpha is not None:
+        p = p[(p["alpha"].astype(float) == alpha) & (p["beta"].astype(float) == beta)]
+    assert len(p) == 1
+    return float(p["value"].iloc[0])
+
+
+def cell(frame, **where):
+    sel = frame
+    for k, v in where.items():
+        sel = sel[sel[k] == v]
+    assert len(sel) == 1, where
+    return sel.iloc[0]
+
+
+# ------------------------------------------------------------------------------------- plan
+
+
+def test_run_plan_counts_and_dedupe():
+    rc = RunConfig(datasets=tuple(plan.DATASET_TITLE), kinds={})
+    counts = {t: len(plan.runs_for_target(t, rc)) for t in plan.TABLE_IDS + ("figure2", "all")}
+    # 5 vector datasets × 3 methods × 5 seeds; 4 image datasets × 3 × 1 seed; 16 grid cells × seeds
+    assert counts["2"] == counts["3"] == 75
+    assert counts["4"] == 12
+    assert counts["5"] == counts["6"] == 80 and counts["7"] == counts["8"] == 16
+    assert counts["figure2"] == 4 * 5 + 4 * 1
+    # shared: Table 2's CLD run on Scene = grid cell at the default α, β = Figure 2's full CLD
+    # (and likewise on PASCAL), so the union is smaller than the sum
+    assert plan.fmt_num(plan.default_alpha_beta("scene")[0]) in map(plan.fmt_num, plan.PAPER_GRID)
+    assert counts["all"] == 75 + 12 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1 == 195
+    main_cld = {k for k in plan.runs_for_target("2", rc) if k.dataset == "scene" and k.method == "cld"}
+    assert main_cld <= set(plan.runs_for_target("5", rc))
+    assert main_cld <= set(plan.runs_for_target("figure2", rc))
+    assert set(plan.runs_for_target("5", rc)) == set(plan.runs_for_target("6", rc))
+
+
+def test_run_key_paths_and_cli_args():
+    key = RunKey("scene", "cld", "no-beta", "0.1", "1", 3, "smoke", True)
+    assert key.result == "results/runs/smoke/scene-synthetic/cld/no-beta/a0.1_b1/seed3/metrics.json"
+    assert key.state_dir == "results/state/smoke/scene-synthetic/cld/no-beta/a0.1_b1/seed3"
+    assert key.cli_args() == ["--dataset", "scene", "--method", "cld", "--seed", "3", "--alpha", "0.1",
+                              "--beta", "1", "--ablation", "no-beta", "--scale", "smoke", "--synthetic"]
+    assert RunKey.from_path_parts("smoke", "scene-synthetic", "cld", "no-beta", "0.1", "1", "3") == key
+    mulsupcon = RunKey("yeast", "mulsupcon", "none", "na", "na", 0, "paper", False)
+    assert "--alpha" not in mulsupcon.cli_args() and "--synthetic" not in mulsupcon.cli_args()
+    assert [plan.fmt_num(x) for x in (0.001, 0.01, 0.1, 1, 1.0, "1", None)] == [
+        "0.001", "0.01", "0.1", "1", "1", "1", "na"]
+
+
+def test_config_strings_from_the_command_line_are_coerced():
+    schema = {"type": "object", "properties": {
+        "seeds": {"type": "array", "items": {"type": "integer"}},
+        "alphas": {"type": "array", "items": {"type": "number"}},
+        "raw_dir": {"type": ["string", "null"]},
+        "image_seeds": {"type": ["array", "null"], "items": {"type": "integer"}},
+        "resources": {"type": "object", "properties": {"vector": {"type": "object", "properties": {
+            "threads": {"type": "integer"}}}}}}}
+    got = plan.coerce_config({"seeds": ["0", "1"], "alphas": ["0.1", "1"], "raw_dir": "null",
+                              "image_seeds": "[0, 2]", "resources": {"vector": {"threads": "4"}},
+                              "other": "x"}, schema)
+    assert got == {"seeds": [0, 1], "alphas": [0.1, 1.0], "raw_dir": None, "image_seeds": [0, 2],
+                   "resources": {"vector": {"threads": 4}}, "other": "x"}
+    assert plan.coerce_config({"raw_dir": "../shared/data"}, schema) == {"raw_dir": "../shared/data"}
+
+
+# ------------------------------------------------------------------------------------- tables
+
+
+def test_table2_layout_ours_next_to_paper(paper):
+    runs = runs_frame(*(record("yeast", m, s, 0.70 + 0.01 * s) for m in ("mulsupcon", "rld", "cld")
+                        for s in (0, 1)))
+    frame = tables.table_frame("2", runs, paper, tolerance=0.02)
+    md = tables.render_markdown("2", frame, 0.02)
+    lines = md.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| Algorithm"))
+    assert lines[header] == ("| Algorithm | Yeast | Scene | Bookmarks | Delicious | Mediamill "
+                             "| Yeast | Scene | Bookmarks | Delicious | Mediamill |")
+    body = lines[header + 2:]
+    assert body[0].split(" | ")[1:3] == ["**HA ↑**", ""] and "**ebF1 ↑**" in body[0]
+    assert [line.split(" | ")[0] for line in body[1:9]] == [
+        "| LaMP (quoted)", "| MPVAE (quoted)", "| ASL (quoted)", "| RBCC (quoted)", "| C-GMVAE (quoted)",
+        "| MulSupCon", "| MulSupCon_RLD", "| MulSupCon_CLD"]
+    assert "**miF1 ↑**" in body[9] and "**maF1 ↑**" in body[9]
+    assert len(frame) == 8 * 2 * 2 * 5
+    # quoted methods: the paper's number, labelled
+    lamp = cell(frame, row="LaMP", metric="HA", dataset="yeast")
+    assert lamp["text"] == f"{paper_value(paper, 2, 'yeast', 'LaMP', 'HA'):.3f} (quoted)"
+    assert cell(frame, row="LaMP", metric="HA", dataset="mediamill")["text"] == "— (not reported)"
+    # ours: mean ± std over the two seeds, n, the paper's value and Δ
+    ours = cell(frame, row="MulSupCon", metric="HA", dataset="yeast")
+    p = paper_value(paper, 2, "yeast", "MulSupCon", "HA")
+    assert ours["n"] == 2 and ours["ours_mean"] == pytest.approx(0.705)
+    assert ours["ours_std"] == pytest.approx(pd.Series([0.70, 0.71]).std())
+    assert ours["diff"] == pytest.approx(0.705 - p)
+    assert ours["text"].startswith("0.705 ± 0.007 (n=2) · paper 0.803 · ")
+    assert "SYNTHETIC" not in md
+
+
+def test_flag_beyond_tolerance(paper):
+    p_cld = paper_value(paper, 3, "scene", "MulSupCon_CLD", "mAP")
+    p_rld = paper_value(paper, 3, "scene", "MulSupCon_RLD", "mAP")
+    runs = runs_frame(record("scene", "cld", 0, 0.5, mAP=p_cld + 0.015),
+                      record("scene", "rld", 0, 0.5, mAP=p_rld - 0.03))
+    frame = tables.table_frame("3", runs, paper, tolerance=0.02)
+    within = cell(frame, row="MulSupCon_CLD", metric="mAP", dataset="scene")
+    beyond = cell(frame, row="MulSupCon_RLD", metric="mAP", dataset="scene")
+    assert within["within_tolerance"] is True and tables.FLAG not in within["text"]
+    assert beyond["within_tolerance"] is False and beyond["text"].endswith(f"**Δ -0.030 {tables.FLAG}**")
+    loose = tables.table_frame("3", runs, paper, tolerance=0.05)
+    assert cell(loose, row="MulSupCon_RLD", metric="mAP", dataset="scene")["within_tolerance"] is True
+
+
+def test_missing_and_unavailable_cells_show_a_dash_and_why(paper):
+    unavailable = jobs.unavailable_record(RunKey("mediamill", "cld", "none", "0.1", "1", 0, "paper", False),
+                                          "mediamill needs a manual download (mediamill.rar)")
+    runs = runs_frame(record("yeast", "cld", 0, 0.6), unavailable)
+    frame = tables.table_frame("2", runs, paper, tolerance=0.02)
+    md = tables.render_markdown("2", frame, 0.02)
+    media = cell(frame, row="MulSupCon_CLD", metric="HA", dataset="mediamill")
+    assert media["status"] == "unavailable" and math.isnan(media["ours_mean"])
+    assert media["text"].startswith("— (dataset not available [")
+    assert "Mediamill: dataset not available: mediamill needs a manual download" in md
+    never_run = cell(frame, row="MulSupCon", metric="HA", dataset="bookmarks")
+    assert never_run["status"] == "missing" and never_run["text"].startswith("— (not run [")
+    # no number is ever made up: only cells backed by runs have one
+    ours = frame[frame["status"] != "quoted"]
+    assert set(ours.loc[ours["ours_mean"].notna(), "dataset"]) == {"yeast"}
+    assert cell(frame, row="MulSupCon_CLD", metric="HA", dataset="yeast")["status"] == "ok"
+    assert cell(frame, row="MulSupCon_RLD", metric="HA", dataset="yeast")["status"] == "missing"
+
+
+def test_grid_tables_read_the_right_runs(paper):
+    runs = runs_frame(
+        record("scene", "cld", 0, 0.5, alpha=0.1, beta=1.0, HA=0.91),
+        record("scene", "cld", 0, 0.5, alpha=0.01, beta=0.001, HA=0.92),
+        record("scene", "cld", 0, 0.5, alpha=0.01, beta=0.001, ablation="no-alpha", HA=0.10),  # not a grid run
+    )
+    t5 = tables.table_frame("5", runs, paper, 0.02)
+    t6 = tables.table_frame("6", runs, paper, 0.02)
+    md5 = tables.render_markdown("5", t5, 0.02)
+    assert "*(c) Fix the parameter α at 0.1 on the Scene dataset.*" in md5
+    assert "| β | HA | ebF1 | miF1 | maF1 | p_at_1 | mAP |" in md5
+    assert "*(a) Fix the parameter β at 0.001 on the Scene dataset.*" in tables.render_markdown("6", t6, 0.02)
+    c5 = cell(t5, panel="(c)", row="β = 1", metric="HA")
+    c6 = cell(t6, panel="(d)", row="α = 0.1", metric="HA")
+    assert c5["ours_mean"] == c6["ours_mean"] == 0.91
+    assert c5["paper"] == paper_value(paper, 5, "scene", "MulSupCon_CLD", "HA", 0.1, 1.0)
+    assert cell(t5, panel="(b)", row="β = 0.001", metric="HA")["ours_mean"] == 0.92
+    assert cell(t5, panel="(a)", row="β = 0.001", metric="HA")["status"] == "missing"
+    # Table 2's CLD cell uses only the default α, β (0.1, 1 here), not other grid cells
+    t2 = tables.table_frame("2", runs, paper, 0.02)
+    assert cell(t2, row="MulSupCon_CLD", metric="HA", dataset="scene")["ours_mean"] == 0.91
+
+
+def test_synthetic_marked_and_never_mixed_with_real(paper):
+    runs = runs_frame(record("yeast", "cld", 0, 0.3, synthetic=True), record("yeast", "cld", 1, 0.4, synthetic=True),
+                      record("scene", "cld", 0, 0.5, synthetic=True), record("scene", "cld", 0, 0.8))
+    frame = tables.table_frame("3", runs, paper, 0.02)
+    yeast = cell(frame, row="MulSupCon_CLD", metric="mAP", dataset="yeast")
+    scene = cell(frame, row="MulSupCon_CLD", metric="mAP", dataset="scene")
+    assert yeast["text"].startswith("SYNTHETIC 0.350 ± 0.071 (n=2)")
+    assert scene["ours_mean"] == 0.8 and not scene["synthetic"] and "SYNTHETIC" not in scene["text"]
+    md = tables.render_markdown("3", frame, 0.02)
+    assert "**SYNTHETIC DATA**" in md
+    d = diff.render_diff(diff.diff_frame(runs, paper, 0.02), 0.02)
+    assert "SYNTHETIC 0.350" in d and "## Summary (SYNTHETIC)" in d
+
+
+def test_diff_summary_counts(paper):
+    p = {m: paper_value(paper, 3, "yeast", "MulSupCon", m) for m in ("p_at_1", "mAP")}
+    runs = runs_frame(record("yeast", "mulsupcon", 0, 0.0, p_at_1=p["p_at_1"] + 0.01, mAP=p["mAP"] + 0.5))
+    frame = diff.diff_frame(runs, paper, 0.02)
+    summary = diff.summary_frame(frame).set_index("table")
+    # Table 3: 2 metrics × 5 datasets × 3 methods printed; one run → 2 compared, 1 within
+    assert summary.loc["3"].to_dict() == {"total": 30, "compared": 2, "within": 1, "beyond": 1, "no_result": 28}
+    # Table 2: 4 metrics of the same run compared (HA, ebF1, miF1, maF1 all 0.0 → beyond)
+    assert summary.loc["2"].to_dict() == {"total": 60, "compared": 4, "within": 0, "beyond": 4, "no_result": 56}
+    assert summary.loc["4", "total"] == 72 and summary.loc["5", "total"] == 96
+    overall = summary.loc["overall"]
+    assert overall["total"] == 60 + 30 + 72 + 4 * 96 and overall["compared"] == 6 and overall["within"] == 1
+    text = diff.render_diff(frame, 0.02)
+    assert "| Table 3 | 1 / 30 | 2 | 1 | 28 |" in text and "| overall | 1 / 546 | 6 | 5 | 540 |" in text
+
+
+def test_diff_command(tmp_path, paper):
+    runs = runs_frame(record("scene", "cld", 0, 0.9), record("scene", "cld", 1, 0.92))
+    runs_csv = tmp_path / "runs.csv"
+    aggregate.write_runs(runs, runs_csv)
+    out = tmp_path / "diff.md"
+    assert cli_main(["diff", "--runs", str(runs_csv), "--tolerance", "0.5", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Tolerance: |Δ| ≤ 0.5" in text and "| Table 3 | 2 / 30 | 2 | 0 | 28 |" in text
+    assert cli_main(["diff", "--runs", str(tmp_path / "absent.csv")]) == 2
+
+
+# ------------------------------------------------------------------------------------- aggregation
+
+
+def test_aggregate_one_row_per_result_file(tmp_path):
+    paths = []
+    for i, rec in enumerate([record("yeast", "cld", 0, 0.5),
+                             jobs.unavailable_record(RunKey("bookmarks", "mulsupcon", "none", "na", "na", 0,
+                                                            "smoke", False), "no network")]):
+        p = tmp_path / "results" / "runs" / f"r{i}" / "metrics.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(rec))
+        paths.append(p)
+    out = tmp_path / "runs.csv"
+    aggregate.aggregate(paths, out)
+    frame = aggregate.read_runs(out)
+    assert len(frame) == 2
+    assert list(frame.columns[:11]) == aggregate.ID_COLUMNS
+    ok, missing = frame.iloc[0], frame.iloc[1]
+    assert ok["status"] == "ok" and ok["paper.mAP"] == 0.5 and ok["val-threshold.threshold"] == 0.4
+    assert ok["config_hash"] == "c0ffee" and ok["version.torch"] == "x" and ok["run_id"] == "r0"
+    assert missing["status"] == "unavailable" and missing["reason"] == "dataset not available: no network"
+    assert math.isnan(missing["paper.mAP"]) and not missing["synthetic"]
+
+
+def test_unavailable_data_is_passed_on_without_running(tmp_path):
+    download = tmp_path / "download.json"
+    download.write_text(json.dumps({"status": "unavailable", "reason": "files absent"}))
+    prepared = tmp_path / "prepared.json"
+    jobs.prepare_job("bookmarks", None, str(tmp_path / "data"), str(download), str(prepared),
+                     str(tmp_path / "prepare.log"))
+    assert jobs.read_status(prepared)["status"] == "unavailable"
+    out = tmp_path / "metrics.json"
+    key = RunKey("bookmarks", "rld", "none", "0.1", "1", 2, "smoke", False)
+    rec = jobs.train_job(key, str(prepared), str(out), str(tmp_path / "train.log"))
+    assert json.loads(out.read_text()) == rec
+    assert rec["metrics"] is None and rec["reason"] == "dataset not available: files absent"
+    assert rec["alpha"] == 0.1 and rec["seed"] == 2
+
+
+# ------------------------------------------------------------------------------------- figure
+
+
+def test_figure2(tmp_path):
+    runs = runs_frame(*(record("scene", "cld", s, 0.5 + 0.1 * i, ablation=a, synthetic=True)
+                        for i, a in enumerate(plan.ABLATIONS) for s in (0, 1)))
+    from mulsupcon_ld.report.figure import write_figure2
+
+    frame = write_figure2(runs, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"), str(tmp_path / "f.csv"))
+    assert (tmp_path / "f.png").stat().st_size > 10_000 and (tmp_path / "f.pdf").stat().st_size > 1000
+    scene = frame[frame["dataset"] == "scene"]
+    assert (scene["status"] == "ok").all() and (scene["n"] == 2).all()
+    assert (frame.loc[frame["dataset"] == "pascal", "status"] == "missing").all()
+    csv = pd.read_csv(tmp_path / "f.csv")
+    assert set(csv["variant"]) == set(plan.ABLATION_LABEL.values()) and len(csv) == 2 * 4 * 6

@@ -1,0 +1,112 @@
+import os
+from pathlib import Path
+
+import yaml
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from mulsupcon_ld.registry import DATASETS
+from mulsupcon_ld.report import plan
+
+# `--config seeds=[0,1]` leaves strings inside lists: convert them to the schema's types first
+with open(workflow.source_path("../schemas/config.schema.yaml")) as _fh:
+    config.update(plan.coerce_config(dict(config), yaml.safe_load(_fh)))
+validate(config, "../schemas/config.schema.yaml")
+
+_unknown = [d for d in config["datasets"] if d not in DATASETS]
+if _unknown:
+    raise WorkflowError(
+        f"config datasets: unknown {', '.join(_unknown)}; known: {', '.join(DATASETS)}"
+    )
+
+# which runs exist: the config part that matters, resolved once (α, β defaults: mulsupcon_ld.settings)
+RUNS = plan.RunConfig.from_config(config)
+
+# envs/mulsupcon.post-deploy.sh installs the project from here into the conda env (--sdm conda)
+os.environ.setdefault("MULSUPCON_LD_ROOT", str(Path(workflow.basedir).resolve()))
+
+ENV = "../../envs/mulsupcon.yaml"
+_NAMES = "|".join(sorted(DATASETS, key=len, reverse=True))
+_NUMBER = r"na|[0-9][0-9.e+-]*"
+
+
+wildcard_constraints:
+    dataset=f"(?:{_NAMES})",
+    data=f"(?:{_NAMES})(?:{plan.SYNTHETIC_SUFFIX})?",
+    scale="paper|smoke",
+    method="mulsupcon|rld|cld",
+    ablation="none|no-alpha|no-beta|no-all",
+    alpha=_NUMBER,
+    beta=_NUMBER,
+    seed=r"\d+",
+    table="[2-8]",
+
+
+# ---------------------------------------------------------------------------------------------
+# targets
+
+
+def run_results(target):
+    """Result files (metrics.json) a target needs: a table id, "figure2" or "all"."""
+    return [key.result for key in plan.runs_for_target(target, RUNS)]
+
+
+def table_results(wildcards):
+    return run_results(wildcards.table)
+
+
+def figure2_results(wildcards):
+    return run_results("figure2")
+
+
+def all_results(wildcards):
+    return run_results("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def download_status(wildcards):
+    """Synthetic stand-ins need no download."""
+    dataset, synthetic = plan.split_data_name(wildcards.data)
+    return [] if synthetic else f"results/data/{dataset}/download.json"
+
+
+def data_kind(wildcards):
+    name = (
+        getattr(wildcards, "dataset", None) or plan.split_data_name(wildcards.data)[0]
+    )
+    return RUNS.kind(name)
+
+
+def data_runtime(wildcards):
+    """Minutes for a download/prepare job (image archives are tens of GB)."""
+    return 600 if data_kind(wildcards) == "image" else 30
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def _train_res(wildcards, name, default=0):
+    return config["resources"][data_kind(wildcards)].get(name, default)
+
+
+def train_threads(wildcards):
+    return _train_res(wildcards, "threads", 1)
+
+
+def train_mem_mb(wildcards):
+    return _train_res(wildcards, "mem_mb")
+
+
+def train_gpu(wildcards):
+    return _train_res(wildcards, "gpu")
+
+
+def train_runtime(wildcards):
+    if wildcards.scale == "smoke":
+        return config["resources"]["smoke"]["runtime"]
+    return _train_res(wildcards, "runtime")

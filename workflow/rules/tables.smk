@@ -1,0 +1,70 @@
+# Tables 2–8 (markdown + CSV of cells), Figure 2, and the diff against the paper. Tables 6 and 8
+# read the same runs as 5 and 7; each table needs only its own runs.
+
+
+rule table:
+    input:
+        table_results,
+    output:
+        md=report(
+            "paper_tables/table{table}.md",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "Table {table}", "format": "markdown"},
+        ),
+        csv=report(
+            "paper_tables/table{table}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "Table {table}", "format": "CSV"},
+        ),
+    log:
+        "logs/tables/table{table}.log",
+    conda:
+        ENV
+    params:
+        tolerance=config["tolerance"],
+    script:
+        "../scripts/table.py"
+
+
+rule figure2:
+    input:
+        figure2_results,
+    output:
+        png=report(
+            "paper_tables/figure2.png",
+            caption="../report/figure2.rst",
+            category="Figure 2",
+            labels={"figure": "Figure 2", "format": "PNG"},
+        ),
+        pdf=report(
+            "paper_tables/figure2.pdf",
+            caption="../report/figure2.rst",
+            category="Figure 2",
+            labels={"figure": "Figure 2", "format": "PDF"},
+        ),
+        csv="paper_tables/figure2.csv",
+    log:
+        "logs/tables/figure2.log",
+    conda:
+        ENV
+    params:
+        ablations=config["ablations"],
+    script:
+        "../scripts/figure2.py"
+
+
+rule diff:
+    input:
+        "results/runs.csv",
+    output:
+        report("paper_tables/diff.md", caption="../report/diff.rst", category="Diff"),
+    log:
+        "logs/tables/diff.log",
+    conda:
+        ENV
+    params:
+        tolerance=config["tolerance"],
+    shell:
+        "mulsupcon-ld diff --runs {input} --tolerance {params.tolerance} --out {output} > {log} 2>&1"

@@ -1,0 +1,16 @@
+"""Rule train: `mulsupcon-ld run … --out results/state/<run-id>`, then metrics.json → declared output."""
+
+from mulsupcon_ld.report.jobs import train_job
+from mulsupcon_ld.report.plan import RunKey
+
+w = snakemake.wildcards
+train_job(
+    RunKey.from_path_parts(w.scale, w.data, w.method, w.ablation, w.alpha, w.beta, w.seed),
+    snakemake.input.prepared,
+    snakemake.output[0],
+    snakemake.log[0],
+    raw_dir=snakemake.config["raw_dir"],
+    data_dir=snakemake.params.data_dir,
+    device=snakemake.config["device"],
+    threads=snakemake.threads,
+)
