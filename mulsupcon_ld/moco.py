@@ -1,0 +1,137 @@
+"""MoCo for MulSupCon_LD: query/key encoders, momentum update, queues ``Q``, ``Q_ll``, ``Q_ld``.
+
+Section 3 ("Main Framework"): "We follow the MulSupCon to use the MoCo framework … The key model
+updates through a momentum-based method. In addition to utilizing a queue Q to store z^k, we also
+employ two queues Q_ll and Q_ld to store the logical labels y_i and the label distributions d_i."
+
+One training step (:mod:`mulsupcon_ld.train`)::
+
+    out = moco(view1, view2, y)          # momentum update, q, k, D, keys = [k; Q], labels, dists
+    loss = loss_fn(out)                  # uses the queue as it was *before* this batch
+    loss.backward(); optimiser.step()
+    moco.enqueue(out.k, y, out.dist)     # ring buffer; stores D detached
+
+Queue semantics. The three queues form one ring buffer with a write pointer and a fill count
+(all ``register_buffer`` s, so they are checkpointed with the model). Only the ``count`` filled
+entries take part in the loss; while the queue is filling, the negatives/positives are the batch
+plus what has been enqueued so far. MulSupCon's reference code instead starts from a random-normal
+queue and ignores it until it has wrapped around once (its ``QueueFull`` flag); we never use
+random init vectors as negatives, and use the filled part as soon as it exists. A batch that does
+not divide the queue size wraps around (the tail of the batch goes to the head of the buffer);
+MulSupCon asserts divisibility instead. A batch larger than the queue keeps its last ``K`` rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoders import FC_INPUTS, Encoder
+
+
+@dataclass
+class MoCoOutput:
+    """What one forward pass gives the loss. ``keys``/``key_labels``/``key_dist`` are the batch's
+    keys followed by the filled queue entries (pre-update queue)."""
+
+    q: torch.Tensor            # [B, d] L2-normalised query embeddings (grad)
+    k: torch.Tensor            # [B, d] L2-normalised key embeddings (no grad)
+    logits: torch.Tensor       # [B, C] fc output (grad)
+    dist: torch.Tensor         # [B, C] D = softmax(fc(.)) (grad)
+    keys: torch.Tensor         # [B + n, d]
+    key_labels: torch.Tensor   # [B + n, C] float 0/1
+    key_dist: torch.Tensor     # [B + n, C]: first B rows = dist (grad), then Q_ld (detached)
+
+
+class MoCo(nn.Module):
+    """Query encoder + ``fc`` (trained), key encoder (momentum copy), and the three queues.
+
+    ``fc_input`` chooses what the label-distribution head reads: ``"rep"`` (default) the backbone
+    representation ``h`` — so that fine-tuning can start its classifier from ``fc`` on top of the
+    backbone — or ``"proj"`` the (unnormalised) projection-head output.
+    """
+
+    def __init__(self, encoder: Encoder, n_labels: int, queue_size: int, momentum: float = 0.999,
+                 fc_input: str = "rep"):
+        super().__init__()
+        if fc_input not in FC_INPUTS:
+            raise ValueError(f"fc_input must be one of {FC_INPUTS}, got {fc_input!r}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.encoder_q = encoder
+        self.encoder_k = copy.deepcopy(encoder)
+        for p in self.encoder_k.parameters():
+            p.requires_grad_(False)
+        self.fc_input = fc_input
+        self.fc = nn.Linear(encoder.rep_dim if fc_input == "rep" else encoder.out_dim, n_labels)
+        self.momentum = float(momentum)
+        self.queue_size = int(queue_size)
+        dim = encoder.out_dim
+        self.register_buffer("queue", torch.zeros(queue_size, dim))                 # Q
+        self.register_buffer("queue_labels", torch.zeros(queue_size, n_labels))     # Q_ll
+        self.register_buffer("queue_dist", torch.zeros(queue_size, n_labels))       # Q_ld
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
+
+    # ---------------------------------------------------------------- momentum encoder
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """``θ_k ← m θ_k + (1 − m) θ_q`` over parameters (as MoCo; the key encoder's BatchNorm
+        statistics are its own and never used, since it always runs in training mode)."""
+        m = self.momentum
+        q_params = list(self.encoder_q.parameters())
+        k_params = list(self.encoder_k.parameters())
+        torch._foreach_mul_(k_params, m)
+        torch._foreach_add_(k_params, q_params, alpha=1.0 - m)
+
+    # ---------------------------------------------------------------- queue
+    def queue_view(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The filled entries of ``(Q, Q_ll, Q_ld)`` (detached), in buffer order."""
+        n = int(self.queue_count)
+        return self.queue[:n].detach(), self.queue_labels[:n].detach(), self.queue_dist[:n].detach()
+
+    @torch.no_grad()
+    def enqueue(self, k: torch.Tensor, labels: torch.Tensor, dist: torch.Tensor) -> None:
+        """Write a batch at the pointer, wrapping around the end of the buffer."""
+        K = self.queue_size
+        if k.shape[0] > K:  # only the newest K survive anyway
+            k, labels, dist = k[-K:], labels[-K:], dist[-K:]
+        b = k.shape[0]
+        idx = (int(self.queue_ptr) + torch.arange(b, device=self.queue.device)) % K
+        self.queue[idx] = k.detach().to(self.queue.dtype)
+        self.queue_labels[idx] = labels.detach().to(self.queue_labels.dtype)
+        self.queue_dist[idx] = dist.detach().to(self.queue_dist.dtype)
+        self.queue_ptr.fill_((int(self.queue_ptr) + b) % K)
+        self.queue_count.fill_(min(int(self.queue_count) + b, K))
+
+    # ---------------------------------------------------------------- forward
+    def encode_query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(q, logits)``: normalised query embedding and the fc logits, both with gradient."""
+        h, p = self.encoder_q(x)
+        logits = self.fc(h if self.fc_input == "rep" else p)
+        return F.normalize(p, dim=1), logits
+
+    def forward(self, x_q: torch.Tensor, x_k: torch.Tensor, labels: torch.Tensor) -> MoCoOutput:
+        """Algorithm 1, lines 2–7, plus the key set ``A(i)`` = batch keys followed by the queue.
+
+        In training mode the key encoder is momentum-updated first (as in MoCo).
+        """
+        q, logits = self.encode_query(x_q)
+        dist = torch.softmax(logits, dim=1)
+        with torch.no_grad():
+            if self.training:
+                self.momentum_update()
+            _, pk = self.encoder_k(x_k)
+            k = F.normalize(pk, dim=1)
+        labels = labels.to(self.queue_labels.dtype)
+        qk, ql, qd = self.queue_view()
+        return MoCoOutput(
+            q=q, k=k, logits=logits, dist=dist,
+            keys=torch.cat([k, qk], 0),
+            key_labels=torch.cat([labels, ql], 0),
+            key_dist=torch.cat([dist, qd], 0),
+        )

@@ -1,0 +1,261 @@
+"""Per-dataset hyperparameters of Section 4 ("Settings"), in one table, each value citing the paper.
+
+``get_settings(dataset, scale="paper", overrides=[...])`` returns a nested, JSON-serialisable dict;
+``mulsupcon-ld settings --dataset NAME [--json]`` prints it. Values the paper does not state are
+marked ``ours`` below and explained in docs/method_training.md.
+
+Quotes (Section 4, Settings):
+
+[I1] "During the pretraining phase, we configure the number of epochs to 400 and utilize AdamW and
+     CosineAnnealingWarmRestarts as the optimizer and scheduler. The batch size for all image
+     datasets is 128."
+[I2] "… we use a momentum of 0.999, a temperature parameter of 0.1, a queue size of 4096, except
+     MIRFLICKR is 8192 and PASCAL is 1024, a learning rate of 0.00004, and a weight decay of 0.0001.
+     The parameters in the learning rate scheduler are set to 50, 2, and 0.00001, respectively."
+[I3] "After the pretraining phase, the learning rate is set to 0.0004, the weight decay to 0.00001,
+     and the learning rate scheduler parameters to 25, 2, and 0.0001, respectively."
+[V1] "The batch size is 256 for Bookmarks and Scene, 128 for Delicious and Yeast, and 512 for
+     Mediamill."
+[V2] "… we randomly mask 0.5 of the elements. we use a momentum of 0.999, a temperature parameter
+     of 0.1, a queue size of 8192 except Yeast is 256, Scene is 1024 and Delicious is 4096, a
+     learning rate of 0.00004, and a weight decay of 0.0001. The parameters in the learning rate
+     scheduler are set to 50, 2, and 0.00001, respectively."
+[V3] "After the pretraining phase, the learning rate is set to 0.0004, weight decay to 0.00001,
+     except Mediamill is 0.004 and 0.0001."
+[V4] "All masks are set to 0.4, except for Delicious and Mediamill, which are set to 0.2 and 0."
+[V5] "The parameters of Scene and Bookmarks in the learning rate scheduler are set to 25, 2, and
+     0.0001. The parameters of Scene and Delicious in the learning rate scheduler are set to 50, 2,
+     and 0.0001. The parameters of Mediamill in the learning rate scheduler are set to 50, 2, and
+     0.001."
+[E]  "After pretraining, we train the model using BCE with the number of epochs set to 100 for all
+     datasets."
+[S]  Section 3.2: "We set σ to 0.01, following DLDL."
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Iterable
+
+from .errors import UserError
+
+# --------------------------------------------------------------------------------------------
+# The table. One row per dataset; every number is from Section 4 unless marked "ours".
+#   batch  : pretraining batch size [I1]/[V1]; fine-tuning reuses it (ours: not stated)
+#   queue  : MoCo queue size [I2]/[V2]
+#   ft_lr, ft_wd : fine-tuning AdamW [I3]/[V3]
+#   ft_mask: fine-tuning masking probability [V4] (vector only; images use images.py's augmentation)
+#   ft_sched: fine-tuning CosineAnnealingWarmRestarts (T_0, T_mult, eta_min) [I3]/[V5]
+# --------------------------------------------------------------------------------------------
+TABLE: dict[str, dict[str, Any]] = {
+    # vector datasets ([V1]–[V5])
+    "yeast":     dict(kind="vector", batch=128, queue=256,  ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.4,
+                      # [V5] lists Scene twice and Yeast never; we read the 2nd "Scene" as Yeast
+                      # (the text grouped "Delicious and Yeast" for the batch size) -> 50, 2, 1e-4
+                      ft_sched=(50, 2, 1e-4)),
+    "scene":     dict(kind="vector", batch=256, queue=1024, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.4,
+                      ft_sched=(25, 2, 1e-4)),   # [V5] "Scene and Bookmarks … 25, 2, 0.0001"
+    "bookmarks": dict(kind="vector", batch=256, queue=8192, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.4,
+                      ft_sched=(25, 2, 1e-4)),   # [V5] "Scene and Bookmarks … 25, 2, 0.0001"
+    "delicious": dict(kind="vector", batch=128, queue=4096, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.2,
+                      ft_sched=(50, 2, 1e-4)),   # [V5] "Scene and Delicious … 50, 2, 0.0001"
+    "mediamill": dict(kind="vector", batch=512, queue=8192, ft_lr=4e-3, ft_wd=1e-4, ft_mask=0.0,
+                      ft_sched=(50, 2, 1e-3)),   # [V3] lr/wd exception, [V4] mask 0, [V5] 50, 2, 0.001
+    # image datasets ([I1]–[I3])
+    "coco":      dict(kind="image", batch=128, queue=4096, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.0,
+                      ft_sched=(25, 2, 1e-4)),
+    "nuswide":   dict(kind="image", batch=128, queue=4096, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.0,
+                      ft_sched=(25, 2, 1e-4)),
+    "mirflickr": dict(kind="image", batch=128, queue=8192, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.0,
+                      ft_sched=(25, 2, 1e-4)),
+    "pascal":    dict(kind="image", batch=128, queue=1024, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.0,
+                      ft_sched=(25, 2, 1e-4)),
+}
+
+# Shared by every dataset of a kind.
+COMMON = {
+    "pretrain_epochs": 400,          # [I1] "the number of epochs to 400"; vector: "We set the number of epochs to 400"
+    "finetune_epochs": 100,          # [E]
+    "momentum": 0.999,               # [I2]/[V2]
+    "temperature": 0.1,              # [I2]/[V2]
+    "pretrain_lr": 4e-5,             # [I2]/[V2] "a learning rate of 0.00004"
+    "pretrain_wd": 1e-4,             # [I2]/[V2] "a weight decay of 0.0001"
+    "pretrain_sched": (50, 2, 1e-5),  # [I2]/[V2] "50, 2, and 0.00001"
+    "pretrain_mask": 0.5,            # [V2] "we randomly mask 0.5 of the elements" (vector only)
+    "sigma": 0.01,                   # [S]
+}
+
+# Default α, β (ours, inferred): the paper does not state them for Tables 2–4, but Table 2's CLD
+# Scene column equals Table 5(c)/6(d)'s cell α=0.1, β=1 and Table 4's CLD PASCAL column equals
+# Table 7(d)'s cell α=1, β=0.001.
+DEFAULT_ALPHA_BETA = {"vector": (0.1, 1.0), "image": (1.0, 0.001)}
+
+# --scale smoke: a few epochs, for tests and CI.
+SMOKE = {"pretrain.epochs": 3, "finetune.epochs": 3}
+
+_ALIASES = {"mscoco": "coco", "coco2014": "coco", "nus": "nuswide", "voc": "pascal",
+            "pascalvoc": "pascal", "voc2007": "pascal", "pascalvoc2007": "pascal", "flickr": "mirflickr"}
+
+
+def canonical_name(dataset: str) -> str:
+    """Table key of a dataset name (case, ``-`` and ``_`` ignored; a few aliases)."""
+    key = dataset.lower().replace("-", "").replace("_", "")
+    key = _ALIASES.get(key, key)
+    if key not in TABLE:
+        raise UserError(f"no settings for dataset {dataset!r}; known: {', '.join(TABLE)} "
+                        "(see `mulsupcon-ld datasets`)")
+    return key
+
+
+def _sched(t: tuple) -> dict[str, Any]:
+    return {"name": "CosineAnnealingWarmRestarts", "T_0": t[0], "T_mult": t[1], "eta_min": t[2]}
+
+
+def _build(dataset: str) -> dict[str, Any]:
+    key = canonical_name(dataset)
+    row, c = TABLE[key], COMMON
+    kind = row["kind"]
+    alpha, beta = DEFAULT_ALPHA_BETA[kind]
+    vector = kind == "vector"
+    return {
+        "dataset": key,
+        "kind": kind,
+        "scale": "paper",
+        "model": {
+            "backbone": "mlp" if vector else "resnet50",
+            "hidden": [256, 512, 256],   # MulSupCon codes/backbone.py MLP (after C-GMVAE); mlp only
+            "dropout": 0.2,              # idem
+            "weights": None,             # resnet50: path of a local ImageNet state dict; None = random init
+            "channels_last": not vector,
+            "proj_dim": 256,             # MulSupCon codes/models.py: out_dim 256, n_hidden 1
+            "proj_hidden_layers": 1,
+            "proj_dropout": 0.1,
+            "fc_input": "rep",           # ours: fc reads the backbone representation h ("proj": projection)
+        },
+        "pretrain": {
+            "epochs": c["pretrain_epochs"],
+            "batch_size": row["batch"],
+            "queue_size": row["queue"],
+            "momentum": c["momentum"],
+            "temperature": c["temperature"],
+            "mask": c["pretrain_mask"] if vector else 0.0,
+            "optimizer": {"name": "AdamW", "lr": c["pretrain_lr"], "weight_decay": c["pretrain_wd"]},
+            "scheduler": _sched(c["pretrain_sched"]),
+            "scheduler_step": "epoch",   # ours: "epoch" (MulSupCon code) or "iter" (fractional epoch)
+            "iters_per_epoch": None,     # ours: None = one pass over train (MulSupCon Yeast config: 1000)
+            "drop_last": True,           # ours: contrastive batches are always full
+        },
+        "finetune": {
+            "epochs": c["finetune_epochs"],
+            "batch_size": row["batch"],  # ours: not stated; the pretraining batch size
+            "mask": row["ft_mask"] if vector else 0.0,
+            "optimizer": {"name": "AdamW", "lr": row["ft_lr"], "weight_decay": row["ft_wd"]},
+            "scheduler": _sched(row["ft_sched"]),
+            "scheduler_step": "epoch",
+            "iters_per_epoch": None,
+            "select": "val_loss",        # ours: epoch with the lowest validation BCE (MulSupCon code); or "val_mAP"
+            "eval_batch_size": 1024 if vector else 256,
+        },
+        "loss": {
+            "alpha": alpha,
+            "beta": beta,
+            "sigma": c["sigma"],
+            "options": None,             # passed through to losses.ld_loss(options=…)
+        },
+        **({} if vector else {"data": {
+            "image_size": None,          # None: 224 ("we will resize the images to 224×224"); synthetic: its own size
+            "num_workers": None,         # None: data/images.py's default for the device
+            "prefetch_factor": None,
+        }}),
+        "threads": None,                 # CPU threads for torch (None: torch's default); 1 is fastest for the
+                                         # small MLPs on a shared CPU (docs/method_training.md)
+        "precision": "fp32",             # ours: "bf16" = bf16 autocast for the networks (losses stay float32)
+        "checkpoint_every": 1,           # epochs between resumable checkpoints in OUT/state/
+        "log_every": 10,                 # epochs between plain progress lines when stderr is not a tty
+    }
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def apply_overrides(settings: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``"a.b.c=value"`` overrides (value parsed as JSON, else kept as a string)."""
+    for item in overrides or ():
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not KEY=VALUE (e.g. --set pretrain.epochs=10)")
+        path, value = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = settings
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                raise UserError(f"unknown setting {path!r}; see `mulsupcon-ld settings --dataset "
+                                f"{settings.get('dataset', 'NAME')}` for the keys")
+            node = node[k]
+        if keys[-1] not in node:
+            raise UserError(f"unknown setting {path!r}; see `mulsupcon-ld settings --dataset "
+                            f"{settings.get('dataset', 'NAME')}` for the keys")
+        node[keys[-1]] = _parse_value(value)
+    return settings
+
+
+def get_settings(dataset: str, scale: str = "paper", overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """All hyperparameters of one dataset at ``scale`` ("paper" or "smoke"), then ``overrides``."""
+    settings = _build(dataset)
+    if scale == "smoke":
+        apply_overrides(settings, [f"{k}={v}" for k, v in SMOKE.items()])
+    elif scale != "paper":
+        raise UserError(f"unknown scale {scale!r}; choose 'paper' or 'smoke'")
+    settings["scale"] = scale
+    apply_overrides(settings, overrides)
+    validate(settings)
+    return copy.deepcopy(settings)
+
+
+def validate(s: dict[str, Any]) -> None:
+    """Reject values that would fail later with a confusing error."""
+    def check(cond: bool, msg: str) -> None:
+        if not cond:
+            raise UserError(msg)
+
+    for phase in ("pretrain", "finetune"):
+        p = s[phase]
+        check(isinstance(p["epochs"], int) and p["epochs"] >= 1, f"{phase}.epochs must be an integer >= 1")
+        check(isinstance(p["batch_size"], int) and p["batch_size"] >= 2, f"{phase}.batch_size must be an integer >= 2")
+        check(0.0 <= float(p["mask"]) < 1.0, f"{phase}.mask must be in [0, 1)")
+        check(p["scheduler_step"] in ("epoch", "iter"), f"{phase}.scheduler_step must be 'epoch' or 'iter'")
+        ipe = p["iters_per_epoch"]
+        check(ipe is None or (isinstance(ipe, int) and ipe >= 1), f"{phase}.iters_per_epoch must be null or >= 1")
+    check(isinstance(s["pretrain"]["queue_size"], int) and s["pretrain"]["queue_size"] >= 1,
+          "pretrain.queue_size must be an integer >= 1")
+    check(s["finetune"]["select"] in ("val_loss", "val_mAP"), "finetune.select must be 'val_loss' or 'val_mAP'")
+    check(s["model"]["fc_input"] in ("rep", "proj"), "model.fc_input must be 'rep' or 'proj'")
+    check(s["threads"] is None or (isinstance(s["threads"], int) and s["threads"] >= 1),
+          "threads must be null or an integer >= 1")
+    check(s["precision"] in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'")
+    check(isinstance(s["checkpoint_every"], int) and s["checkpoint_every"] >= 1, "checkpoint_every must be >= 1")
+    check(isinstance(s["log_every"], int) and s["log_every"] >= 1, "log_every must be >= 1")
+
+
+def format_settings(s: dict[str, Any]) -> str:
+    """Human-readable ``key.path = value`` lines."""
+    lines: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else k)
+        else:
+            lines.append(f"{prefix} = {json.dumps(node)}")
+
+    walk(s, "")
+    return "\n".join(lines)

@@ -1,0 +1,360 @@
+"""Pretraining (MulSupCon / RLD / CLD on MoCo) and BCE fine-tuning, with checkpoints and resume.
+
+Both loops consume a *batch source*: an object with ``epoch(epoch) -> Iterator[batch]`` and
+``__len__`` (iterations per epoch). Pretraining batches are ``(view1, view2, y)``, fine-tuning
+and evaluation batches ``(x, y)``. :class:`mulsupcon_ld.augment.VectorBatches` is the vector
+implementation; image batches come from ``mulsupcon_ld.data.images.make_batches`` (see
+:mod:`mulsupcon_ld.runner`).
+
+Readings (see docs/method_training.md):
+
+* An epoch is one pass over the training split unless ``iters_per_epoch`` is set.
+* ``CosineAnnealingWarmRestarts`` steps once per epoch (``scheduler_step="epoch"``, as MulSupCon's
+  code) or after every iteration with a fractional epoch (``"iter"``, the PyTorch docs' pattern
+  ``scheduler.step(epoch + i / iters)``).
+* Fine-tuning keeps the weights of the epoch with the lowest validation BCE (``select="val_loss"``,
+  MulSupCon's ``eval_best`` checkpoint) or the highest validation mAP (``"val_mAP"``).
+
+Resume: every ``checkpoint_every`` epochs (and after the last) the full training state — model
+(with the MoCo queues, which are buffers), optimiser, scheduler, RNG states of torch / numpy /
+python, completed epochs, history, best-validation state, elapsed time — is written atomically to
+``state_path``. A loop started with an existing ``state_path`` continues after its last completed
+epoch; on CPU the result equals an uninterrupted run exactly, because the batch order and masks of
+an epoch depend only on ``(seed, epoch)`` and the global RNG (dropout) is restored.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .atomic import atomic_path
+from .errors import UserError
+from .moco import MoCo, MoCoOutput
+
+# Test hook: called as EPOCH_END_HOOK(phase, epoch) after each epoch's checkpoint is written.
+EPOCH_END_HOOK: Callable[[str, int], None] | None = None
+
+
+class BatchSource(Protocol):
+    def epoch(self, epoch: int) -> Iterable[tuple[torch.Tensor, ...]]: ...
+    def __len__(self) -> int: ...
+
+
+# ------------------------------------------------------------------------------------ RNG
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def get_rng_state() -> dict[str, Any]:
+    """RNG states in a form ``torch.load(weights_only=True)`` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------ optim
+def make_optimizer(params: Iterable[nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    if cfg["name"] != "AdamW":
+        raise UserError(f"optimizer {cfg['name']!r} is not supported; the paper uses AdamW")
+    return torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any]):
+    if cfg["name"] != "CosineAnnealingWarmRestarts":
+        raise UserError(f"scheduler {cfg['name']!r} is not supported; the paper uses CosineAnnealingWarmRestarts")
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        opt, T_0=int(cfg["T_0"]), T_mult=int(cfg["T_mult"]), eta_min=float(cfg["eta_min"]))
+
+
+# ------------------------------------------------------------------------------------ progress
+class EpochProgress:
+    """One tqdm line over epochs (loss, ETA) on a terminal; else a plain stderr line every N epochs."""
+
+    def __init__(self, desc: str, total: int, initial: int, log_every: int):
+        self.desc, self.total, self.log_every = desc, total, max(1, log_every)
+        self.start, self.first = time.monotonic(), initial
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="ep", dynamic_ncols=True,
+                            file=sys.stderr)
+
+    def update(self, epoch: int, **values: float) -> None:
+        done = epoch + 1
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
+            self.bar.update(1)
+            return
+        if done % self.log_every == 0 or done == self.total:
+            elapsed = time.monotonic() - self.start
+            eta = elapsed / max(1, done - self.first) * (self.total - done)
+            vals = " ".join(f"{k}={v:.4f}" for k, v in values.items())
+            print(f"{self.desc}: epoch {done}/{self.total} {vals} elapsed={elapsed:.0f}s eta={eta:.0f}s",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: Path, config_hash: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it exists; UserError if it belongs to another configuration."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated files cannot occur (atomic writes), but be clear anyway
+        raise UserError(f"cannot read checkpoint {path} ({exc}); delete it to start this phase again") from exc
+    if state.get("config_hash") != config_hash:
+        raise UserError(f"checkpoint {path} was written by a different configuration; use another "
+                        "--out directory, or delete its state/ folder to start again")
+    return state
+
+
+def _scheduler_step(sched, mode: str, epoch: int, i: int, iters: int) -> None:
+    if mode == "iter":
+        sched.step(epoch + (i + 1) / iters)
+
+
+def _to(batch: tuple[torch.Tensor, ...], device: torch.device) -> list[torch.Tensor]:
+    return [t.to(device, non_blocking=True) for t in batch]
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast for the network when ``precision == "bf16"`` (the losses compute in float32)."""
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+# ------------------------------------------------------------------------------------ pretraining
+def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float, ablation: str = "none"
+                       ) -> Callable[[MoCoOutput, torch.Tensor, MoCo], torch.Tensor]:
+    """``loss(out, y, moco)`` for ``method`` in mulsupcon / rld / cld."""
+    from . import losses
+
+    if method == "mulsupcon":
+        if ablation != "none":
+            raise UserError("ablations apply to rld and cld only; drop --ablation or use --method cld")
+
+        def loss_mulsupcon(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> torch.Tensor:
+            return losses.mulsupcon_loss(out.q, out.keys, y, out.key_labels, temperature=temperature)
+
+        return loss_mulsupcon
+    if method not in ("rld", "cld"):
+        raise UserError(f"unknown method {method!r}; choose mulsupcon, rld or cld")
+
+    def loss_ld(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> torch.Tensor:
+        return losses.ld_loss(out.q, out.keys, y, out.key_labels, out.dist, out.key_dist, moco.fc.weight,
+                              variant=method, alpha=float(loss_cfg["alpha"]), beta=float(loss_cfg["beta"]),
+                              sigma=float(loss_cfg["sigma"]), temperature=temperature, ablation=ablation,
+                              options=loss_cfg.get("options"))
+
+    return loss_ld
+
+
+def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, seed: int,
+             device: torch.device, state_path: Path, config_hash: str, checkpoint_every: int = 1,
+             log_every: int = 10, precision: str = "fp32") -> dict[str, Any]:
+    """Run (or resume) pretraining; ``moco`` is trained in place. Returns the history."""
+    opt = make_optimizer([p for p in moco.parameters() if p.requires_grad], cfg["optimizer"])
+    sched = make_scheduler(opt, cfg["scheduler"])
+    epochs, mode = int(cfg["epochs"]), cfg["scheduler_step"]
+    state = load_state(state_path, config_hash)
+    history: dict[str, Any] = {"loss": [], "lr": []}
+    start, elapsed = 0, 0.0
+    if state is not None:
+        moco.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start, history, elapsed = state["epoch"], state["history"], state["elapsed_s"]
+    else:
+        from .augment import epoch_seed
+
+        seed_everything(epoch_seed(seed, "pretrain-rng", 0))
+    iters = len(batches)
+    if iters < 1:
+        raise UserError("the training split is too small for one pretraining batch; lower "
+                        "--set pretrain.batch_size or use more data")
+    progress = EpochProgress("pretrain", epochs, start, log_every)
+    t0 = time.monotonic()
+    for epoch in range(start, epochs):
+        moco.train()
+        total, count = torch.zeros((), device=device), 0
+        for i, batch in enumerate(batches.epoch(epoch)):
+            v1, v2, y = _to(batch, device)
+            with autocast(device, precision):
+                out = moco(v1, v2, y)
+                loss = loss_fn(out, out.key_labels[: y.shape[0]], moco)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch + 1}, "
+                                         f"iteration {i + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            _scheduler_step(sched, mode, epoch, i, iters)
+            moco.enqueue(out.k, out.key_labels[: y.shape[0]], out.dist)
+            total += loss.detach()
+            count += 1
+        history["lr"].append(opt.param_groups[0]["lr"])
+        if mode == "epoch":
+            sched.step()
+        mean_loss = float(total) / max(1, count)
+        history["loss"].append(mean_loss)
+        progress.update(epoch, loss=mean_loss)
+        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            save_state(state_path, {
+                "config_hash": config_hash, "phase": "pretrain", "epoch": epoch + 1,
+                "model": moco.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": get_rng_state(), "history": history,
+                "elapsed_s": elapsed + time.monotonic() - t0,
+            })
+        if EPOCH_END_HOOK is not None:
+            EPOCH_END_HOOK("pretrain", epoch)
+    progress.close()
+    history["elapsed_s"] = elapsed + time.monotonic() - t0
+    return history
+
+
+# ------------------------------------------------------------------------------------ fine-tuning
+@torch.no_grad()
+def predict(model: nn.Module, batches: BatchSource, device: torch.device, precision: str = "fp32"
+            ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(scores, labels, mean BCE)`` over a split in its stored order; scores are sigmoid probabilities."""
+    model.eval()
+    scores, labels = [], []
+    loss_sum, n = 0.0, 0
+    for batch in batches.epoch(0):
+        x, y = _to(batch, device)
+        with autocast(device, precision):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += float(F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum"))
+        n += y.numel()
+        scores.append(torch.sigmoid(logits).cpu())
+        labels.append(y.cpu())
+    s = torch.cat(scores).numpy().astype(np.float32)
+    y = torch.cat(labels).numpy().astype(np.uint8)
+    return s, y, loss_sum / max(1, n)
+
+
+def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[str, Any], *, seed: int,
+             device: torch.device, state_path: Path, config_hash: str, checkpoint_every: int = 1,
+             log_every: int = 10, precision: str = "fp32") -> dict[str, Any]:
+    """BCE fine-tuning of the whole network with model selection on ``val``.
+
+    On return ``model`` holds the selected weights. The result has ``history``, ``best_epoch``
+    (1-based), ``val_scores`` / ``val_labels`` of the selected model and ``elapsed_s``.
+    """
+    opt = make_optimizer(model.parameters(), cfg["optimizer"])
+    sched = make_scheduler(opt, cfg["scheduler"])
+    epochs, mode, select = int(cfg["epochs"]), cfg["scheduler_step"], cfg["select"]
+    state = load_state(state_path, config_hash)
+    history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_mAP": [], "lr": []}
+    best: dict[str, Any] = {"epoch": 0, "score": -math.inf}
+    start, elapsed = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start, history, best, elapsed = state["epoch"], state["history"], state["best"], state["elapsed_s"]
+    else:
+        from .augment import epoch_seed
+
+        seed_everything(epoch_seed(seed, "finetune-rng", 0))
+    iters = len(train)
+    if iters < 1:
+        raise UserError("the training split is too small for one fine-tuning batch")
+    progress = EpochProgress("finetune", epochs, start, log_every)
+    t0 = time.monotonic()
+    for epoch in range(start, epochs):
+        model.train()
+        total, count = torch.zeros((), device=device), 0
+        for i, batch in enumerate(train.epoch(epoch)):
+            x, y = _to(batch, device)
+            with autocast(device, precision):
+                logits = model(x)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), y.float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            _scheduler_step(sched, mode, epoch, i, iters)
+            total += loss.detach()
+            count += 1
+        history["lr"].append(opt.param_groups[0]["lr"])
+        if mode == "epoch":
+            sched.step()
+        val_scores, val_labels, val_loss = predict(model, val, device, precision)
+        val_map = _map(val_scores, val_labels)
+        history["train_loss"].append(float(total) / max(1, count))
+        history["val_loss"].append(val_loss)
+        history["val_mAP"].append(val_map)
+        score = -val_loss if select == "val_loss" else val_map
+        if score > best["score"] or best["epoch"] == 0:
+            best = {"epoch": epoch + 1, "score": score,
+                    "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()},
+                    "val_scores": torch.from_numpy(val_scores), "val_labels": torch.from_numpy(val_labels)}
+        progress.update(epoch, loss=history["train_loss"][-1], val_loss=val_loss, val_mAP=val_map)
+        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            save_state(state_path, {
+                "config_hash": config_hash, "phase": "finetune", "epoch": epoch + 1,
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": get_rng_state(), "history": history, "best": best,
+                "elapsed_s": elapsed + time.monotonic() - t0,
+            })
+        if EPOCH_END_HOOK is not None:
+            EPOCH_END_HOOK("finetune", epoch)
+    progress.close()
+    model.load_state_dict(best["model"])
+    return {"history": history, "best_epoch": best["epoch"], "select": select,
+            "val_scores": best["val_scores"].numpy(), "val_labels": best["val_labels"].numpy(),
+            "elapsed_s": elapsed + time.monotonic() - t0}
+
+
+def _map(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Validation mAP (labels without positives count 0, as in the paper's metric)."""
+    from .metrics import mean_average_precision
+
+    try:
+        return float(mean_average_precision(scores, labels))
+    except UserError:  # e.g. a validation split without any positive label
+        return float("nan")

@@ -1,0 +1,172 @@
+"""``mulsupcon-ld run | pretrain | finetune`` end to end on the synthetic Yeast at smoke scale."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from mulsupcon_ld import train as T
+from mulsupcon_ld.cli import main
+
+torch.set_num_threads(1)
+
+METRIC_KEYS = {"mAP", "p_at_1", "maF1", "miF1", "HA", "ebF1"}
+# smaller batches than the paper's 128 so the synthetic train split gives several iterations
+FAST = ["--set", "pretrain.batch_size=64", "--set", "finetune.batch_size=64", "--set", "pretrain.queue_size=96"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+def args(out, data_dir, method="cld", *extra, command="run"):
+    return [command, "--dataset", "yeast", "--method", method, "--scale", "smoke", "--synthetic",
+            "--device", "cpu", "--data-dir", str(data_dir), "--out", str(out), *FAST, *extra]
+
+
+def load(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def assert_valid(rec, method, ablation="none"):
+    assert rec["dataset"] == "yeast" and rec["method"] == method and rec["ablation"] == ablation
+    assert rec["synthetic"] is True and rec["scale"] == "smoke" and rec["seed"] == 0
+    for protocol in ("paper", "val-threshold"):
+        m = rec["metrics"][protocol]
+        assert METRIC_KEYS <= set(m)
+        assert all(0.0 <= m[k] <= 1.0 for k in METRIC_KEYS), m
+    assert "threshold" in rec["metrics"]["val-threshold"]
+    for key in ("config", "config_hash", "git_commit", "versions", "device", "host"):
+        assert rec[key], key
+    assert set(rec["wall_time_s"]) == {"pretrain", "finetune", "evaluate", "total"}
+    assert {"n_train", "n_val", "n_test", "source"} <= set(rec["data"]) and rec["data"]["n_test"] > 0
+    if method == "mulsupcon":
+        assert rec["alpha"] is None and rec["beta"] is None
+    else:
+        assert (rec["alpha"], rec["beta"]) == (0.1, 1.0)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+    """One uninterrupted cld run, shared by the comparisons below."""
+    out = tmp_path_factory.mktemp("ref")
+    assert main(args(out, data_dir)) == 0
+    return out
+
+
+def test_run_cld_writes_metrics_and_arrays(reference, data_dir):
+    rec = load(reference)
+    assert_valid(rec, "cld")
+    scores = np.load(reference / "test_scores.npy")
+    labels = np.load(reference / "test_labels.npy")
+    assert scores.shape == labels.shape == (rec["data"]["n_test"], 14)
+    assert np.load(reference / "val_scores.npy").shape[0] == rec["data"]["n_val"]
+    assert (reference / "pretrained.pt").exists() and not (reference / "state").exists()
+    assert 1 <= rec["training"]["finetune"]["selected_epoch"] <= 3
+
+
+@pytest.mark.parametrize("method,ablation", [
+    ("mulsupcon", "none"), ("rld", "none"),
+    ("cld", "no-alpha"), ("cld", "no-beta"), ("cld", "no-all"),
+    ("rld", "no-alpha"), ("rld", "no-beta"), ("rld", "no-all")])
+def test_run_each_method_and_ablation(tmp_path, data_dir, method, ablation):
+    assert main(args(tmp_path, data_dir, method, "--ablation", ablation)) == 0
+    assert_valid(load(tmp_path), method, ablation)
+
+
+def test_same_seed_same_numbers_other_seed_differs(tmp_path, data_dir, reference):
+    assert main(args(tmp_path / "again", data_dir)) == 0
+    assert load(tmp_path / "again")["metrics"] == load(reference)["metrics"]
+    np.testing.assert_array_equal(np.load(tmp_path / "again" / "test_scores.npy"),
+                                  np.load(reference / "test_scores.npy"))
+    assert main(args(tmp_path / "seed1", data_dir, "cld", "--seed", "1")) == 0
+    assert not np.array_equal(np.load(tmp_path / "seed1" / "test_scores.npy"),
+                              np.load(reference / "test_scores.npy"))
+
+
+@pytest.mark.parametrize("phase,epoch", [("pretrain", 2), ("finetune", 1)])
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, data_dir, reference, monkeypatch, phase, epoch):
+    def hook(p, e):
+        if p == phase and e + 1 == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "EPOCH_END_HOOK", hook)
+    assert main(args(tmp_path, data_dir)) == 130
+    assert (tmp_path / "state" / f"{phase}.pt").exists() and not (tmp_path / "metrics.json").exists()
+    monkeypatch.setattr(T, "EPOCH_END_HOOK", None)
+    torch.manual_seed(1234)  # the resumed process must not depend on the RNG it starts with
+    assert main(args(tmp_path, data_dir)) == 0
+    assert load(tmp_path)["metrics"] == load(reference)["metrics"]
+    np.testing.assert_array_equal(np.load(tmp_path / "test_scores.npy"), np.load(reference / "test_scores.npy"))
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, data_dir, reference):
+    """A real process killed with SIGKILL right after pretraining epoch 2's checkpoint."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys, torch
+        torch.set_num_threads(1)
+        from mulsupcon_ld import train as T
+        from mulsupcon_ld.cli import main
+        def hook(phase, epoch):
+            if phase == "pretrain" and epoch == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+        T.EPOCH_END_HOOK = hook
+        sys.exit(main({args(tmp_path, data_dir)!r}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == -9, proc.stderr
+    assert (tmp_path / "state" / "pretrain.pt").exists()
+    assert not any(p.name.endswith(".partial") for p in (tmp_path / "state").iterdir())
+    assert main(args(tmp_path, data_dir)) == 0
+    assert load(tmp_path)["metrics"] == load(reference)["metrics"]
+
+
+def test_pretrain_then_finetune_commands_equal_run(tmp_path, data_dir, reference):
+    assert main(args(tmp_path, data_dir, command="pretrain")) == 0
+    assert (tmp_path / "pretrained.pt").exists() and not (tmp_path / "metrics.json").exists()
+    assert main(args(tmp_path, data_dir, command="finetune")) == 0
+    assert load(tmp_path)["metrics"] == load(reference)["metrics"]
+
+
+def test_rerun_finished_is_a_noop_and_other_config_is_refused(tmp_path, data_dir, reference, capsys):
+    before = (reference / "metrics.json").read_text()
+    assert main(args(reference, data_dir)) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    assert (reference / "metrics.json").read_text() == before
+    assert main(args(reference, data_dir, "cld", "--alpha", "0.5")) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_user_errors(tmp_path, data_dir, capsys):
+    assert main(args(tmp_path / "a", data_dir, "mulsupcon", "--ablation", "no-beta")) == 2
+    assert "rld and cld only" in capsys.readouterr().err
+    assert main(args(tmp_path / "b", data_dir, command="finetune")) == 2
+    assert "pretrained.pt does not exist" in capsys.readouterr().err
+    assert main(args(tmp_path / "c", data_dir, "cld", "--set", "pretrain.epochz=3")) == 2
+    assert "unknown setting" in capsys.readouterr().err
+    assert main(args(tmp_path / "d", data_dir, "cld", "--alpha", "-1")) == 2
+    assert main(args(tmp_path / "e", data_dir, "cld", "--device", "gpu7")) == 2
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_evaluate_recomputes_saved_metrics(reference, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", "--scores", str(reference / "test_scores.npy"),
+                 "--labels", str(reference / "test_labels.npy"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again == load(reference)["metrics"]["paper"]
+    assert main(["evaluate", "--scores", str(reference / "test_scores.npy"),
+                 "--labels", str(reference / "test_labels.npy"), "--protocol", "val-threshold",
+                 "--val-scores", str(reference / "val_scores.npy"),
+                 "--val-labels", str(reference / "val_labels.npy"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == load(reference)["metrics"]["val-threshold"]

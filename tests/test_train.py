@@ -1,0 +1,286 @@
+"""Settings table, vector batches and masking, training loops, checkpoints and resume (CPU, tiny)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from mulsupcon_ld import train as T
+from mulsupcon_ld.augment import VectorBatches, epoch_seed, random_mask
+from mulsupcon_ld.encoders import Classifier, Encoder, MLPBackbone
+from mulsupcon_ld.errors import UserError
+from mulsupcon_ld.moco import MoCo
+from mulsupcon_ld.settings import TABLE, get_settings
+
+torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------- settings
+@pytest.mark.parametrize("name,batch,queue", [
+    ("yeast", 128, 256), ("scene", 256, 1024), ("bookmarks", 256, 8192), ("delicious", 128, 4096),
+    ("mediamill", 512, 8192), ("coco", 128, 4096), ("nuswide", 128, 4096), ("mirflickr", 128, 8192),
+    ("pascal", 128, 1024)])
+def test_section4_batch_and_queue_sizes(name, batch, queue):
+    s = get_settings(name)
+    assert s["pretrain"]["batch_size"] == batch and s["pretrain"]["queue_size"] == queue
+
+
+def test_section4_shared_values():
+    for name in TABLE:
+        s = get_settings(name)
+        p, f = s["pretrain"], s["finetune"]
+        assert (p["epochs"], f["epochs"], p["momentum"], p["temperature"]) == (400, 100, 0.999, 0.1)
+        assert p["optimizer"] == {"name": "AdamW", "lr": 4e-5, "weight_decay": 1e-4}
+        assert (p["scheduler"]["T_0"], p["scheduler"]["T_mult"], p["scheduler"]["eta_min"]) == (50, 2, 1e-5)
+        assert s["loss"]["sigma"] == 0.01
+        assert p["mask"] == (0.5 if s["kind"] == "vector" else 0.0)
+    assert get_settings("pascal")["model"]["backbone"] == "resnet50"
+    assert get_settings("yeast")["model"]["backbone"] == "mlp"
+
+
+def test_section4_finetune_exceptions():
+    def ft(name):
+        f = get_settings(name)["finetune"]
+        return (f["optimizer"]["lr"], f["optimizer"]["weight_decay"], f["mask"],
+                (f["scheduler"]["T_0"], f["scheduler"]["T_mult"], f["scheduler"]["eta_min"]))
+
+    assert ft("scene") == (4e-4, 1e-5, 0.4, (25, 2, 1e-4))
+    assert ft("bookmarks") == (4e-4, 1e-5, 0.4, (25, 2, 1e-4))
+    assert ft("delicious") == (4e-4, 1e-5, 0.2, (50, 2, 1e-4))
+    assert ft("yeast") == (4e-4, 1e-5, 0.4, (50, 2, 1e-4))
+    assert ft("mediamill") == (4e-3, 1e-4, 0.0, (50, 2, 1e-3))
+    assert ft("coco") == (4e-4, 1e-5, 0.0, (25, 2, 1e-4))
+
+
+def test_default_alpha_beta_inferred_from_tables():
+    assert (get_settings("scene")["loss"]["alpha"], get_settings("scene")["loss"]["beta"]) == (0.1, 1.0)
+    assert (get_settings("pascal")["loss"]["alpha"], get_settings("pascal")["loss"]["beta"]) == (1.0, 0.001)
+
+
+def test_overrides_scale_and_errors():
+    s = get_settings("Yeast", "smoke", ["pretrain.epochs=10", "finetune.select=val_mAP",
+                                        "pretrain.optimizer.lr=1e-3", "pretrain.iters_per_epoch=null"])
+    assert s["pretrain"]["epochs"] == 10 and s["finetune"]["epochs"] == 3
+    assert s["finetune"]["select"] == "val_mAP" and s["pretrain"]["optimizer"]["lr"] == 1e-3
+    assert get_settings("ms-coco")["dataset"] == "coco"
+    json.dumps(s)
+    assert get_settings("yeast", overrides=["threads=1", "precision=bf16"])["threads"] == 1
+    for bad in (["pretrain.epoch=3"], ["pretrain.epochs"], ["pretrain.epochs=0"], ["finetune.select=best"],
+                ["nope.x=1"], ["threads=0"], ["precision=fp8"]):
+        with pytest.raises(UserError):
+            get_settings("yeast", overrides=bad)
+    with pytest.raises(UserError, match="no settings"):
+        get_settings("mnist")
+
+
+def test_settings_command(capsys):
+    from mulsupcon_ld.cli import main
+
+    assert main(["settings", "--dataset", "scene", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pretrain"]["queue_size"] == 1024
+    assert main(["settings", "--dataset", "scene", "--scale", "smoke"]) == 0
+    assert "pretrain.epochs = 3" in capsys.readouterr().out
+    assert main(["settings", "--dataset", "mnist"]) == 2
+
+
+# ---------------------------------------------------------------------------- batches
+def data(n=50, d=7, c=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(np.float32) + 3.0, (rng.random((n, c)) < 0.4).astype(np.uint8)
+
+
+def test_vector_batches_two_views_masking_and_determinism():
+    x, y = data(n=2000, d=30)
+    vb = VectorBatches(x, y, 500, mask=0.5, two_views=True, drop_last=True, seed=3)
+    assert len(vb) == 4
+    b = list(vb.epoch(0))
+    v1, v2, yb = b[0]
+    assert v1.shape == (500, 30) and yb.shape == (500, 4) and yb.dtype == torch.float32
+    assert abs(float((v1 == 0).float().mean()) - 0.5) < 0.02
+    assert not torch.equal(v1 == 0, v2 == 0)                 # independent masks per view
+    both = (v1 != 0) & (v2 != 0)
+    assert torch.equal(v1[both], v2[both])                  # the same sample under both views
+    again = list(vb.epoch(0))
+    assert all(torch.equal(a, c) for p, q in zip(b, again) for a, c in zip(p, q))
+    other = list(vb.epoch(1))
+    assert not torch.equal(b[0][0], other[0][0])
+
+
+def test_masking_only_zeroes_and_keeps_values():
+    x = torch.arange(1, 1001, dtype=torch.float32).reshape(10, 100)
+    m = random_mask(x, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(m[m != 0], x[m != 0]) and 0.2 < float((m == 0).float().mean()) < 0.4
+    assert random_mask(x, 0.0) is x
+
+
+def test_vector_batches_cover_the_split_once_and_eval_order():
+    x, y = data(n=23)
+    vb = VectorBatches(x, y, 5, shuffle=True)
+    rows = torch.cat([b[0] for b in vb.epoch(2)])
+    assert len(vb) == 5 and rows.shape[0] == 23                 # last batch of 3 kept
+    assert sorted(rows[:, 0].tolist()) == sorted(x[:, 0].tolist())
+    ev = VectorBatches(x, y, 10, shuffle=False)
+    assert torch.equal(torch.cat([b[0] for b in ev.epoch(0)]), torch.as_tensor(x))
+    assert len(VectorBatches(x, y, 11, shuffle=True)) == 2     # a final single sample is dropped
+    assert len(VectorBatches(x, y, 5, drop_last=True)) == 4
+    assert len(VectorBatches(x, y, 100)) == 1                  # batch capped at the split size
+
+
+def test_iters_per_epoch_draws_fixed_number_of_batches():
+    x, y = data(n=23)
+    vb = VectorBatches(x, y, 5, iters_per_epoch=12)
+    batches = list(vb.epoch(0))
+    assert len(vb) == 12 and len(batches) == 12 and all(b[0].shape[0] == 5 for b in batches)
+
+
+def test_epoch_seed_is_stable():
+    assert epoch_seed(0, "a", 1) == epoch_seed(0, "a", 1)
+    assert len({epoch_seed(0, "a", 1), epoch_seed(0, "a", 2), epoch_seed(1, "a", 1), epoch_seed(0, "b", 1)}) == 4
+
+
+# ---------------------------------------------------------------------------- RNG
+def test_rng_state_roundtrip(tmp_path):
+    T.seed_everything(5)
+    state = T.get_rng_state()
+    T.save_state(tmp_path / "s.pt", {"config_hash": "h", "rng": state})
+    a = (random.random(), np.random.rand(), torch.rand(1))
+    T.set_rng_state(T.load_state(tmp_path / "s.pt", "h")["rng"])
+    b = (random.random(), np.random.rand(), torch.rand(1))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    with pytest.raises(UserError, match="different configuration"):
+        T.load_state(tmp_path / "s.pt", "other")
+
+
+# ---------------------------------------------------------------------------- loops
+def simple_loss(out, y, moco):
+    sim = out.q @ out.keys.T / 0.1
+    pos = (y @ out.key_labels.T > 0).float()
+    logp = torch.log_softmax(sim, 1)
+    return -(logp * pos).sum() / pos.sum() + 0.01 * ((y - out.dist) ** 2).sum(1).mean()
+
+
+def pretrain_cfg(epochs=4, step="epoch"):
+    return {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4},
+            "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-5},
+            "scheduler_step": step}
+
+
+def new_moco(d=7, c=4, queue=24):
+    torch.manual_seed(0)
+    return MoCo(Encoder(MLPBackbone(d, hidden=(16, 16, 8)), proj_dim=8), c, queue, momentum=0.9)
+
+
+def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32"):
+    x, y = data(n=40)
+    moco = new_moco()
+    vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
+    old = T.EPOCH_END_HOOK
+    T.EPOCH_END_HOOK = hook
+    try:
+        hist = T.pretrain(moco, vb, pretrain_cfg(epochs, step), simple_loss, seed=0, device=torch.device("cpu"),
+                          state_path=tmp_path / name, config_hash="h", log_every=2, precision=precision)
+    finally:
+        T.EPOCH_END_HOOK = old
+    return moco, hist
+
+
+def test_pretrain_fills_queue_trains_fc_and_checkpoints(tmp_path):
+    moco0 = new_moco()
+    moco, hist = run_pretrain(tmp_path)
+    assert len(hist["loss"]) == 4 and all(np.isfinite(hist["loss"]))
+    assert int(moco.queue_count) == 24 and int(moco.queue_ptr) == (4 * 5 * 8) % 24
+    assert not torch.equal(moco.fc.weight, moco0.fc.weight)
+    state = torch.load(tmp_path / "pre.pt", weights_only=True)
+    assert state["epoch"] == 4 and "queue" in state["model"] and "rng" in state
+
+
+def test_pretrain_bf16_autocast_runs(tmp_path):
+    moco, hist = run_pretrain(tmp_path, epochs=1, precision="bf16")
+    assert np.isfinite(hist["loss"][0]) and moco.queue.dtype == torch.float32 and int(moco.queue_count) > 0
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_after(phase, k):
+    def hook(p, epoch):
+        if p == phase and epoch + 1 == k:
+            raise Stop
+    return hook
+
+
+@pytest.mark.parametrize("step", ["epoch", "iter"])
+def test_pretrain_resume_equals_uninterrupted(tmp_path, step):
+    full, hist_full = run_pretrain(tmp_path, step=step, name="a.pt")
+    with pytest.raises(Stop):
+        run_pretrain(tmp_path, hook=stop_after("pretrain", 2), step=step, name="b.pt")
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["epoch"] == 2
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)  # a fresh process has other RNG states
+    resumed, hist_res = run_pretrain(tmp_path, step=step, name="b.pt")
+    assert hist_res["loss"] == hist_full["loss"]
+    sd_a, sd_b = full.state_dict(), resumed.state_dict()
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+def test_scheduler_modes_follow_cosine_warm_restarts(tmp_path):
+    _, by_epoch = run_pretrain(tmp_path, epochs=3, name="e.pt")
+    _, by_iter = run_pretrain(tmp_path, epochs=3, step="iter", name="i.pt")
+    # lr in force at the end of each epoch; T_0=2: epoch 0 -> lr(0), epoch 2 restarts
+    assert by_epoch["lr"][0] == pytest.approx(1e-3) and by_epoch["lr"][2] == pytest.approx(1e-3)
+    assert by_iter["lr"][0] < 1e-3 and by_iter["lr"][1] == pytest.approx(1e-3)  # restart at epoch 2.0
+
+
+def finetune_run(tmp_path, select="val_loss", epochs=4, hook=None, name="ft.pt"):
+    x, y = data(n=60)
+    torch.manual_seed(0)
+    model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
+    cfg = {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-2, "weight_decay": 1e-5},
+           "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-4},
+           "scheduler_step": "epoch", "select": select}
+    train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
+    val = VectorBatches(x[40:], y[40:], 100, shuffle=False)
+    old = T.EPOCH_END_HOOK
+    T.EPOCH_END_HOOK = hook
+    try:
+        res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,
+                         config_hash="h")
+    finally:
+        T.EPOCH_END_HOOK = old
+    return model, res, val
+
+
+@pytest.mark.parametrize("select", ["val_loss", "val_mAP"])
+def test_finetune_selects_best_validation_epoch(tmp_path, select):
+    model, res, val = finetune_run(tmp_path, select)
+    h = res["history"]
+    best = int(np.argmin(h["val_loss"]) if select == "val_loss" else np.argmax(h["val_mAP"]))
+    assert res["best_epoch"] == best + 1
+    scores, labels, loss = T.predict(model, val, torch.device("cpu"))
+    np.testing.assert_array_equal(scores, res["val_scores"])      # the model holds the selected weights
+    assert loss == pytest.approx(h["val_loss"][best])
+    assert scores.dtype == np.float32 and labels.dtype == np.uint8 and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_finetune_resume_equals_uninterrupted(tmp_path):
+    m1, r1, _ = finetune_run(tmp_path, name="a.pt")
+    with pytest.raises(Stop):
+        finetune_run(tmp_path, hook=stop_after("finetune", 3), name="b.pt")
+    torch.manual_seed(123)
+    m2, r2, _ = finetune_run(tmp_path, name="b.pt")
+    assert r1["history"] == r2["history"] and r1["best_epoch"] == r2["best_epoch"]
+    np.testing.assert_array_equal(r1["val_scores"], r2["val_scores"])
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+def test_progress_plain_lines_when_not_a_terminal(capsys):
+    p = T.EpochProgress("pretrain", total=4, initial=0, log_every=2)
+    for e in range(4):
+        p.update(e, loss=1.0)
+    p.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[-1].startswith("pretrain: epoch 4/4 loss=1.0000")
