@@ -2,7 +2,7 @@
 
 ``get_settings(dataset, scale="paper", overrides=[...])`` returns a nested, JSON-serialisable dict;
 ``mulsupcon-ld settings --dataset NAME [--json]`` prints it. Values the paper does not state are
-marked ``ours`` below and explained in docs/method_training.md.
+marked ``ours`` below and explained in docs/method.md (Part 2).
 
 Quotes (Section 4, Settings):
 
@@ -169,7 +169,7 @@ def _build(dataset: str) -> dict[str, Any]:
             "prefetch_factor": None,
         }}),
         "threads": None,                 # CPU threads for torch (None: torch's default); 1 is fastest for the
-                                         # small MLPs on a shared CPU (docs/method_training.md)
+                                         # small MLPs on a shared CPU (docs/method.md (Part 2))
         "precision": "fp32",             # ours: "bf16" = bf16 autocast for the networks (losses stay float32)
         "checkpoint_every": 1,           # epochs between resumable checkpoints in OUT/state/
         "log_every": 10,                 # epochs between plain progress lines when stderr is not a tty

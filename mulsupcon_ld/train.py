@@ -6,7 +6,7 @@ and evaluation batches ``(x, y)``. :class:`mulsupcon_ld.augment.VectorBatches` i
 implementation; image batches come from ``mulsupcon_ld.data.images.make_batches`` (see
 :mod:`mulsupcon_ld.runner`).
 
-Readings (see docs/method_training.md):
+Readings (see docs/method.md (Part 2)):
 
 * An epoch is one pass over the training split unless ``iters_per_epoch`` is set.
 * ``CosineAnnealingWarmRestarts`` steps once per epoch (``scheduler_step="epoch"``, as MulSupCon's
