@@ -163,12 +163,23 @@ def make_batches(prepared, split: str, settings: dict[str, Any], phase: str, see
     from .augment import VectorBatches
 
     x, y = prepared.split(split)
+    if settings.get("data", {}).get("standardize"):
+        x = _standardize(prepared, x)
     if phase == "eval":
         return VectorBatches(x, y, settings["finetune"]["eval_batch_size"], shuffle=False, device=device)
     cfg = settings[phase]
     return VectorBatches(x, y, cfg["batch_size"], mask=cfg["mask"], two_views=phase == "pretrain",
                          drop_last=bool(cfg.get("drop_last", False)), iters_per_epoch=cfg["iters_per_epoch"],
                          seed=seed, stream=f"{phase}-{split}", device=device)
+
+
+def _standardize(prepared, x: np.ndarray) -> np.ndarray:
+    """Z-score ``x`` with the train split's per-feature mean and std (constant features left at 0)."""
+    train_x, _ = prepared.split("train")
+    mean = train_x.mean(axis=0, dtype=np.float64)
+    std = train_x.std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+    return ((x - mean) / std).astype(np.float32)
 
 
 def build_moco(settings: dict[str, Any], n_labels: int, n_features: int | None):
