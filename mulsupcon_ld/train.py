@@ -133,6 +133,23 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def _resume(state_path: Path, config_hash: str, model: nn.Module, opt: torch.optim.Optimizer,
+            sched: Any, seed: int, stream: str) -> dict[str, Any] | None:
+    """Restore model, optimiser, scheduler and RNGs from the phase's checkpoint, if there is one;
+    otherwise seed the phase's RNG stream. Returns the checkpoint (None when starting fresh)."""
+    state = load_state(state_path, config_hash)
+    if state is None:
+        from .augment import epoch_seed
+
+        seed_everything(epoch_seed(seed, stream, 0))
+        return None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state
+
+
 def load_state(path: Path, config_hash: str) -> dict[str, Any] | None:
     """The checkpoint at ``path`` if it exists; UserError if it belongs to another configuration."""
     path = Path(path)
@@ -197,19 +214,11 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
     opt = make_optimizer([p for p in moco.parameters() if p.requires_grad], cfg["optimizer"])
     sched = make_scheduler(opt, cfg["scheduler"])
     epochs, mode = int(cfg["epochs"]), cfg["scheduler_step"]
-    state = load_state(state_path, config_hash)
     history: dict[str, Any] = {"loss": [], "lr": []}
+    state = _resume(state_path, config_hash, moco, opt, sched, seed, "pretrain-rng")
     start, elapsed = 0, 0.0
     if state is not None:
-        moco.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         start, history, elapsed = state["epoch"], state["history"], state["elapsed_s"]
-    else:
-        from .augment import epoch_seed
-
-        seed_everything(epoch_seed(seed, "pretrain-rng", 0))
     iters = len(batches)
     if iters < 1:
         raise UserError("the training split is too small for one pretraining batch; lower "
@@ -287,20 +296,12 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
     opt = make_optimizer(model.parameters(), cfg["optimizer"])
     sched = make_scheduler(opt, cfg["scheduler"])
     epochs, mode, select = int(cfg["epochs"]), cfg["scheduler_step"], cfg["select"]
-    state = load_state(state_path, config_hash)
     history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_mAP": [], "lr": []}
     best: dict[str, Any] = {"epoch": 0, "score": -math.inf}
+    state = _resume(state_path, config_hash, model, opt, sched, seed, "finetune-rng")
     start, elapsed = 0, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         start, history, best, elapsed = state["epoch"], state["history"], state["best"], state["elapsed_s"]
-    else:
-        from .augment import epoch_seed
-
-        seed_everything(epoch_seed(seed, "finetune-rng", 0))
     iters = len(train)
     if iters < 1:
         raise UserError("the training split is too small for one fine-tuning batch")

@@ -170,3 +170,30 @@ def test_evaluate_recomputes_saved_metrics(reference, capsys):
                  "--val-scores", str(reference / "val_scores.npy"),
                  "--val-labels", str(reference / "val_labels.npy"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == load(reference)["metrics"]["val-threshold"]
+
+
+def test_standardize_uses_train_statistics_only():
+    from mulsupcon_ld.runner import _standardize
+
+    class Prepared:  # the two methods _standardize needs
+        kind = "vector"
+
+        def __init__(self, splits):
+            self._splits = splits
+
+        def split(self, name):
+            return self._splits[name]
+
+    rng = np.random.default_rng(0)
+    train = np.c_[rng.normal(5.0, 3.0, size=(50, 2)), np.full(50, 7.0)].astype(np.float32)
+    test = np.array([[5.0, 5.0, 7.0], [8.0, 2.0, 9.0]], dtype=np.float32)
+    prepared = Prepared({"train": (train, None), "test": (test, None)})
+    z_train = _standardize(prepared, train)
+    np.testing.assert_allclose(z_train[:, :2].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z_train[:, :2].std(0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(z_train[:, 2], 0.0)  # constant feature: centred, not divided by 0
+    z_test = _standardize(prepared, test)
+    mean, std = train.mean(0, dtype=np.float64), train.std(0, dtype=np.float64)
+    np.testing.assert_allclose(z_test[1, :2], (test[1, :2] - mean[:2]) / std[:2], rtol=1e-5)
+    assert z_test[1, 2] == pytest.approx(2.0)  # test-time deviation of a train-constant feature kept
+    assert z_test.dtype == np.float32
