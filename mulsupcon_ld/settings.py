@@ -91,6 +91,9 @@ COMMON = {
 # Table 7(d)'s cell α=1, β=0.001.
 DEFAULT_ALPHA_BETA = {"vector": (0.1, 1.0), "image": (1.0, 0.001)}
 
+# torch.compile modes accepted by the per-phase "compile" settings (besides false / true = "default").
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 # --scale smoke: a few epochs, for tests and CI.
 SMOKE = {"pretrain.epochs": 3, "finetune.epochs": 3}
 
@@ -145,6 +148,7 @@ def _build(dataset: str) -> dict[str, Any]:
             "scheduler_step": "epoch",   # ours: "epoch" (MulSupCon code) or "iter" (fractional epoch)
             "iters_per_epoch": None,     # ours: None = one pass over train (MulSupCon Yeast config: 1000)
             "drop_last": True,           # ours: contrastive batches are always full
+            "compile": False,            # ours: torch.compile the query/key encoders (true or a mode string)
         },
         "finetune": {
             "epochs": c["finetune_epochs"],
@@ -156,6 +160,7 @@ def _build(dataset: str) -> dict[str, Any]:
             "iters_per_epoch": None,
             "select": "val_loss",        # ours: epoch with the lowest validation BCE (MulSupCon code); or "val_mAP"
             "eval_batch_size": 1024 if vector else 256,
+            "compile": False,            # ours: torch.compile the classifier (true or a mode string)
         },
         "loss": {
             "alpha": alpha,
@@ -239,6 +244,8 @@ def validate(s: dict[str, Any]) -> None:
         check(p["scheduler_step"] in ("epoch", "iter"), f"{phase}.scheduler_step must be 'epoch' or 'iter'")
         ipe = p["iters_per_epoch"]
         check(ipe is None or (isinstance(ipe, int) and ipe >= 1), f"{phase}.iters_per_epoch must be null or >= 1")
+        check(isinstance(p["compile"], bool) or (isinstance(p["compile"], str) and p["compile"] in COMPILE_MODES),
+              f"{phase}.compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)})")
     check(isinstance(s["pretrain"]["queue_size"], int) and s["pretrain"]["queue_size"] >= 1,
           "pretrain.queue_size must be an integer >= 1")
     check(s["finetune"]["select"] in ("val_loss", "val_mAP"), "finetune.select must be 'val_loss' or 'val_mAP'")

@@ -14,6 +14,10 @@ Readings (see docs/method.md (Part 2)):
   ``scheduler.step(epoch + i / iters)``).
 * Fine-tuning keeps the weights of the epoch with the lowest validation BCE (``select="val_loss"``,
   MulSupCon's ``eval_best`` checkpoint) or the highest validation mAP (``"val_mAP"``).
+* ``compile`` (per phase): the networks of the hot loop — the query and key encoders in
+  pretraining, the classifier in fine-tuning — run through ``torch.compile`` for the phase, compiled
+  in place (``nn.Module.compile``): same module objects, same parameters, same ``state_dict`` keys,
+  so checkpoints and resume do not depend on it (see :func:`compiled`).
 
 Resume: every ``checkpoint_every`` epochs (and after the last) the full training state — model
 (with the MoCo queues, which are buffers), optimiser, scheduler, RNG states of torch / numpy /
@@ -25,12 +29,13 @@ an epoch depend only on ``(seed, epoch)`` and the global RNG (dropout) is restor
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -40,6 +45,7 @@ from torch import nn
 from .atomic import atomic_path
 from .errors import UserError
 from .moco import MoCo, MoCoOutput
+from .settings import COMPILE_MODES
 
 # Test hook: called as EPOCH_END_HOOK(phase, epoch) after each epoch's checkpoint is written.
 EPOCH_END_HOOK: Callable[[str, int], None] | None = None
@@ -181,6 +187,49 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+# ------------------------------------------------------------------------------------ torch.compile
+def compile_options(setting: bool | str | None) -> dict[str, Any] | None:
+    """``torch.compile`` keyword arguments for a ``compile`` setting: None (off) for false/null,
+    ``{}`` for true, ``{"mode": m}`` for one of :data:`COMPILE_MODES`."""
+    if setting is None or setting is False:
+        return None
+    if setting is True:
+        return {}
+    if isinstance(setting, str) and setting in COMPILE_MODES:
+        return {"mode": setting}
+    raise UserError(f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
+                    f"got {setting!r}")
+
+
+@contextlib.contextmanager
+def compiled(modules: Iterable[nn.Module], setting: bool | str | None) -> Iterator[None]:
+    """Run ``modules`` through ``torch.compile`` inside the block, then restore them to eager.
+
+    Each module is compiled in place with ``nn.Module.compile`` (its ``__call__`` goes through the
+    compiled function; no wrapper is registered as a submodule), so callers that reach it as an
+    attribute — ``MoCo.forward`` calling ``encoder_q`` / ``encoder_k`` — use the compiled code, and
+    ``state_dict()`` keeps its keys (``torch.compile(module)`` would return an ``OptimizedModule``
+    whose keys carry an ``_orig_mod.`` prefix). The compiled graphs read the parameters as inputs,
+    so in-place updates — the optimiser step, the key encoder's momentum update, ``load_state_dict``
+    — are seen by the next call. Recompilation happens on new input shapes (the last, smaller
+    batch) and on train/eval or grad-mode switches.
+    """
+    options = compile_options(setting)
+    modules = list(modules)
+    if options is None:
+        yield
+        return
+    if not hasattr(nn.Module, "compile"):  # pragma: no cover - torch < 2.2
+        raise UserError("compile needs torch >= 2.2 (nn.Module.compile); set compile=false")
+    for m in modules:
+        m.compile(**options)
+    try:
+        yield
+    finally:
+        for m in modules:  # back to eager: what Module.compile set, and what deepcopy/pickle drop
+            m._compiled_call_impl = None
+
+
 # ------------------------------------------------------------------------------------ pretraining
 def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float, ablation: str = "none"
                        ) -> Callable[[MoCoOutput, torch.Tensor, MoCo], torch.Tensor]:
@@ -225,39 +274,40 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
                         "--set pretrain.batch_size or use more data")
     progress = EpochProgress("pretrain", epochs, start, log_every)
     t0 = time.monotonic()
-    for epoch in range(start, epochs):
-        moco.train()
-        total, count = torch.zeros((), device=device), 0
-        for i, batch in enumerate(batches.epoch(epoch)):
-            v1, v2, y = _to(batch, device)
-            with autocast(device, precision):
-                out = moco(v1, v2, y)
-                loss = loss_fn(out, out.key_labels[: y.shape[0]], moco)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch + 1}, "
-                                         f"iteration {i + 1}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            _scheduler_step(sched, mode, epoch, i, iters)
-            moco.enqueue(out.k, out.key_labels[: y.shape[0]], out.dist)
-            total += loss.detach()
-            count += 1
-        history["lr"].append(opt.param_groups[0]["lr"])
-        if mode == "epoch":
-            sched.step()
-        mean_loss = float(total) / max(1, count)
-        history["loss"].append(mean_loss)
-        progress.update(epoch, loss=mean_loss)
-        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
-            save_state(state_path, {
-                "config_hash": config_hash, "phase": "pretrain", "epoch": epoch + 1,
-                "model": moco.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": get_rng_state(), "history": history,
-                "elapsed_s": elapsed + time.monotonic() - t0,
-            })
-        if EPOCH_END_HOOK is not None:
-            EPOCH_END_HOOK("pretrain", epoch)
+    with compiled([moco.encoder_q, moco.encoder_k], cfg.get("compile", False)):
+        for epoch in range(start, epochs):
+            moco.train()
+            total, count = torch.zeros((), device=device), 0
+            for i, batch in enumerate(batches.epoch(epoch)):
+                v1, v2, y = _to(batch, device)
+                with autocast(device, precision):
+                    out = moco(v1, v2, y)
+                    loss = loss_fn(out, out.key_labels[: y.shape[0]], moco)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch + 1}, "
+                                             f"iteration {i + 1}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                _scheduler_step(sched, mode, epoch, i, iters)
+                moco.enqueue(out.k, out.key_labels[: y.shape[0]], out.dist)
+                total += loss.detach()
+                count += 1
+            history["lr"].append(opt.param_groups[0]["lr"])
+            if mode == "epoch":
+                sched.step()
+            mean_loss = float(total) / max(1, count)
+            history["loss"].append(mean_loss)
+            progress.update(epoch, loss=mean_loss)
+            if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+                save_state(state_path, {
+                    "config_hash": config_hash, "phase": "pretrain", "epoch": epoch + 1,
+                    "model": moco.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "rng": get_rng_state(), "history": history,
+                    "elapsed_s": elapsed + time.monotonic() - t0,
+                })
+            if EPOCH_END_HOOK is not None:
+                EPOCH_END_HOOK("pretrain", epoch)
     progress.close()
     history["elapsed_s"] = elapsed + time.monotonic() - t0
     return history
@@ -307,43 +357,44 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
         raise UserError("the training split is too small for one fine-tuning batch")
     progress = EpochProgress("finetune", epochs, start, log_every)
     t0 = time.monotonic()
-    for epoch in range(start, epochs):
-        model.train()
-        total, count = torch.zeros((), device=device), 0
-        for i, batch in enumerate(train.epoch(epoch)):
-            x, y = _to(batch, device)
-            with autocast(device, precision):
-                logits = model(x)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), y.float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            _scheduler_step(sched, mode, epoch, i, iters)
-            total += loss.detach()
-            count += 1
-        history["lr"].append(opt.param_groups[0]["lr"])
-        if mode == "epoch":
-            sched.step()
-        val_scores, val_labels, val_loss = predict(model, val, device, precision)
-        val_map = _map(val_scores, val_labels)
-        history["train_loss"].append(float(total) / max(1, count))
-        history["val_loss"].append(val_loss)
-        history["val_mAP"].append(val_map)
-        score = -val_loss if select == "val_loss" else val_map
-        if score > best["score"] or best["epoch"] == 0:
-            best = {"epoch": epoch + 1, "score": score,
-                    "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()},
-                    "val_scores": torch.from_numpy(val_scores), "val_labels": torch.from_numpy(val_labels)}
-        progress.update(epoch, loss=history["train_loss"][-1], val_loss=val_loss, val_mAP=val_map)
-        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
-            save_state(state_path, {
-                "config_hash": config_hash, "phase": "finetune", "epoch": epoch + 1,
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": get_rng_state(), "history": history, "best": best,
-                "elapsed_s": elapsed + time.monotonic() - t0,
-            })
-        if EPOCH_END_HOOK is not None:
-            EPOCH_END_HOOK("finetune", epoch)
+    with compiled([model], cfg.get("compile", False)):
+        for epoch in range(start, epochs):
+            model.train()
+            total, count = torch.zeros((), device=device), 0
+            for i, batch in enumerate(train.epoch(epoch)):
+                x, y = _to(batch, device)
+                with autocast(device, precision):
+                    logits = model(x)
+                loss = F.binary_cross_entropy_with_logits(logits.float(), y.float())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                _scheduler_step(sched, mode, epoch, i, iters)
+                total += loss.detach()
+                count += 1
+            history["lr"].append(opt.param_groups[0]["lr"])
+            if mode == "epoch":
+                sched.step()
+            val_scores, val_labels, val_loss = predict(model, val, device, precision)
+            val_map = _map(val_scores, val_labels)
+            history["train_loss"].append(float(total) / max(1, count))
+            history["val_loss"].append(val_loss)
+            history["val_mAP"].append(val_map)
+            score = -val_loss if select == "val_loss" else val_map
+            if score > best["score"] or best["epoch"] == 0:
+                best = {"epoch": epoch + 1, "score": score,
+                        "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()},
+                        "val_scores": torch.from_numpy(val_scores), "val_labels": torch.from_numpy(val_labels)}
+            progress.update(epoch, loss=history["train_loss"][-1], val_loss=val_loss, val_mAP=val_map)
+            if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+                save_state(state_path, {
+                    "config_hash": config_hash, "phase": "finetune", "epoch": epoch + 1,
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "rng": get_rng_state(), "history": history, "best": best,
+                    "elapsed_s": elapsed + time.monotonic() - t0,
+                })
+            if EPOCH_END_HOOK is not None:
+                EPOCH_END_HOOK("finetune", epoch)
     progress.close()
     model.load_state_dict(best["model"])
     return {"history": history, "best_epoch": best["epoch"], "select": select,

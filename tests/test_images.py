@@ -662,3 +662,53 @@ def test_cli_nuswide21_uses_the_nuswide_raw_folder_and_its_options(tmp_path, mon
         assert (rel[i] in got) == (bool(y.any()) and i != NUS_MISSING)
         if rel[i] in got:
             assert np.array_equal(got[rel[i]], y)
+
+
+# ================================================================================= tests: training
+@pytest.mark.slow
+def test_smoke_pretrain_finetune_on_the_voc_fixture(tmp_path, monkeypatch):
+    """`mulsupcon-ld run --dataset pascal --method cld --scale smoke` on CPU, on the extracted VOC
+    fixture (4 trainval, 3 test images) at 32 px: ResNet-50 MoCo pretraining, BCE fine-tuning and
+    evaluation end to end; metrics.json with the six metrics under both protocols, provenance, and
+    score arrays in the shapes of the fixture's splits."""
+    from mulsupcon_ld import cli
+    from mulsupcon_ld.metrics import METRIC_KEYS
+
+    monkeypatch.setenv("MULSUPCON_PREPARE_WORKERS", "1")
+    (tmp_path / "tars").mkdir()
+    raw, data, out = tmp_path / "raw", tmp_path / "data", tmp_path / "run"
+    extract_voc(tmp_path / "tars", raw / "pascal")
+    threads = torch.get_num_threads()
+    try:
+        rc = cli.main(["run", "--dataset", "pascal", "--method", "cld", "--scale", "smoke",
+                       "--raw-dir", str(raw), "--data-dir", str(data), "--out", str(out), "--device", "cpu",
+                       "--set", "data.image_size=32", "--set", "data.num_workers=0",
+                       "--set", "pretrain.batch_size=2", "--set", "pretrain.queue_size=4",   # 3 steps wrap it
+                       "--set", "finetune.batch_size=2", "--set", "finetune.eval_batch_size=2",
+                       "--set", "checkpoint_every=3", "--set", "threads=1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    rec = json.loads((out / "metrics.json").read_text())
+    assert (rec["dataset"], rec["method"], rec["scale"], rec["synthetic"]) == ("pascal", "cld", "smoke", False)
+    assert (rec["alpha"], rec["beta"]) == (1.0, 0.001)                     # image defaults
+    for protocol in ("paper", "val-threshold"):
+        values = rec["metrics"][protocol]
+        assert set(METRIC_KEYS) <= set(values)
+        assert all(isinstance(values[k], float) and 0.0 <= values[k] <= 1.0 for k in METRIC_KEYS), values
+    for key in ("config", "config_hash", "git_commit", "versions", "device", "host", "result_hash"):
+        assert rec.get(key), key
+    assert rec["device"].startswith("cpu") and rec["config"]["settings"]["model"]["backbone"] == "resnet50"
+    assert rec["data"]["source"] != "synthetic" and set(rec["wall_time_s"]) >= {"pretrain", "finetune", "total"}
+    assert len(rec["training"]["pretrain"]["loss"]) == 3 and rec["training"]["pretrain"]["iters_per_epoch"] >= 1
+    meta = json.loads((data / "pascal" / "meta.json").read_text())
+    n = meta["splits"]
+    assert n["train"] + n["val"] == 4 and n["test"] == 3
+    assert (rec["data"]["n_train"], rec["data"]["n_val"], rec["data"]["n_test"]) == (n["train"], n["val"], n["test"])
+    for split in ("test", "val"):
+        scores, labels = np.load(out / f"{split}_scores.npy"), np.load(out / f"{split}_labels.npy")
+        assert scores.shape == labels.shape == (n[split], 20)
+        assert scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
+        with np.load(data / "pascal" / f"{split}.npz") as z:
+            assert np.array_equal(labels, z["y"])                            # stored order
+    assert not (out / "state").exists() and (out / "pretrained.pt").is_file()

@@ -284,3 +284,90 @@ def test_progress_plain_lines_when_not_a_terminal(capsys):
     p.close()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[-1].startswith("pretrain: epoch 4/4 loss=1.0000")
+
+
+# ---------------------------------------------------------------------------- torch.compile
+def test_compile_setting_values():
+    assert get_settings("pascal")["pretrain"]["compile"] is False
+    assert get_settings("pascal")["finetune"]["compile"] is False
+    s = get_settings("yeast", "smoke", ["pretrain.compile=true", "finetune.compile=max-autotune-no-cudagraphs"])
+    assert s["pretrain"]["compile"] is True and s["finetune"]["compile"] == "max-autotune-no-cudagraphs"
+    for bad in ("1", "null", "fast"):
+        with pytest.raises(UserError, match="compile"):
+            get_settings("yeast", overrides=[f"pretrain.compile={bad}"])
+    assert T.compile_options(False) is None and T.compile_options(True) == {}
+    assert T.compile_options("max-autotune") == {"mode": "max-autotune"}
+    with pytest.raises(UserError):
+        T.compile_options("fast")
+
+
+def _compile_pretrain(tmp_path, name, compile, hook=None):
+    x, y = data(n=40)
+    moco = new_moco()
+    vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
+    old, T.EPOCH_END_HOOK = T.EPOCH_END_HOOK, hook
+    try:
+        hist = T.pretrain(moco, vb, dict(pretrain_cfg(3), compile=compile), simple_loss, seed=0,
+                          device=torch.device("cpu"), state_path=tmp_path / name, config_hash="h")
+    finally:
+        T.EPOCH_END_HOOK = old
+    return moco, hist
+
+
+def _compile_finetune(tmp_path, name, compile):
+    x, y = data(n=60)
+    torch.manual_seed(0)
+    model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
+    cfg = {"epochs": 2, "optimizer": {"name": "AdamW", "lr": 1e-2, "weight_decay": 1e-5},
+           "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-4},
+           "scheduler_step": "epoch", "select": "val_loss", "compile": compile}
+    train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
+    val = VectorBatches(x[40:], y[40:], 100, shuffle=False)
+    res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,
+                     config_hash="h")
+    return model, res
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled")
+def test_compile_runs_and_keeps_checkpoints_and_resume(tmp_path):
+    """compile=true on CPU: a real inductor build (C++ kernels, caches off, dynamo reset), the
+    checkpoint keys of the eager run, the eager losses up to float rounding (inductor's own RNG off so
+    dropout draws match) — which also shows the compiled key encoder follows its momentum updates —
+    resume equal to an uninterrupted compiled run, and the modules back to eager afterwards."""
+    import torch._dynamo
+    import torch._inductor.config as inductor_config
+    import torch._inductor.metrics as inductor_metrics
+    from torch._dynamo.utils import counters
+
+    eager, hist_eager = _compile_pretrain(tmp_path, "eager.pt", False)
+    ft_eager, res_eager = _compile_finetune(tmp_path, "ft-eager.pt", False)
+    torch._dynamo.reset()
+    counters.clear()
+    inductor_metrics.reset()
+    with inductor_config.patch(fallback_random=True, force_disable_caches=True):
+        comp, hist_comp = _compile_pretrain(tmp_path, "comp.pt", True)
+        n_graphs = counters["stats"]["unique_graphs"]
+        assert n_graphs >= 2                                        # query (train) and key (no-grad) graphs
+        assert inductor_metrics.generated_kernel_count > 0 and inductor_metrics.generated_cpp_vec_kernel_count > 0
+        with pytest.raises(Stop):
+            _compile_pretrain(tmp_path, "resumed.pt", True, hook=stop_after("pretrain", 1))
+        resumed, hist_res = _compile_pretrain(tmp_path, "resumed.pt", True)
+        ft_comp, res_comp = _compile_finetune(tmp_path, "ft-comp.pt", True)
+        assert counters["stats"]["unique_graphs"] > n_graphs         # the classifier was compiled too
+    for m in (comp.encoder_q, comp.encoder_k, ft_comp):
+        assert m._compiled_call_impl is None                         # restored to eager
+
+    def keys(name, part):
+        return list(torch.load(tmp_path / name, weights_only=True)[part])
+
+    assert keys("comp.pt", "model") == keys("eager.pt", "model") == list(eager.state_dict())
+    assert not any("_orig_mod" in k for k in keys("comp.pt", "model") + keys("ft-comp.pt", "model"))
+    assert keys("ft-comp.pt", "model") == keys("ft-eager.pt", "model")
+    best = torch.load(tmp_path / "ft-comp.pt", weights_only=True)["best"]["model"]
+    assert list(best) == list(ft_eager.state_dict())
+    assert hist_comp["loss"] == pytest.approx(hist_eager["loss"], rel=1e-5)
+    assert res_comp["history"]["train_loss"] == pytest.approx(res_eager["history"]["train_loss"], rel=1e-5)
+    assert res_comp["history"]["val_loss"] == pytest.approx(res_eager["history"]["val_loss"], rel=1e-4)
+    assert hist_res["loss"] == hist_comp["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(comp.state_dict().values(), resumed.state_dict().values()))
