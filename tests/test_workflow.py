@@ -6,6 +6,9 @@
 * end to end on synthetic stand-ins at smoke scale (few seeds, reduced dataset list and grid):
   Tables 2, 3, 5, Figure 2, runs.csv, the diff and the HTML report; a second invocation has
   nothing to do;
+* Table 4 (image datasets): the default DAG asks for one GPU per training job; end to end on CPU
+  on the synthetic PASCAL (3 ResNet-50 runs at smoke scale), each training process exiting
+  promptly after its metrics.json;
 * real pre-staged data (../shared/data) at smoke scale: Yeast and Scene cells are real, an absent
   dataset is reported as such;
 * a training job killed midway resumes from its state when the workflow is re-run.
@@ -75,6 +78,26 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+def job_blocks(output: str) -> list[dict]:
+    """The jobs snakemake prints (dry run or real): ``{"rule", "wildcards": {..}, "resources":
+    {..}, "threads", ...}`` per ``rule NAME:`` / ``localrule NAME:`` block, in printed order."""
+    jobs: list[dict] = []
+    for line in output.splitlines():
+        m = re.fullmatch(r"(?:local)?rule (\w+):", line.strip())
+        if m and not line.startswith(" "):
+            jobs.append({"rule": m.group(1), "wildcards": {}, "resources": {}})
+            continue
+        m = re.fullmatch(r"\s{4}(\w+): (.*)", line)
+        if not (m and jobs):
+            continue
+        key, value = m.groups()
+        if key in ("wildcards", "resources"):
+            jobs[-1][key] = dict(item.split("=", 1) for item in value.split(", ") if "=" in item)
+        else:
+            jobs[-1].setdefault(key, value)
+    return jobs
+
+
 # ------------------------------------------------------------------------------ lint, DAG
 
 
@@ -128,6 +151,27 @@ def _default_config() -> dict:
     import yaml
 
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+IMAGE_DATASETS = ("mirflickr", "nuswide", "coco", "pascal")  # Table 4's columns
+
+
+def test_dry_run_table4_every_training_job_asks_for_a_gpu(default_workdir):
+    out = snakemake(default_workdir, "-n", "paper_tables/table4.md")
+    assert job_counts(out.stdout)["train"] == 12
+    train = [job for job in job_blocks(out.stdout) if job["rule"] == "train"]
+    assert len(train) == 12  # 4 image datasets × 3 methods × image_seeds [0]
+    image = _default_config()["resources"]["image"]
+    assert image["gpu"] == 1
+    for job in train:
+        w, res = job["wildcards"], job["resources"]
+        assert w["data"] in IMAGE_DATASETS and w["scale"] == "paper" and w["seed"] == "0", job
+        assert res.get("gpu") == "1", job
+        assert res["mem_mb"] == str(image["mem_mb"]) and res["runtime"] == str(image["runtime"]), job
+    assert {(j["wildcards"]["data"], j["wildcards"]["method"]) for j in train} == {
+        (d, m) for d in IMAGE_DATASETS for m in ("mulsupcon", "rld", "cld")}
+    # download/prepare of image datasets are no GPU jobs
+    assert all("gpu" not in j["resources"] for j in job_blocks(out.stdout) if j["rule"] != "train")
 
 
 # ------------------------------------------------------------------------------ synthetic, end to end
@@ -197,6 +241,90 @@ def test_synthetic_html_report(synthetic_run):
     snakemake(wd, "--report", "report.html", *SYNTHETIC_TARGETS, *SYNTHETIC_CONFIG)
     html = (wd / "report.html").read_text(errors="replace")
     assert "table2.md" in html and "figure2.png" in html
+
+
+# ------------------------------------------------------------------------------ Table 4, synthetic, CPU
+
+# PASCAL's stand-in only (320/80/200 images of 32 px, ResNet-50, 3 + 3 epochs at smoke scale):
+# 3 methods × image_seeds [0] = 3 runs. The grid and the ablations are cut to the default α, β
+# (1, 0.001: Table 4's CLD run) so that results/runs.csv (every run of the config) needs no more.
+TABLE4_TARGETS = ("paper_tables/table4.md", "results/runs.csv")
+TABLE4_CONFIG = ("--config", "synthetic=true", "scale=smoke", "datasets=[pascal]", "alphas=[1]",
+                 "betas=[0.001]", "ablations=[none]", "device=cpu")
+#: seconds between a run's metrics.json and its training process' exit (the job copies it then);
+#: a DataLoader whose persistent workers outlive the run would show up here
+EXIT_AFTER_METRICS_S = 30
+
+
+@pytest.fixture(scope="module")
+def table4_run(tmp_path_factory):
+    wd = make_workdir(tmp_path_factory.mktemp("table4") / "wf")
+    planned = job_counts(snakemake(wd, "-n", *TABLE4_TARGETS, *TABLE4_CONFIG).stdout)
+    t0 = time.monotonic()
+    run = snakemake(wd, "--cores", "2", *TABLE4_TARGETS, "--set-threads", "train=1", *TABLE4_CONFIG,
+                    timeout=600)
+    return wd, planned, run.stdout + run.stderr, time.monotonic() - t0
+
+
+def test_table4_synthetic_pascal_cells(table4_run):
+    wd, _, _, _ = table4_run
+    md = (wd / "paper_tables/table4.md").read_text()
+    assert "**SYNTHETIC DATA**" in md and "Scale: smoke" in md
+    cells = pd.read_csv(wd / "paper_tables/table4.csv")
+    assert len(cells) == 3 * 6 * 4  # methods × metrics × datasets
+    pascal, others = cells[cells["dataset"] == "pascal"], cells[cells["dataset"] != "pascal"]
+    assert (pascal["status"] == "ok").all() and pascal["synthetic"].all() and (pascal["n"] == 1).all()
+    assert (pascal["scale"] == "smoke").all() and pascal["paper"].notna().all()
+    # ours, marked SYNTHETIC, then the paper's number (4 digits in Table 4)
+    assert pascal["text"].str.match(r"SYNTHETIC 0\.\d{4} \(n=1\) · paper 0\.\d{4} · ").all()
+    for text in pascal["text"]:
+        assert text in md
+    assert set(pascal["method"]) == {"MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD"}
+    # the other image datasets: no number, the reason in a note
+    assert set(others["dataset"]) == {"mirflickr", "nuswide", "coco"}
+    assert (others["status"] == "missing").all() and others["ours_mean"].isna().all()
+    assert others["text"].str.match(r"— \(not run \[\d+\]\) · paper 0\.\d{4}$").all()
+    assert others["note"].str.startswith("not run with this configuration").all()
+    assert re.search(r"^\[\d+\] not run with this configuration", md, re.M)
+    assert "| Algorithm | MIRFLICKR | NUS-WIDE | MS-COCO | PASCAL |" in md
+
+
+def test_table4_runs_csv_one_row_per_pascal_job(table4_run):
+    wd, planned, _, _ = table4_run
+    assert planned["train"] == 3 and planned["prepare"] == 1 and "download" not in planned
+    runs = pd.read_csv(wd / "results/runs.csv")
+    assert len(runs) == planned["train"] and runs["run_id"].is_unique
+    assert (runs["dataset"] == "pascal").all() and set(runs["method"]) == {"mulsupcon", "rld", "cld"}
+    assert (runs["status"] == "ok").all() and runs["synthetic"].all() and (runs["scale"] == "smoke").all()
+    assert runs["device"].str.startswith("cpu").all()
+    for col in ("paper.mAP", "val-threshold.mAP", "wall_time_s.total", "config_hash"):
+        assert runs[col].notna().all(), col
+    assert len(list((wd / "results/runs").rglob("metrics.json"))) == len(runs)
+
+
+def test_table4_training_jobs_declared_a_gpu(table4_run):
+    _, _, log, _ = table4_run
+    train = [job for job in job_blocks(log) if job["rule"] == "train"]
+    assert len(train) == 3
+    for job in train:
+        assert job["wildcards"]["data"] == "pascal-synthetic", job
+        assert job["resources"].get("gpu") == "1", job
+        assert job["resources"]["runtime"] == str(_default_config()["resources"]["smoke"]["runtime"]), job
+    assert all("gpu" not in j["resources"] for j in job_blocks(log) if j["rule"] != "train")
+
+
+def test_table4_training_processes_exit_promptly(table4_run):
+    wd, _, _, wall = table4_run
+    print(f"Table 4 smoke workflow: {wall:.0f} s")
+    results = sorted((wd / "results/runs").rglob("metrics.json"))
+    assert len(results) == 3
+    for declared in results:
+        written = wd / "results/state" / declared.relative_to(wd / "results/runs")
+        # `mulsupcon-ld run` writes state/…/metrics.json last; the job copies it once the process is gone
+        lag = declared.stat().st_mtime - written.stat().st_mtime
+        assert 0 <= lag < EXIT_AFTER_METRICS_S, (declared, lag)
+        log = (wd / "logs/train" / declared.parent.relative_to(wd / "results/runs")).with_suffix(".log")
+        assert log.read_text().rstrip().endswith("# exit status 0")
 
 
 # ------------------------------------------------------------------------------ real data
