@@ -85,6 +85,11 @@ def smoke_workdir(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Snakemake:
     """``snakemake --profile profiles/slurm`` on the real workflow, in its own working directory."""
 
@@ -100,8 +105,12 @@ class Snakemake:
             argv += ["--config", *config]
         self.argv = argv
         self._fh = open(self.log_path, "w")
+        # A test runner started in the background by a non-interactive shell hands SIGINT down as
+        # *ignored*, and Python then never raises KeyboardInterrupt: restore the default so that
+        # interrupt() is the user's Ctrl-C wherever the suite runs.
         self.proc = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=slurm.env, cwd=self.workdir)
+                                     stdin=subprocess.DEVNULL, env=slurm.env, cwd=self.workdir,
+                                     preexec_fn=_default_sigint)
 
     @property
     def text(self) -> str:
