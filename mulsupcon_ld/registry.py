@@ -153,6 +153,16 @@ def _mulsupcon(f: str, role: str, sha256: str, description: str = "") -> RawFile
 
 _SEEDED_VAL = "val = seeded 20% of the train file (seed 0), recorded in meta.json"
 
+
+def _mulan_split(ds: str, sha256: tuple[str, str, str] | None = None, notes: str = "") -> Source:
+    """Mulan's official train/test ARFF + label XML from GitHub; val carved from train (seeded)."""
+    shas = sha256 or (None, None, None)
+    files = tuple(_mulan(ds, f, role, sha) for (f, role), sha in
+                  zip(((f"{ds}-train.arff", "train"), (f"{ds}-test.arff", "test"),
+                       (f"{ds}.xml", "labels")), shas))
+    return Source(name="mulan-arff", raw_format="mulan-arff", files=files, notes=notes,
+                  split_notes=_SEEDED_VAL)
+
 # ---------------------------------------------------------------------------------------------
 # the nine datasets
 
@@ -183,20 +193,10 @@ _YEAST = DatasetSpec(
                   "reproduces MulSupCon, so its 1200/300 train/val split is used as our val split.",
             split_notes="train/val/test = MulSupCon's official 1200/300/917 files",
         ),
-        Source(
-            name="mulan-arff",
-            raw_format="mulan-arff",
-            files=(
-                _mulan("yeast", "yeast-train.arff", "train",
-                       "e759dc991ff54694a4ff9c4314f3be0d6fd2b1994a4b563f57e416394c6aebbd"),
-                _mulan("yeast", "yeast-test.arff", "test",
-                       "4aaac102bff9669a765bf0b378602e5cc8c3b181048282e2f003117b496d552a"),
-                _mulan("yeast", "yeast.xml", "labels",
-                       "c3056cc26444b5158b1588d1b73bec9c45429e10f0957ad085903423cb81f247"),
-            ),
-            notes="Mulan's ARFF copy of the same official split (alternative source).",
-            split_notes=_SEEDED_VAL,
-        ),
+        _mulan_split("yeast", ("e759dc991ff54694a4ff9c4314f3be0d6fd2b1994a4b563f57e416394c6aebbd",
+                               "4aaac102bff9669a765bf0b378602e5cc8c3b181048282e2f003117b496d552a",
+                               "c3056cc26444b5158b1588d1b73bec9c45429e10f0957ad085903423cb81f247"),
+                     notes="Mulan's ARFF copy of the same official split (alternative source)."),
     ),
     # label names in MulSupCon's HDF5 column order (a permutation of Mulan's Class1..Class14,
     # verified against Mulan's test ARFF, whose rows are in the same order)
@@ -214,19 +214,9 @@ _SCENE = DatasetSpec(
     homepage="http://mulan.sourceforge.net/datasets-mlc.html",
     label_names=("Beach", "Sunset", "FallFoliage", "Field", "Mountain", "Urban"),
     sources=(
-        Source(
-            name="mulan-arff",
-            raw_format="mulan-arff",
-            files=(
-                _mulan("scene", "scene-train.arff", "train",
-                       "b53ba93bdf412de922e3960389bcee24744fa3e872ce610511fc1d750888b64d"),
-                _mulan("scene", "scene-test.arff", "test",
-                       "ea38d20296b3ff7e220f477a3b802a9bcb2d768881fe6ee163efbc97ea527a42"),
-                _mulan("scene", "scene.xml", "labels",
-                       "55d8b247b949ad5c52e5a73d8c6775ec6e5469ce9682465b45b333b68ee4bcc5"),
-            ),
-            split_notes=_SEEDED_VAL,
-        ),
+        _mulan_split("scene", ("b53ba93bdf412de922e3960389bcee24744fa3e872ce610511fc1d750888b64d",
+                               "ea38d20296b3ff7e220f477a3b802a9bcb2d768881fe6ee163efbc97ea527a42",
+                               "55d8b247b949ad5c52e5a73d8c6775ec6e5469ce9682465b45b333b68ee4bcc5")),
     ),
     notes="Mulan's files hold 1211/1196 rows where Table 1 says 1210/1195; no row has zero labels, "
           "so the cause is unknown. All rows are kept and the difference is reported.",
@@ -241,18 +231,9 @@ _DELICIOUS = DatasetSpec(
     expected=Table1(12886, 3181, 19.07, 18.94),
     homepage="http://mulan.sourceforge.net/datasets-mlc.html",
     sources=(
-        Source(
-            name="mulan-arff",
-            raw_format="mulan-arff",
-            files=(
-                _mulan("delicious", "delicious-train.arff", "train"),
-                _mulan("delicious", "delicious-test.arff", "test"),
-                _mulan("delicious", "delicious.xml", "labels"),
-            ),
-            notes="Sparse ARFF: 500 binary word features, then 983 labels. No published checksum; "
-                  "the sha256 of the copy used is recorded in meta.json.",
-            split_notes=_SEEDED_VAL,
-        ),
+        _mulan_split("delicious",
+                     notes="Sparse ARFF: 500 binary word features, then 983 labels. No published "
+                           "checksum; the sha256 of the copy used is recorded in meta.json."),
     ),
     notes="Mulan's official split is 12920/3185; Table 1 says 12886/3181. A few rows have no "
           "label; they are kept and counted in meta.json notes.",
