@@ -94,7 +94,7 @@ class Snakemake:
     """``snakemake --profile profiles/slurm`` on the real workflow, in its own working directory."""
 
     def __init__(self, slurm, workdir: Path, targets: list[str], config: list[str],
-                 extra: list[str] = (), name: str = "snakemake"):
+                 extra: list[str] = (), name: str = "snakemake", env: dict | None = None):
         self.slurm, self.workdir = slurm, Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / f"{name}.out"
@@ -109,7 +109,7 @@ class Snakemake:
         # *ignored*, and Python then never raises KeyboardInterrupt: restore the default so that
         # interrupt() is the user's Ctrl-C wherever the suite runs.
         self.proc = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=slurm.env, cwd=self.workdir,
+                                     stdin=subprocess.DEVNULL, env={**slurm.env, **(env or {})}, cwd=self.workdir,
                                      preexec_fn=_default_sigint)
 
     @property
@@ -228,26 +228,39 @@ def test_image_training_rules_declare_a_gpu(tmp_path):
 
 # ------------------------------------------------------------------------------------ cluster
 @pytest.mark.timeout(420)
-def test_smoke_workflow_on_slurm_survives_a_cancelled_training_job(slurm, smoke_workdir):
+def test_smoke_workflow_on_slurm_survives_a_cancelled_training_job(slurm, smoke_workdir, tmp_path):
     wd = smoke_workdir
-    sm = Snakemake(slurm, wd, ["paper_tables/table2.md"], SMOKE, name="smoke")
+    # A smoke run lasts seconds, too short to catch by polling squeue: tests/slurm_gate holds
+    # every training job after its first checkpoint until the gate opens, so the job cancelled
+    # below is provably mid-run. Jobs after the gate opens run straight through.
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {"MULSUPCON_TEST_GATE": str(gate),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent / "slurm_gate"),
+                                                       slurm.env.get("PYTHONPATH")]))}
+    sm = Snakemake(slurm, wd, ["paper_tables/table2.md"], SMOKE, name="smoke", env=env)
     cancelled = None
     deadline = time.monotonic() + 330
     try:
-        # Cancel the first training job caught mid-run: RUNNING, with a checkpoint on disk.
         while sm.proc.poll() is None and cancelled is None and time.monotonic() < deadline:
+            held = {Path(f.read_text()).resolve() for f in gate.glob("*.waiting")}
             ids = {s["slurm_id"]: s for s in sm.submissions() if s["rule"] == "train"}
             for j in slurm.jobs(ids):
-                if j["state"] != "RUNNING" or j["id"] not in ids:
-                    continue
-                state_dir, _ = run_paths(wd, ids[j["id"]]["wildcards"])
-                if list(state_dir.glob("state/*.pt")):
+                state_dir, _ = run_paths(wd, ids[j["id"]]["wildcards"]) if j["id"] in ids else (None, None)
+                if j["state"] == "RUNNING" and state_dir and state_dir.resolve() in held:
+                    assert list(state_dir.glob("state/*.pt")), "held before its first checkpoint"
                     slurm.cancel([j["id"]])
                     cancelled = ids[j["id"]]
                     break
             time.sleep(0.5)
+        # open the gate only once SLURM has taken the job off the node
+        while cancelled and time.monotonic() < deadline and any(
+                j["state"] in ("RUNNING", "COMPLETING") for j in slurm.jobs([cancelled["slurm_id"]])):
+            time.sleep(0.5)
+        (gate / "open").touch()
         rc = sm.wait(timeout=max(10.0, deadline - time.monotonic()))
     finally:
+        (gate / "open").touch()
         sm.stop()
     assert rc == 0, sm.report()
     assert cancelled is not None, "never caught a training job mid-run\n" + sm.report()
