@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from epoch_gate import gate_env, held_runs  # noqa: E402
 from slurm_cluster import (  # noqa: E402
     ExistingCluster,
     SlurmCluster,
@@ -230,20 +231,18 @@ def test_image_training_rules_declare_a_gpu(tmp_path):
 @pytest.mark.timeout(420)
 def test_smoke_workflow_on_slurm_survives_a_cancelled_training_job(slurm, smoke_workdir, tmp_path):
     wd = smoke_workdir
-    # A smoke run lasts seconds, too short to catch by polling squeue: tests/slurm_gate holds
+    # A smoke run lasts seconds, too short to catch by polling squeue: tests/epoch_gate.py holds
     # every training job after its first checkpoint until the gate opens, so the job cancelled
     # below is provably mid-run. Jobs after the gate opens run straight through.
     gate = tmp_path / "gate"
     gate.mkdir()
-    env = {"MULSUPCON_TEST_GATE": str(gate),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent / "slurm_gate"),
-                                                       slurm.env.get("PYTHONPATH")]))}
+    env = gate_env(gate, slurm.env)
     sm = Snakemake(slurm, wd, ["paper_tables/table2.md"], SMOKE, name="smoke", env=env)
     cancelled = None
     deadline = time.monotonic() + 330
     try:
         while sm.proc.poll() is None and cancelled is None and time.monotonic() < deadline:
-            held = {Path(f.read_text()).resolve() for f in gate.glob("*.waiting")}
+            held = held_runs(gate)
             ids = {s["slurm_id"]: s for s in sm.submissions() if s["rule"] == "train"}
             for j in slurm.jobs(ids):
                 state_dir, _ = run_paths(wd, ids[j["id"]]["wildcards"]) if j["id"] in ids else (None, None)

@@ -1,11 +1,12 @@
-"""Test-only gate for tests/test_slurm.py, loaded through PYTHONPATH by every Python process of a
-SLURM job (sbatch passes the environment on).
+"""Test-only gate for the kill-and-resume tests (tests/test_slurm.py, tests/test_workflow.py),
+loaded through PYTHONPATH by every Python process of a workflow job (sbatch passes the environment
+on, as does Snakemake to its local jobs).
 
 When ``MULSUPCON_TEST_GATE`` names a folder, the first pretraining epoch of every ``mulsupcon-ld
 run`` ends by writing ``<gate>/<pid>.waiting`` (holding its ``--out`` folder) and then blocks until
 ``<gate>/open`` exists. Its checkpoint is already on disk by then (train.EPOCH_END_HOOK runs after
-it is written), so the test can cancel a job that is provably mid-run instead of racing a smoke
-run that lasts a few seconds.
+it is written), so a test can kill or cancel a job that is provably mid-run instead of racing a
+smoke run that lasts a few seconds.
 """
 
 import importlib.abc
