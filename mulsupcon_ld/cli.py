@@ -13,11 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import UserError
-
-METHODS = ("mulsupcon", "rld", "cld")
-ABLATIONS = ("none", "no-alpha", "no-beta", "no-all")
-SCALES = ("paper", "smoke")
-PROTOCOLS = ("paper", "val-threshold")
+from .names import ABLATIONS, METHODS, PROTOCOLS, SCALES
 
 # command -> "module:function"; the function takes the parsed Namespace and returns an exit code
 _HANDLERS = {
@@ -26,10 +22,10 @@ _HANDLERS = {
     "prepare": "mulsupcon_ld.data.commands:cmd_prepare",
     "info": "mulsupcon_ld.data.commands:cmd_info",
     "evaluate": "mulsupcon_ld.evaluate:cmd_evaluate",
-    "run": "mulsupcon_ld.runner:cmd_run",
-    "pretrain": "mulsupcon_ld.runner:cmd_pretrain",
-    "finetune": "mulsupcon_ld.runner:cmd_finetune",
-    "settings": "mulsupcon_ld.runner:cmd_settings",
+    "run": "mulsupcon_ld.commands:cmd_run",
+    "pretrain": "mulsupcon_ld.commands:cmd_pretrain",
+    "finetune": "mulsupcon_ld.commands:cmd_finetune",
+    "settings": "mulsupcon_ld.commands:cmd_settings",
     "diff": "mulsupcon_ld.report.diff:cmd_diff",
 }
 

@@ -77,11 +77,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import UserError
+from .names import METRIC_KEYS, PROTOCOLS
 
 THRESHOLDS: tuple[float, ...] = tuple(i / 10.0 for i in range(1, 10))
-METRIC_KEYS: tuple[str, ...] = ("mAP", "p_at_1", "maF1", "miF1", "HA", "ebF1")
 THRESHOLD_METRICS: tuple[str, ...] = ("HA", "ebF1", "miF1", "maF1")
-PROTOCOLS: tuple[str, ...] = ("paper", "val-threshold")
 CRITERIA: tuple[str, ...] = ("miF1", "ebF1", "maF1", "HA", "per-metric")
 DEFAULT_CRITERION = "miF1"
 MACRO_F1_EPS = 1e-6

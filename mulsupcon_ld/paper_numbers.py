@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import UserError
+from .names import TABLE_METRICS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CSV = REPO_ROOT / "baselines" / "paper_reported.csv"
@@ -38,7 +39,7 @@ DATASETS = {"Yeast": "yeast", "Scene": "scene", "Bookmarks": "bookmarks", "Delic
 METHODS = {"MulSupCon": "MulSupCon", "MulSupCon _{RLD}": "MulSupCon_RLD",
            "MulSupCon _{CLD}": "MulSupCon_CLD", "LaMP": "LaMP", "MPVAE": "MPVAE", "ASL": "ASL",
            "RBCC": "RBCC", "C-GMVAE": "C-GMVAE"}
-METRICS = ("HA", "ebF1", "miF1", "maF1", "p_at_1", "mAP")
+METRICS = TABLE_METRICS
 GREEK = {"α": "alpha", "β": "beta"}
 GRID_TABLES = {5: ("scene", "alpha"), 6: ("scene", "beta"), 7: ("pascal", "alpha"), 8: ("pascal", "beta")}
 

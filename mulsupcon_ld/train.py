@@ -44,7 +44,9 @@ from torch import nn
 
 from .atomic import atomic_path
 from .errors import UserError
+from . import losses
 from .moco import MoCo, MoCoOutput
+from .names import LD_METHODS
 from .settings import COMPILE_MODES
 
 # Test hook: called as EPOCH_END_HOOK(phase, epoch) after each epoch's checkpoint is written.
@@ -234,8 +236,6 @@ def compiled(modules: Iterable[nn.Module], setting: bool | str | None) -> Iterat
 def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float, ablation: str = "none"
                        ) -> Callable[[MoCoOutput, torch.Tensor, MoCo], torch.Tensor]:
     """``loss(out, y, moco)`` for ``method`` in mulsupcon / rld / cld."""
-    from . import losses
-
     if method == "mulsupcon":
         if ablation != "none":
             raise UserError("ablations apply to rld and cld only; drop --ablation or use --method cld")
@@ -244,14 +244,14 @@ def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float
             return losses.mulsupcon_loss(out.q, out.keys, y, out.key_labels, temperature=temperature)
 
         return loss_mulsupcon
-    if method not in ("rld", "cld"):
+    if method not in LD_METHODS:
         raise UserError(f"unknown method {method!r}; choose mulsupcon, rld or cld")
 
     def loss_ld(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> torch.Tensor:
         return losses.ld_loss(out.q, out.keys, y, out.key_labels, out.dist, out.key_dist, moco.fc.weight,
                               variant=method, alpha=float(loss_cfg["alpha"]), beta=float(loss_cfg["beta"]),
                               sigma=float(loss_cfg["sigma"]), temperature=temperature, ablation=ablation,
-                              options=loss_cfg.get("options"))
+                              options=loss_cfg["options"])
 
     return loss_ld
 

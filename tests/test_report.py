@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from mulsupcon_ld.cli import main as cli_main
-from mulsupcon_ld.report import aggregate, diff, jobs, plan, tables
-from mulsupcon_ld.report.plan import RunConfig, RunKey
+from mulsupcon_ld.pipeline import jobs, plan
+from mulsupcon_ld.report import aggregate, diff, tables
+from mulsupcon_ld.pipeline.plan import RunConfig, RunKey
 
 METRICS = plan.METRICS
 

@@ -168,7 +168,7 @@ class Snakemake:
 def run_paths(wd: Path, wildcards: str) -> tuple[Path, Path]:
     """(``mulsupcon-ld run --out`` directory, job log) of a training job, from the wildcards part
     of its SLURM log path (scale_data_method_ablation_alpha_beta_seed; see workflow/rules/train.smk)."""
-    from mulsupcon_ld.report.plan import LOG_ROOT, RunKey
+    from mulsupcon_ld.pipeline.plan import LOG_ROOT, RunKey
 
     key = RunKey.from_path_parts(*wildcards.split("_"))
     return wd / key.state_dir, wd / LOG_ROOT / f"{key.run_id}.log"

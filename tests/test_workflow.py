@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mulsupcon_ld.report import plan
+from mulsupcon_ld.pipeline import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from epoch_gate import gate_env, held_runs  # noqa: E402

@@ -22,16 +22,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from ..names import ABLATIONS, PAPER_METHOD, TABLE_METRICS
+
 # --------------------------------------------------------------------------------------------
 # names
 
-#: our method name -> the paper's row label (Tables 2–4)
-PAPER_METHOD = {"mulsupcon": "MulSupCon", "rld": "MulSupCon_RLD", "cld": "MulSupCon_CLD"}
 OUR_METHOD = {v: k for k, v in PAPER_METHOD.items()}
 #: methods of Table 2 whose numbers are quoted from the paper (we do not run them)
 QUOTED_METHODS = ("LaMP", "MPVAE", "ASL", "RBCC", "C-GMVAE")
-METRICS = ("HA", "ebF1", "miF1", "maF1", "p_at_1", "mAP")
-ABLATIONS = ("none", "no-alpha", "no-beta", "no-all")
+METRICS = TABLE_METRICS  # the metric names, in the paper's column order
 ABLATION_LABEL = {"none": "MulSupCon_CLD (full)", "no-alpha": "w/o α", "no-beta": "w/o β", "no-all": "w/o all"}
 #: the α, β values of Tables 5–8 ("We select both hyperparameters α and β from {0.001, 0.01, 0.1, 1}")
 PAPER_GRID = (0.001, 0.01, 0.1, 1.0)

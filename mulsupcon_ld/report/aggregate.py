@@ -17,9 +17,8 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..atomic import atomic_path
-from .plan import METRICS, RUNS_ROOT
-
-PROTOCOLS = ("paper", "val-threshold")
+from ..names import PROTOCOLS
+from ..pipeline.plan import METRICS, RUNS_ROOT
 ID_COLUMNS = ["run_id", "dataset", "method", "seed", "alpha", "beta", "ablation", "scale", "synthetic",
               "status", "reason"]
 METRIC_COLUMNS = [f"{p}.{m}" for p in PROTOCOLS for m in METRICS] + ["val-threshold.threshold"]

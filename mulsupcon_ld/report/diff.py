@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..atomic import write_text
 from ..errors import UserError
-from . import plan
+from ..pipeline import plan
 from .aggregate import read_runs
 from .tables import FLAG, _md_row, load_paper, summary_counts, table_frame
 

@@ -14,7 +14,7 @@ from typing import Iterable
 import pandas as pd
 
 from ..atomic import atomic_path, write_text
-from . import plan
+from ..pipeline import plan
 from .tables import compute_cells
 
 

@@ -23,9 +23,9 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..atomic import write_text
-from . import plan
+from ..pipeline import plan
 from .aggregate import metric_column
-from .plan import NA, Cell, fmt_num
+from ..pipeline.plan import NA, Cell, fmt_num
 
 #: preference order of (scale, synthetic) when a cell has runs of several kinds
 GROUPS = (("paper", False), ("smoke", False), ("paper", True), ("smoke", True))

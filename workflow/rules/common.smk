@@ -6,8 +6,9 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from mulsupcon_ld.names import ABLATIONS, METHODS
 from mulsupcon_ld.registry import DATASETS
-from mulsupcon_ld.report import plan
+from mulsupcon_ld.pipeline import plan
 
 # `--config seeds=[0,1]` leaves strings inside lists: convert them to the schema's types first
 with open(workflow.source_path("../schemas/config.schema.yaml")) as _fh:
@@ -35,8 +36,8 @@ wildcard_constraints:
     dataset=f"(?:{_NAMES})",
     data=f"(?:{_NAMES})(?:{plan.SYNTHETIC_SUFFIX})?",
     scale="paper|smoke",
-    method="mulsupcon|rld|cld",
-    ablation="none|no-alpha|no-beta|no-all",
+    method="|".join(METHODS),
+    ablation="|".join(ABLATIONS),
     alpha=_NUMBER,
     beta=_NUMBER,
     seed=r"\d+",

@@ -1,6 +1,6 @@
-"""Rule download: `mulsupcon-ld download NAME` → status file (mulsupcon_ld.report.jobs)."""
+"""Rule download: `mulsupcon-ld download NAME` → status file (mulsupcon_ld.pipeline.jobs)."""
 
-from mulsupcon_ld.report.jobs import download_job
+from mulsupcon_ld.pipeline.jobs import download_job
 
 download_job(
     snakemake.wildcards.dataset,

@@ -1,6 +1,6 @@
-"""Rule prepare: `mulsupcon-ld prepare NAME [--synthetic]` → status file (mulsupcon_ld.report.jobs)."""
+"""Rule prepare: `mulsupcon-ld prepare NAME [--synthetic]` → status file (mulsupcon_ld.pipeline.jobs)."""
 
-from mulsupcon_ld.report.jobs import prepare_job
+from mulsupcon_ld.pipeline.jobs import prepare_job
 
 prepare_job(
     snakemake.wildcards.data,

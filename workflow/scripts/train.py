@@ -1,7 +1,7 @@
 """Rule train: `mulsupcon-ld run … --out results/state/<run-id>`, then metrics.json → declared output."""
 
-from mulsupcon_ld.report.jobs import train_job
-from mulsupcon_ld.report.plan import RunKey
+from mulsupcon_ld.pipeline.jobs import train_job
+from mulsupcon_ld.pipeline.plan import RunKey
 
 w = snakemake.wildcards
 train_job(

@@ -1,0 +1,26 @@
+"""The closed vocabularies of the harness: one home for each list (core layer, imports nothing).
+
+The CLI's choices, the loss dispatch, the run planner, the paper-number parser, the aggregator
+and the workflow's wildcard patterns all read these tuples, so adding a method or an ablation is
+one edit here plus its implementation.
+"""
+
+from __future__ import annotations
+
+# Section 3: MulSupCon (eq. 1) and its two label-distribution variants (eqs. 9 and 11)
+METHODS: tuple[str, ...] = ("mulsupcon", "rld", "cld")
+LD_METHODS: tuple[str, ...] = ("rld", "cld")
+# name in the paper's tables (Tables 2-4)
+PAPER_METHOD: dict[str, str] = {"mulsupcon": "MulSupCon", "rld": "MulSupCon_RLD", "cld": "MulSupCon_CLD"}
+# Figure 2: which terms of eqs. 9/11 are dropped
+ABLATIONS: tuple[str, ...] = ("none", "no-alpha", "no-beta", "no-all")
+SCALES: tuple[str, ...] = ("paper", "smoke")
+# evaluation protocols (docs/method.md): the paper's fixed 0.5 threshold, or one picked on val
+PROTOCOLS: tuple[str, ...] = ("paper", "val-threshold")
+# metric keys in the order metrics.json holds them
+METRIC_KEYS: tuple[str, ...] = ("mAP", "p_at_1", "maF1", "miF1", "HA", "ebF1")
+# the same metrics in the paper's column order (Tables 2-4)
+TABLE_METRICS: tuple[str, ...] = ("HA", "ebF1", "miF1", "maF1", "p_at_1", "mAP")
+# file names of one run's output folder
+METRICS_FILE = "metrics.json"
+PRETRAINED_FILE = "pretrained.pt"
