@@ -172,7 +172,8 @@ def synthetic_photo(rng: np.random.Generator, h: int = 256, w: int = 340) -> np.
 
 
 def time_loader(args, device: torch.device) -> dict:
-    from mulsupcon_ld.data.images import clear_loader_cache, default_num_workers, make_batches, write_image_dataset
+    from mulsupcon_ld.data.image_prepare import write_image_dataset
+    from mulsupcon_ld.data.images import clear_loader_cache, default_num_workers, image_epoch as make_batches
     from mulsupcon_ld.settings import get_settings
 
     workers = default_num_workers(device) if args.workers is None else args.workers

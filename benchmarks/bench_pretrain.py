@@ -29,7 +29,7 @@ import torch
 
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
-from mulsupcon_ld.runner import build_moco
+from mulsupcon_ld.experiment import build_moco
 from mulsupcon_ld.settings import get_settings
 
 

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
@@ -49,3 +51,17 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, os.PathLike):
         return os.fspath(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_npy(path: str | os.PathLike, array: Any) -> None:
+    """Atomically write one array as ``.npy``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: numpy must not append ".npy" to the temp name
+            np.save(fh, array)
+
+
+def save_npz(path: str | os.PathLike, *, compressed: bool = False, **arrays: Any) -> None:
+    """Atomically write named arrays as ``.npz`` (``compressed``: zip-deflated)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: numpy must not append ".npz" to the temp name
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)

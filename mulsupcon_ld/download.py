@@ -9,7 +9,7 @@ Order of search for each dataset file ``F`` of dataset ``D``:
 ``D`` is the dataset's raw folder (``DatasetSpec.raw_folder_name``): its name, or for a variant
 such as ``nuswide21`` the dataset it derives from. For image datasets, an official layout already
 extracted in ``RAW/D/`` or ``CACHE/D/`` also counts as downloaded (:func:`is_downloaded`; see
-:func:`mulsupcon_ld.data.images.extracted_source`): it has no checksum, so ``prepare`` checks its
+:func:`mulsupcon_ld.data.image_prepare.extracted_source`): it has no checksum, so ``prepare`` checks its
 structure and records expected and found counts instead.
 
 A file is only ever given its final name after its checksum matched (where one is published);
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from . import __version__
+from .data.readers import has_image_layout
 from .errors import UserError
 from .paths import download_cache_dir, raw_dir as resolve_raw_dir
 from .registry import DatasetSpec, RawFile, Source, get_dataset
@@ -67,7 +68,7 @@ class ResolvedSource:
     source: Source
     files: dict[str, ResolvedFile] = field(default_factory=dict)
     # set (and ``files`` left empty) when the source is an extracted official layout of an image
-    # dataset rather than its archives; see mulsupcon_ld.data.images.extracted_source
+    # dataset rather than its archives; see mulsupcon_ld.data.image_prepare.extracted_source
     extracted_folder: Path | None = None
 
     def path(self, name: str) -> Path:
@@ -373,11 +374,6 @@ def folder_origin(folder: str | os.PathLike, raw_dir: str | os.PathLike | None =
 
 
 def _has_extracted_layout(spec: DatasetSpec, folders: list[Path]) -> bool:
-    folders = [f for f in folders if f.is_dir()]
-    if not folders:  # skip importing the image code (and torch) when there is nothing to look at
-        return False
-    from .data.images import has_image_layout
-
     return any(has_image_layout(spec, f) for f in folders)
 
 

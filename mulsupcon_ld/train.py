@@ -43,14 +43,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import atomic_path
-from .errors import UserError
 from . import losses
+from .errors import UserError
 from .moco import MoCo, MoCoOutput
 from .names import LD_METHODS
 from .settings import COMPILE_MODES
 
-# Test hook: called as EPOCH_END_HOOK(phase, epoch) after each epoch's checkpoint is written.
-EPOCH_END_HOOK: Callable[[str, int], None] | None = None
+# Called as on_epoch_end(phase, epoch) after each epoch (its checkpoint, if due, is on disk by then).
+EpochCallback = Callable[[str, int], None]
 
 
 class BatchSource(Protocol):
@@ -258,7 +258,8 @@ def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float
 
 def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, seed: int,
              device: torch.device, state_path: Path, config_hash: str, checkpoint_every: int = 1,
-             log_every: int = 10, precision: str = "fp32") -> dict[str, Any]:
+             log_every: int = 10, precision: str = "fp32",
+             on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
     """Run (or resume) pretraining; ``moco`` is trained in place. Returns the history."""
     opt = make_optimizer([p for p in moco.parameters() if p.requires_grad], cfg["optimizer"])
     sched = make_scheduler(opt, cfg["scheduler"])
@@ -306,8 +307,8 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
                     "rng": get_rng_state(), "history": history,
                     "elapsed_s": elapsed + time.monotonic() - t0,
                 })
-            if EPOCH_END_HOOK is not None:
-                EPOCH_END_HOOK("pretrain", epoch)
+            if on_epoch_end is not None:
+                on_epoch_end("pretrain", epoch)
     progress.close()
     history["elapsed_s"] = elapsed + time.monotonic() - t0
     return history
@@ -337,7 +338,8 @@ def predict(model: nn.Module, batches: BatchSource, device: torch.device, precis
 
 def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[str, Any], *, seed: int,
              device: torch.device, state_path: Path, config_hash: str, checkpoint_every: int = 1,
-             log_every: int = 10, precision: str = "fp32") -> dict[str, Any]:
+             log_every: int = 10, precision: str = "fp32",
+             on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
     """BCE fine-tuning of the whole network with model selection on ``val``.
 
     On return ``model`` holds the selected weights. The result has ``history``, ``best_epoch``
@@ -393,8 +395,8 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
                     "rng": get_rng_state(), "history": history, "best": best,
                     "elapsed_s": elapsed + time.monotonic() - t0,
                 })
-            if EPOCH_END_HOOK is not None:
-                EPOCH_END_HOOK("finetune", epoch)
+            if on_epoch_end is not None:
+                on_epoch_end("finetune", epoch)
     progress.close()
     model.load_state_dict(best["model"])
     return {"history": history, "best_epoch": best["epoch"], "select": select,

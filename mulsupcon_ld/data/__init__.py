@@ -1,18 +1,15 @@
-"""Datasets: readers for the raw formats, the prepared format, and synthetic stand-ins.
+"""Datasets, in layers (each module imports only the ones listed before it):
 
-Most callers need only :func:`load_prepared` / :func:`ensure_prepared`; readers are exported
-for tests and for the image loaders.
+* format: :mod:`.prepared` — the prepared format (``PreparedDataset``, ``FORMAT_VERSION``, the one
+  :func:`~.prepared.seeded_split`, ``PreparedContent``);
+* readers: :mod:`.arff`, :mod:`.hdf5`, :mod:`.image_store`, :mod:`.reader_types`, :mod:`.voc`,
+  :mod:`.coco`, :mod:`.mirflickr`, :mod:`.nuswide`, :mod:`.readers` (format dispatch and layout
+  checks, no torch), :mod:`.synthetic`;
+* (``mulsupcon_ld.download`` sits here, between readers and preparers)
+* preparers: :mod:`.image_prepare`, :mod:`.preparers` (the raw format → preparer table);
+* prepare: :mod:`.prepare` (``prepare_dataset``, ``prepare_synthetic``, ``ensure_prepared``);
+* batches: :mod:`.images` (the image DataLoader; ``mulsupcon_ld.batches`` on top);
+* commands: :mod:`.commands` (``datasets``, ``download``, ``prepare``, ``info``).
+
+This package imports nothing itself, so importing one reader never pulls in the layers above.
 """
-
-from .arff import read_arff_header, read_mulan, read_mulan_xml
-from .hdf5 import read_mulsupcon_hdf5
-from .prepare import (PreparedContent, prepare_dataset, prepare_synthetic, register_preparer,
-                      seeded_split)
-from .prepared import (PreparedDataset, ensure_prepared, is_prepared, load_prepared,
-                       prepared_dir, staging_dir)
-
-__all__ = [
-    "PreparedContent", "PreparedDataset", "ensure_prepared", "is_prepared", "load_prepared",
-    "prepare_dataset", "prepare_synthetic", "prepared_dir", "read_arff_header", "read_mulan",
-    "read_mulan_xml", "read_mulsupcon_hdf5", "register_preparer", "seeded_split", "staging_dir",
-]

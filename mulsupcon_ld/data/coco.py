@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import UserError
 from .image_store import Source
+from .reader_types import Collected, SplitItems
 
 ARCHIVES = {"train": "train2014.zip", "test": "val2014.zip"}
 ANNOTATIONS = "annotations_trainval2014.zip"
@@ -86,8 +87,6 @@ def _find_images(raw_folder: Path, split: str) -> tuple[Source, str, str]:
 
 
 def collect(raw_folder: Path, *, include_crowd: bool = True, **_: object):
-    from .images import Collected, SplitItems
-
     include_crowd = bool(include_crowd)
     sources: list[Source] = []
     splits: dict[str, SplitItems] = {}

@@ -9,8 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from ..download import download_dataset, folder_origin, is_downloaded
 from ..errors import UserError
 from ..registry import DATASETS, get_dataset
+from .image_prepare import extracted_source
+from .prepare import compare_with_table1, label_stats, prepare_dataset, prepare_synthetic
 from .prepared import SPLITS, is_prepared, load_prepared
 
 
@@ -22,8 +25,6 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     """Registry plus what is downloaded/prepared here (existence checks only, no hashing)."""
-    from ..download import is_downloaded
-
     rows = []
     for spec in DATASETS.values():
         e = spec.expected
@@ -45,12 +46,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     For an image dataset, an official layout already extracted in the raw folder counts as
     downloaded when the archives are not all there (as for ``prepare``).
     """
-    from ..download import download_dataset, folder_origin
-
     spec = get_dataset(args.name)
     if spec.kind == "image":
-        from .images import extracted_source
-
         found = extracted_source(spec, args.raw_dir)
         if found is not None:
             src = found.source
@@ -74,8 +71,6 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Write the prepared format (or the synthetic stand-in) and summarise it."""
-    from .prepare import prepare_dataset, prepare_synthetic
-
     if args.synthetic:
         ds = prepare_synthetic(args.name, args.data_dir)
     else:
@@ -99,8 +94,6 @@ def _x_shape(ds, split: str) -> tuple[int, ...] | None:
 
 def dataset_info(name: str, data_dir: Any = None, synthetic: bool = False) -> dict[str, Any]:
     """Sizes and label statistics computed from the prepared arrays, next to Table 1's values."""
-    from .prepare import compare_with_table1, label_stats
-
     spec = get_dataset(name)
     ds = load_prepared(spec.name, data_dir, synthetic)
     ys, n_features = {}, None

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import UserError
 from .image_store import Source
+from .reader_types import Collected, SplitItems
 
 IMAGES_ZIP = "mirflickr25k.zip"
 ANNOTATIONS_ZIP = "mirflickr25k_annotations_v080.zip"
@@ -104,8 +105,6 @@ def _image_source(raw_folder: Path) -> tuple[Source, dict[int, str], str]:
 
 
 def collect(raw_folder: Path, *, seed: int = 0, train_fraction: float = TRAIN_FRACTION, **_: object):
-    from .images import Collected, SplitItems
-
     ann_src, files, ann_how = _annotation_source(raw_folder)
     names, y_all = read_concepts(ann_src, files)
     notes: list[str] = []

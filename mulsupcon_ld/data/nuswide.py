@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import UserError
 from .image_store import Source
+from .reader_types import Collected, SplitItems
 
 N_IMAGES = 269648
 EXPECTED = {"train": 150000, "test": 59347, "labelled": 209347,
@@ -120,8 +121,6 @@ def _locate_images(root: Path, rels: list[str]) -> tuple[str | None, list[bool]]
 
 
 def collect(raw_folder: Path, *, seed: int = 0, labels: str = "81", split: str = "paper", **_: object):
-    from .images import Collected, SplitItems
-
     labels, split = str(labels), str(split)
     if labels not in LABEL_OPTIONS:
         raise UserError(f"nuswide option labels must be one of {LABEL_OPTIONS}, not {labels!r}")

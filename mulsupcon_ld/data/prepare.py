@@ -1,20 +1,18 @@
-"""Raw files → the prepared format, one converter ("preparer") per raw format.
+"""Raw files → the prepared format: find or download, run the preparer, validate, write.
 
-A preparer turns a :class:`~mulsupcon_ld.download.ResolvedSource` into a
-:class:`PreparedContent`; this module validates it, adds provenance and the comparison with
-Table 1, and writes it atomically. Image loaders register theirs with :func:`register_preparer`
-(or define ``PREPARERS`` in ``mulsupcon_ld.data.images``, which is imported on demand).
+A preparer (:data:`mulsupcon_ld.data.preparers.PREPARERS`) turns a
+:class:`~mulsupcon_ld.download.ResolvedSource` into a :class:`PreparedContent`; this module
+validates it, builds ``meta.json`` (provenance and the comparison with Table 1) and writes the
+directory atomically (``meta.json`` last). :func:`ensure_prepared` is what the experiment calls.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import importlib
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,150 +21,15 @@ import numpy as np
 from .. import __version__
 from ..atomic import write_json
 from ..errors import UserError
+from ..download import download_dataset, folder_origin
 from ..registry import DatasetSpec, get_dataset
-from .arff import read_mulan
-from .hdf5 import read_mulsupcon_hdf5
-from .prepared import (FORMAT_VERSION, META, SPLITS, PreparedDataset, dataset_lock, load_prepared,
-                       prepared_dir, save_split, staging_dir)
+from .image_prepare import extracted_source
+from .prepared import (FORMAT_VERSION, META, SPLITS, PreparedContent, PreparedDataset, dataset_lock,
+                       is_prepared, load_prepared, prepared_dir, save_split, staging_dir)
+from .preparers import preparer_for
+from .synthetic import IMAGE_SIZE, name_seed, synthetic_arrays
 
-VAL_SEED = 0
-VAL_FRACTION = 0.2
-TEST_SEED = 0
 MEAN_TOLERANCE = 0.005  # Table 1 prints two decimals: a mean "matches" when it rounds to it
-
-
-@dataclass
-class PreparedContent:
-    """What a preparer hands back: arrays per split plus how they were made."""
-
-    splits: dict[str, dict[str, np.ndarray]]  # split -> {"x": …, "y": …, optional extra keys}
-    label_names: list[str]
-    val_split: dict[str, Any]
-    test_split: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    extra_meta: dict[str, Any] = field(default_factory=dict)
-
-
-Preparer = Callable[[DatasetSpec, Any, Path], PreparedContent]
-PREPARERS: dict[str, Preparer] = {}
-
-
-def register_preparer(raw_format: str) -> Callable[[Preparer], Preparer]:
-    """Decorator: ``@register_preparer("voc2007-tar") def prep(spec, resolved, tmp_dir): …``.
-
-    ``tmp_dir`` is the staging directory; a preparer may write extra files (e.g. an image
-    store) there, and they are moved into place together with the npz files.
-    """
-    def deco(fn: Preparer) -> Preparer:
-        PREPARERS[raw_format] = fn
-        return fn
-    return deco
-
-
-def _preparer_for(spec: DatasetSpec, raw_format: str) -> Preparer:
-    if raw_format not in PREPARERS and spec.kind == "image":
-        try:
-            images = importlib.import_module("mulsupcon_ld.data.images")
-            PREPARERS.update(getattr(images, "PREPARERS", {}))
-        except ImportError:
-            pass
-    if raw_format not in PREPARERS:
-        raise UserError(f"preparing {spec.name} (raw format {raw_format}) is not implemented yet; "
-                        f"`mulsupcon-ld prepare {spec.name} --synthetic` gives a stand-in")
-    return PREPARERS[raw_format]
-
-
-# ---------------------------------------------------------------------------------------------
-# splits
-
-
-def seeded_split(n: int, *, fraction: float | None = None, count: int | None = None,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(kept, held_out)`` row indices, both sorted; ``held_out`` is ``count`` rows or
-    ``round(fraction * n)`` rows drawn uniformly with ``numpy.random.default_rng(seed)``."""
-    k = count if count is not None else int(round((fraction or 0.0) * n))
-    if not 0 <= k <= n:
-        raise UserError(f"cannot hold out {k} of {n} rows")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[k:]), np.sort(perm[:k])
-
-
-def _seeded_val(x: np.ndarray, y: np.ndarray, rows: np.ndarray, of: str
-                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    keep, held = seeded_split(len(x), fraction=VAL_FRACTION, seed=VAL_SEED)
-    splits = {"train": {"x": x[keep], "y": y[keep], "source_row": rows[keep]},
-              "val": {"x": x[held], "y": y[held], "source_row": rows[held]}}
-    return splits, {"method": "seeded-random", "seed": VAL_SEED, "fraction": VAL_FRACTION,
-                    "of": of, "n_val": int(len(held)),
-                    "rule": "numpy.random.default_rng(seed).permutation(n)[:round(fraction*n)]"}
-
-
-def _reorder_labels(spec: DatasetSpec, y: np.ndarray, names: list[str], where: str
-                    ) -> tuple[np.ndarray, list[str]]:
-    """Put label columns in the registry's order when it has one (same order for every source)."""
-    if spec.label_names is None:
-        return y, names
-    if sorted(spec.label_names) != sorted(names):
-        raise UserError(f"{where}: labels {names} are not the expected {list(spec.label_names)}")
-    order = [names.index(n) for n in spec.label_names]
-    return y[:, order], list(spec.label_names)
-
-
-# ---------------------------------------------------------------------------------------------
-# preparers for the vector formats
-
-
-@register_preparer("mulsupcon-hdf5")
-def _prep_mulsupcon_hdf5(spec: DatasetSpec, resolved, tmp: Path) -> PreparedContent:
-    src = resolved.source
-    splits = {}
-    for split in SPLITS:
-        f = src.file(split)
-        x, y = read_mulsupcon_hdf5(resolved.path(f.name), spec.n_features, spec.n_labels)
-        splits[split] = {"x": x, "y": y, "source_row": np.arange(len(x), dtype=np.int64)}
-    names = list(spec.label_names or [f"label_{i}" for i in range(spec.n_labels)])
-    return PreparedContent(
-        splits, names,
-        val_split={"method": "source", "file": src.file("val").name,
-                   "note": "MulSupCon's official train/val split of Mulan's train set"},
-        test_split={"method": "source", "file": src.file("test").name})
-
-
-@register_preparer("mulan-arff")
-def _prep_mulan_arff(spec: DatasetSpec, resolved, tmp: Path) -> PreparedContent:
-    src = resolved.source
-    xml = resolved.path(src.file("labels").name)
-    ftrain, ftest = src.file("train"), src.file("test")
-    xtr, ytr, names = read_mulan(resolved.path(ftrain.name), xml)
-    xte, yte, names_te = read_mulan(resolved.path(ftest.name), xml)
-    ytr, names = _reorder_labels(spec, ytr, names, ftrain.name)
-    yte, _ = _reorder_labels(spec, yte, names_te, ftest.name)
-    splits, val_split = _seeded_val(xtr, ytr, np.arange(len(xtr), dtype=np.int64), ftrain.name)
-    splits["test"] = {"x": xte, "y": yte, "source_row": np.arange(len(xte), dtype=np.int64)}
-    return PreparedContent(splits, names, val_split,
-                           test_split={"method": "source", "file": ftest.name})
-
-
-@register_preparer("mulan-arff-single")
-def _prep_mulan_single(spec: DatasetSpec, resolved, tmp: Path) -> PreparedContent:
-    src = resolved.source
-    fall = src.file("all")
-    x, y, names = read_mulan(resolved.path(fall.name), resolved.path(src.file("labels").name))
-    y, names = _reorder_labels(spec, y, names, fall.name)
-    n_test = spec.expected.n_test
-    pool, test = seeded_split(len(x), count=n_test, seed=TEST_SEED)
-    splits, val_split = _seeded_val(x[pool], y[pool], pool.astype(np.int64), fall.name)
-    val_split["of"] = f"{fall.name} minus the test rows"
-    splits["test"] = {"x": x[test], "y": y[test], "source_row": test.astype(np.int64)}
-    test_split = {"method": "seeded-random", "seed": TEST_SEED, "count": int(n_test),
-                  "of": fall.name, "official": False,
-                  "rule": "numpy.random.default_rng(seed).permutation(n)[:count]",
-                  "note": "no official split exists; count taken from Table 1"}
-    return PreparedContent(splits, names, val_split, test_split,
-                           notes=[f"{spec.title} has no official train/test split: test = "
-                                  f"{n_test} rows drawn with seed {TEST_SEED} (not the paper's "
-                                  f"split, which is unpublished); source_row in each npz gives "
-                                  f"the row of {fall.name}"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,8 +226,6 @@ def _source_meta(resolved, raw_dir: str | os.PathLike | None,
                                       resolved.files[f.name].verified}
                          for f in src.files}
         return meta
-    from ..download import folder_origin
-
     meta["extracted_folder"] = {
         "path": str(folder),
         "origin": folder_origin(folder, raw_dir),
@@ -388,25 +249,21 @@ def prepare_dataset(name: str, raw_dir: str | os.PathLike | None = None,
     """Download (or find) the raw files of ``name`` and write ``DATA_DIR/<name>/`` atomically.
 
     For an image dataset, an official layout already extracted in the raw folder (pre-staged,
-    then cache; see :func:`mulsupcon_ld.data.images.extracted_source`) is used when the archives
+    then cache; see :func:`mulsupcon_ld.data.image_prepare.extracted_source`) is used when the archives
     are not all there; ``meta.json`` → ``source`` then names the folder instead of the files.
     An existing prepared directory is replaced only once the new one is complete.
     """
-    from ..download import download_dataset
-
     spec = get_dataset(name)
     final = prepared_dir(spec.name, data_dir)
     resolved = None
     if spec.kind == "image" and source in (None, spec.primary.name):
-        from . import images
-
-        resolved = images.extracted_source(spec, raw_dir)
+        resolved = extracted_source(spec, raw_dir)
         if resolved is not None and not quiet:
             print(f"{spec.name}: using the extracted layout in {resolved.extracted_folder}",
                   file=sys.stderr)
     if resolved is None:
         resolved = download_dataset(spec.name, raw_dir, source=source, quiet=quiet)
-    preparer = _preparer_for(spec, resolved.source.raw_format)
+    preparer = preparer_for(spec, resolved.source.raw_format)
 
     def build(tmp: Path):
         content = preparer(spec, resolved, tmp)
@@ -423,8 +280,6 @@ def prepare_dataset(name: str, raw_dir: str | os.PathLike | None = None,
 
 def synthetic_content(spec: DatasetSpec) -> PreparedContent:
     """The stand-in of ``spec`` as a :class:`PreparedContent` (see :mod:`.synthetic`)."""
-    from .synthetic import IMAGE_SIZE, name_seed, synthetic_arrays
-
     seed = name_seed(spec.name)
     splits = synthetic_arrays(spec.kind, spec.n_labels, spec.expected.mean_labels_train,
                               spec.n_features, seed)
@@ -463,3 +318,17 @@ def prepare_synthetic(name: str, data_dir: str | os.PathLike | None = None, *,
         with dataset_lock(final):
             _write(spec, final, build)
     return load_prepared(spec.name, data_dir, synthetic=True)
+
+
+def ensure_prepared(name: str, raw_dir: str | os.PathLike | None = None,
+                    data_dir: str | os.PathLike | None = None, synthetic: bool = False,
+                    quiet: bool = False) -> PreparedDataset:
+    """Load the prepared dataset, downloading and preparing it first when it is missing."""
+    if is_prepared(name, data_dir, synthetic):
+        return load_prepared(name, data_dir, synthetic)
+    with dataset_lock(prepared_dir(name, data_dir, synthetic)):
+        if is_prepared(name, data_dir, synthetic):  # another process finished it meanwhile
+            return load_prepared(name, data_dir, synthetic)
+        if synthetic:
+            return prepare_synthetic(name, data_dir, _locked=True)
+        return prepare_dataset(name, raw_dir, data_dir, quiet=quiet, _locked=True)

@@ -14,12 +14,13 @@ import os
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from ..atomic import save_npz
 from ..errors import UserError
 from ..paths import data_dir as resolve_data_dir
 from ..registry import get_dataset
@@ -27,6 +28,35 @@ from ..registry import get_dataset
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 META = "meta.json"
+
+
+@dataclass
+class PreparedContent:
+    """What a preparer hands back: arrays per split plus how they were made."""
+
+    splits: dict[str, dict[str, np.ndarray]]  # split -> {"x": …, "y": …, optional extra keys}
+    label_names: list[str]
+    val_split: dict[str, Any]
+    test_split: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+def seeded_split(n: int, *, fraction: float | None = None, count: int | None = None,
+                 seed: int = 0, stream: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, held_out)`` row indices, both sorted: the one seeded split of the harness.
+
+    ``held_out`` is ``count`` rows or ``round(fraction * n)`` rows, the first of
+    ``numpy.random.default_rng(seed).permutation(n)`` (vector datasets' val split), or of
+    ``default_rng([seed, stream])`` when ``stream`` is given (image datasets: stream 7000).
+    """
+    if fraction is not None and not 0.0 <= fraction < 1.0:
+        raise UserError(f"val_fraction must be in [0, 1), not {fraction}")
+    k = count if count is not None else int(round((fraction or 0.0) * n))
+    if not 0 <= k <= n:
+        raise UserError(f"cannot hold out {k} of {n} rows")
+    perm = np.random.default_rng(seed if stream is None else [int(seed), int(stream)]).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
 
 
 def prepared_dir(name: str, data_dir: str | os.PathLike | None = None,
@@ -154,22 +184,6 @@ def load_prepared(name: str, data_dir: str | os.PathLike | None = None,
     return PreparedDataset(spec.name, path, meta, synthetic=synthetic)
 
 
-def ensure_prepared(name: str, raw_dir: str | os.PathLike | None = None,
-                    data_dir: str | os.PathLike | None = None, synthetic: bool = False,
-                    quiet: bool = False) -> PreparedDataset:
-    """Load the prepared dataset, downloading and preparing it first when it is missing."""
-    from .prepare import prepare_dataset, prepare_synthetic
-
-    if is_prepared(name, data_dir, synthetic):
-        return load_prepared(name, data_dir, synthetic)
-    with dataset_lock(prepared_dir(name, data_dir, synthetic)):
-        if is_prepared(name, data_dir, synthetic):  # another process finished it meanwhile
-            return load_prepared(name, data_dir, synthetic)
-        if synthetic:
-            return prepare_synthetic(name, data_dir, _locked=True)
-        return prepare_dataset(name, raw_dir, data_dir, quiet=quiet, _locked=True)
-
-
 # ---------------------------------------------------------------------------------------------
 # writing
 
@@ -234,5 +248,5 @@ def save_split(directory: Path, which: str, arrays: dict[str, np.ndarray]) -> Pa
     if which not in SPLITS:
         raise ValueError(f"unknown split {which!r}")
     path = Path(directory) / f"{which}.npz"
-    np.savez_compressed(path, **arrays)
+    save_npz(path, compressed=True, **arrays)
     return path

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import UserError
 from .image_store import Source
+from .reader_types import Collected, SplitItems
 
 # the standard VOC class order (alphabetical), as in the devkit's VOCinit.m
 VOC_CLASSES = (
@@ -92,8 +93,6 @@ def find_sources(raw_folder: Path) -> tuple[dict[str, tuple[Source, str]], dict]
 
 
 def collect(raw_folder: Path, *, difficult: str = "negative", **_: object):
-    from .images import Collected, SplitItems
-
     if difficult not in DIFFICULT_OPTIONS:
         raise UserError(f"pascal option difficult must be one of {DIFFICULT_OPTIONS}, not {difficult!r}")
     found, used = find_sources(raw_folder)
