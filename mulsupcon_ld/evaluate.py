@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .metrics import DEFAULT_CRITERION, METRIC_KEYS, compute_metrics_with_thresholds
+from .metrics import DEFAULT_CRITERION, METRIC_KEYS, compute_metrics_with_thresholds, validate_inputs
 
 
 def load_array(path: str | None, flag: str) -> np.ndarray:
@@ -77,7 +77,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             note = "note: --val-scores/--val-labels are not used by the paper protocol"
 
-    from .metrics import validate_inputs
     validate_inputs(scores, labels, f"--scores {args.scores}", f"--labels {args.labels}")
     if val_scores is not None:
         validate_inputs(val_scores, val_labels, f"--val-scores {val_scores_path}",

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import UserError
+from .atomic import atomic_path
 from .names import TABLE_METRICS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -158,8 +159,6 @@ def parse_paper_tables(text: str) -> list[dict]:
 
 
 def write_csv(records: list[dict], path: str | Path) -> None:
-    from .atomic import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
         w.writeheader()

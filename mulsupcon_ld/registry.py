@@ -473,13 +473,6 @@ DATASETS: dict[str, DatasetSpec] = {
 # other preparations of a Table 1 dataset's raw files (not rows of Table 1)
 VARIANTS: dict[str, DatasetSpec] = {d.name: d for d in (_NUSWIDE21,)}
 
-VECTOR_DATASETS = tuple(n for n, d in DATASETS.items() if d.kind == "vector")
-IMAGE_DATASETS = tuple(n for n, d in DATASETS.items() if d.kind == "image")
-
-
-def dataset_names() -> list[str]:
-    """Registry names in Table 1's spirit: vector datasets first, then image datasets."""
-    return list(DATASETS)
 
 
 def get_dataset(name: str) -> DatasetSpec:

@@ -44,7 +44,9 @@ from torch import nn
 
 from .atomic import atomic_path
 from . import losses
+from .augment import epoch_seed
 from .errors import UserError
+from .metrics import mean_average_precision
 from .moco import MoCo, MoCoOutput
 from .names import LD_METHODS
 from .settings import COMPILE_MODES
@@ -147,8 +149,6 @@ def _resume(state_path: Path, config_hash: str, model: nn.Module, opt: torch.opt
     otherwise seed the phase's RNG stream. Returns the checkpoint (None when starting fresh)."""
     state = load_state(state_path, config_hash)
     if state is None:
-        from .augment import epoch_seed
-
         seed_everything(epoch_seed(seed, stream, 0))
         return None
     model.load_state_dict(state["model"])
@@ -406,8 +406,6 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
 
 def _map(scores: np.ndarray, labels: np.ndarray) -> float:
     """Validation mAP (labels without positives count 0, as in the paper's metric)."""
-    from .metrics import mean_average_precision
-
     try:
         return float(mean_average_precision(scores, labels))
     except UserError:  # e.g. a validation split without any positive label

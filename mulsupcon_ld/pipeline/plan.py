@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ..names import ABLATIONS, PAPER_METHOD, TABLE_METRICS
+from ..registry import get_dataset
+from ..settings import get_settings
 
 # --------------------------------------------------------------------------------------------
 # names
@@ -121,8 +123,6 @@ class RunKey:
 @functools.lru_cache(maxsize=None)
 def default_alpha_beta(dataset: str, scale: str = "paper") -> tuple[float, float]:
     """The library's default α, β for ``dataset`` (used by Tables 2–4 and Figure 2)."""
-    from ..settings import get_settings
-
     loss = get_settings(dataset, scale)["loss"]
     return float(loss["alpha"]), float(loss["beta"])
 
@@ -136,8 +136,6 @@ def main_alpha_beta(dataset: str, method: str, scale: str) -> tuple[str, str]:
 
 
 def dataset_kind(dataset: str) -> str:
-    from ..registry import get_dataset
-
     return get_dataset(dataset).kind
 
 
