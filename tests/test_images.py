@@ -23,7 +23,9 @@ import pytest
 import torch
 
 from mulsupcon_ld import registry
+from mulsupcon_ld.data import image_prepare as IP
 from mulsupcon_ld.data import images as I
+from mulsupcon_ld.data import readers as R
 from mulsupcon_ld.data import nuswide as NUS
 from mulsupcon_ld.data.coco import labels_from_instances
 from mulsupcon_ld.data.image_store import ImageStore, Source, resize_jpeg
@@ -265,7 +267,7 @@ def download_and_prepare(spec, tmp: Path, **options):
     folder = {p.path.parent for p in resolved.files.values()}
     assert len(folder) == 1 and all(f.verified for f in resolved.files.values())
     out = tmp / "prepared" / spec.name
-    meta = I.prepare_image_dataset(spec, folder.pop(), out, source_files=resolved.source_files(), **options)
+    meta = IP.prepare_image_dataset(spec, folder.pop(), out, source_files=resolved.source_files(), **options)
     (out / "meta.json").write_text(json.dumps(meta))
     return out, meta
 
@@ -364,8 +366,8 @@ def test_extracted_layouts(served, tmp_path):
     for name in ("VOCtrainval_06-Nov-2007.tar", "VOCtest_06-Nov-2007.tar"):
         with tarfile.open(root / name) as tf:
             tf.extractall(voc_dir, filter="data")
-    assert I.has_image_layout(specs["pascal"], voc_dir)
-    meta = I.prepare_image_dataset(specs["pascal"], voc_dir, tmp_path / "p", source_files={})
+    assert R.has_image_layout(specs["pascal"], voc_dir)
+    meta = IP.prepare_image_dataset(specs["pascal"], voc_dir, tmp_path / "p", source_files={})
     got = by_id(tmp_path / "p")
     want = voc_expected(VOC_TRAINVAL, "negative")
     assert all(np.array_equal(got[k], want[k]) for k in want)
@@ -376,12 +378,12 @@ def test_extracted_layouts(served, tmp_path):
         with zipfile.ZipFile(root / z) as zf:
             zf.extractall(coco_dir)
     (coco_dir / "train2014" / "COCO_train2014_000000000014.jpg").unlink()
-    assert I.has_image_layout(specs["coco"], coco_dir)
-    meta = I.prepare_image_dataset(specs["coco"], coco_dir, tmp_path / "c", source_files={})
+    assert R.has_image_layout(specs["coco"], coco_dir)
+    meta = IP.prepare_image_dataset(specs["coco"], coco_dir, tmp_path / "c", source_files={})
     assert meta["counts"]["train"]["missing_image_files"] == 1
     assert set(by_id(tmp_path / "c")) == {"11", "12"}
     # the hook for the download step finds the extracted folder in a pre-staged raw dir
-    resolved = I.extracted_source(specs["coco"], tmp_path / "raw", cache_dir=tmp_path / "nocache")
+    resolved = IP.extracted_source(specs["coco"], tmp_path / "raw", cache_dir=tmp_path / "nocache")
     assert resolved is not None and resolved.extracted_folder == coco_dir
 
 
@@ -389,7 +391,7 @@ def test_nuswide_manual_layout(tmp_path, monkeypatch):
     folder = write_nuswide(tmp_path / "nuswide")
     spec = registry.get_dataset("nuswide")
     out, meta = tmp_path / "official", None
-    meta = I.prepare_image_dataset(spec, folder, out, split="official", source_files={})
+    meta = IP.prepare_image_dataset(spec, folder, out, split="official", source_files={})
     assert meta["label_names"] == NUS_CONCEPTS
     keep = [i for i in range(8) if nus_y(i).any() and i != NUS_MISSING]        # drops 2 (no label), 7 (missing)
     got_tr, got_te = by_id(out), by_id(out, ("test",))
@@ -400,12 +402,12 @@ def test_nuswide_manual_layout(tmp_path, monkeypatch):
         assert np.array_equal({**got_tr, **got_te}[rel[i]], nus_y(i))
     assert meta["counts"]["images"]["found"] == 7 and meta["counts"]["labelled"]["found"] == 7
     # the paper-style split: seeded, all labelled images present
-    meta = I.prepare_image_dataset(spec, folder, tmp_path / "paper", source_files={})
+    meta = IP.prepare_image_dataset(spec, folder, tmp_path / "paper", source_files={})
     assert meta["splits"]["train"] + meta["splits"]["val"] == round(len(keep) * 150000 / 209347)
     assert meta["test_split"]["method"] == "seeded random"
     # the "21 most frequent" variant (top-2 here): animal (5) and sky (3)
     monkeypatch.setattr(NUS, "TOP_K", 2)
-    meta = I.prepare_image_dataset(spec, folder, tmp_path / "top", labels="21", split="official",
+    meta = IP.prepare_image_dataset(spec, folder, tmp_path / "top", labels="21", split="official",
                                    source_files={})
     assert meta["label_names"] == ["animal", "sky"]
     got = {**by_id(tmp_path / "top"), **by_id(tmp_path / "top", ("test",))}
@@ -418,25 +420,25 @@ def test_nuswide_manual_layout(tmp_path, monkeypatch):
             for f in sorted((folder / part).rglob("*.txt")):
                 zf.write(f, f.relative_to(folder if part != "ImageList" else folder / part).as_posix())
     (zipped / "Flickr").symlink_to(folder / "Flickr")
-    assert I.has_image_layout(spec, zipped)
-    I.prepare_image_dataset(spec, zipped, tmp_path / "z", split="official", source_files={})
+    assert R.has_image_layout(spec, zipped)
+    IP.prepare_image_dataset(spec, zipped, tmp_path / "z", split="official", source_files={})
     assert {k: v.tolist() for k, v in by_id(tmp_path / "z").items()} == {k: v.tolist() for k, v in got_tr.items()}
     # missing layout: a UserError that says where to put the files
     with pytest.raises(UserError, match="manual|by hand"):
-        I.prepare_image_dataset(spec, tmp_path / "empty", tmp_path / "x")
+        IP.prepare_image_dataset(spec, tmp_path / "empty", tmp_path / "x")
 
 
 def test_unknown_option_is_an_error(served, tmp_path):
     _, _, specs = served
     with pytest.raises(UserError, match="unknown option"):
-        I.prepare_image_dataset(specs["pascal"], tmp_path, tmp_path / "o", difficulty="positive")
+        IP.prepare_image_dataset(specs["pascal"], tmp_path, tmp_path / "o", difficulty="positive")
 
 
 def test_cli_download_prepare_info(served, tmp_path, monkeypatch, capsys):
-    """The full CLI path, once data.prepare dispatches image formats to images.PREPARERS."""
+    """The full CLI path, data.preparers.PREPARERS dispatching image formats to image_prepare."""
     pytest.importorskip("mulsupcon_ld.data.commands", reason="CLI data commands not written yet")
     from mulsupcon_ld import cli
-    from mulsupcon_ld.data import prepare as P
+    from mulsupcon_ld.data import preparers as P
 
     _, _, specs = served
     spec = replace(specs["pascal"], n_labels=20)
@@ -469,13 +471,13 @@ def small_settings(**data):
     s["pretrain"]["batch_size"] = 2
     s["finetune"]["batch_size"] = 2
     s["finetune"]["eval_batch_size"] = 2
-    s["data"] = {"image_size": 32, "num_workers": 0, **data}
+    s["data"] = {"image_size": 32, "num_workers": 0, "prefetch_factor": None, **data}
     return s
 
 
 def test_make_batches_shapes(prepared_voc):
     s = small_settings()
-    pre = I.make_batches(prepared_voc, "train", dict(s, phase="pretrain"), train=True, seed=0, device="cpu")
+    pre = I.image_epoch(prepared_voc, "train", dict(s, phase="pretrain"), train=True, seed=0, device="cpu")
     batches = list(pre)
     n_train = len(np.load(prepared_voc / "train.npz")["y"])
     assert len(pre) == len(batches) == n_train // 2                     # drop_last
@@ -483,45 +485,45 @@ def test_make_batches_shapes(prepared_voc):
     assert v1.shape == v2.shape == (2, 3, 32, 32) and v1.dtype == torch.float32
     assert y.shape == (2, 20) and y.dtype == torch.float32
     assert not torch.equal(v1, v2)                                         # two different views
-    ev = list(I.make_batches(prepared_voc, "test", dict(s, phase="eval"), train=False, seed=0, device="cpu"))
+    ev = list(I.image_epoch(prepared_voc, "test", dict(s, phase="eval"), train=False, seed=0, device="cpu"))
     assert [x.shape[0] for x, _ in ev] == [2, 1]                           # all 3 test images, in order
     assert ev[0][0].shape == (2, 3, 32, 32)
     with np.load(prepared_voc / "test.npz") as z:
         assert torch.equal(torch.cat([y for _, y in ev]), torch.as_tensor(z["y"]).float())
-    ft = list(I.make_batches(prepared_voc, "train", dict(s, phase="finetune"), train=True, seed=0, device="cpu"))
+    ft = list(I.image_epoch(prepared_voc, "train", dict(s, phase="finetune"), train=True, seed=0, device="cpu"))
     assert len(ft[0]) == 2 and ft[0][0].shape == (2, 3, 32, 32)
     # a default-sized (224) eval view of the real store
     s224 = small_settings(image_size=None)
-    x, _ = next(iter(I.make_batches(prepared_voc, "test", dict(s224, phase="eval"), False, 0, "cpu")))
+    x, _ = next(iter(I.image_epoch(prepared_voc, "test", dict(s224, phase="eval"), False, 0, "cpu")))
     assert x.shape == (2, 3, 224, 224)
 
 
 def test_make_batches_reproducible_across_workers(prepared_voc):
     s0 = small_settings(num_workers=0)
     s1 = small_settings(num_workers=1)
-    a = list(I.make_batches(prepared_voc, "train", dict(s0, phase="pretrain"), True, 123, "cpu"))
-    b = list(I.make_batches(prepared_voc, "train", dict(s1, phase="pretrain"), True, 123, "cpu"))
-    c = list(I.make_batches(prepared_voc, "train", dict(s0, phase="pretrain"), True, 124, "cpu"))
+    a = list(I.image_epoch(prepared_voc, "train", dict(s0, phase="pretrain"), True, 123, "cpu"))
+    b = list(I.image_epoch(prepared_voc, "train", dict(s1, phase="pretrain"), True, 123, "cpu"))
+    c = list(I.image_epoch(prepared_voc, "train", dict(s0, phase="pretrain"), True, 124, "cpu"))
     assert all(torch.equal(x, z) for ba, bb in zip(a, b) for x, z in zip(ba, bb))
     assert not all(torch.equal(ba[0], bc[0]) for ba, bc in zip(a, c))
     # the global RNG of the training process is left alone (dropout etc. stay reproducible)
     torch.manual_seed(5)
     want = torch.rand(3)
     torch.manual_seed(5)
-    list(I.make_batches(prepared_voc, "train", dict(s0, phase="pretrain"), True, 7, "cpu"))
+    list(I.image_epoch(prepared_voc, "train", dict(s0, phase="pretrain"), True, 7, "cpu"))
     assert torch.equal(torch.rand(3), want)
     I.clear_loader_cache()
 
 
 def test_make_batches_on_synthetic_stand_in(tmp_path):
-    from mulsupcon_ld.data import prepare_synthetic
+    from mulsupcon_ld.data.prepare import prepare_synthetic
 
     prepared = prepare_synthetic("pascal", tmp_path)
     s = small_settings(image_size=None)
     s["pretrain"]["batch_size"] = 16
-    v1, v2, y = next(iter(I.make_batches(prepared, "train", dict(s, phase="pretrain"), True, 0, "cpu")))
+    v1, v2, y = next(iter(I.image_epoch(prepared, "train", dict(s, phase="pretrain"), True, 0, "cpu")))
     assert v1.shape == (16, 3, 32, 32) and y.shape == (16, 20)             # synthetic size, not 224
-    x, y = next(iter(I.make_batches(prepared, "val", dict(s, phase="eval"), False, 0, "cpu")))
+    x, y = next(iter(I.image_epoch(prepared, "val", dict(s, phase="eval"), False, 0, "cpu")))
     assert x.shape[1:] == (3, 32, 32)
 
 
@@ -529,13 +531,13 @@ def test_write_image_dataset_roundtrip(tmp_path):
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 256, (24, 30, 3), dtype=np.uint8) for _ in range(6)]
     y = rng.integers(0, 2, (6, 3)).astype(np.uint8)
-    meta = I.write_image_dataset(tmp_path, "toy", ["a", "b", "c"],
+    meta = IP.write_image_dataset(tmp_path, "toy", ["a", "b", "c"],
                                  {"train": (imgs[:3], y[:3]), "val": (imgs[3:4], y[3:4]), "test": (imgs[4:], y[4:])})
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     assert meta["splits"] == {"train": 3, "val": 1, "test": 2}
     store = ImageStore(tmp_path)
     assert store.image(5).size == (30, 24)
-    x, yy = next(iter(I.make_batches(tmp_path, "test", dict(small_settings(), phase="eval"), False, 0, "cpu")))
+    x, yy = next(iter(I.image_epoch(tmp_path, "test", dict(small_settings(), phase="eval"), False, 0, "cpu")))
     assert x.shape == (2, 3, 32, 32) and torch.equal(yy, torch.as_tensor(y[4:]).float())
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from mulsupcon_ld import registry
 from mulsupcon_ld.cli import main
-from mulsupcon_ld.data import (ensure_prepared, is_prepared, load_prepared, prepare_dataset,
-                               prepare_synthetic, seeded_split)
+from mulsupcon_ld.data.prepare import ensure_prepared, prepare_dataset, prepare_synthetic
+from mulsupcon_ld.data.prepared import is_prepared, load_prepared, seeded_split
 from mulsupcon_ld.data.commands import dataset_info
 from mulsupcon_ld.errors import UserError
 from mulsupcon_ld.registry import DatasetSpec, RawFile, Source, Table1
@@ -96,7 +96,7 @@ def test_scene_end_to_end_reports_its_extra_rows(shared_data, tmp_path, capsys):
 
 
 def test_val_split_is_seeded_and_recorded_rows_map_back(shared_data, tmp_path):
-    from mulsupcon_ld.data import read_mulan
+    from mulsupcon_ld.data.arff import read_mulan
 
     ds = prepare_dataset("scene", shared_data, tmp_path / "d", quiet=True)
     x, y, _ = read_mulan(shared_data / "scene" / "scene-train.arff",
@@ -362,7 +362,7 @@ def test_image_registry_additions():
 
 
 def test_image_options_reach_the_image_reader():
-    from mulsupcon_ld.data.images import _options
+    from mulsupcon_ld.data.image_prepare import _options
 
     assert _options(registry.get_dataset("pascal"), "voc", {})["difficult"] == "negative"
     assert _options(registry.get_dataset("pascal"), "voc", {"difficult": "positive"})["difficult"] \

@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from mulsupcon_ld.data import read_arff_header, read_mulan, read_mulan_xml, read_mulsupcon_hdf5
+from mulsupcon_ld.data.arff import read_arff_header, read_mulan, read_mulan_xml
+from mulsupcon_ld.data.hdf5 import read_mulsupcon_hdf5
 from mulsupcon_ld.errors import UserError
 from mulsupcon_ld.registry import get_dataset
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from mulsupcon_ld import train as T
+from mulsupcon_ld import losses
 from mulsupcon_ld.cli import main
+from mulsupcon_ld.commands import experiment_spec
+from mulsupcon_ld.experiment import run_experiment
 
 torch.set_num_threads(1)
 
@@ -73,13 +75,55 @@ def test_run_cld_writes_metrics_and_arrays(reference, data_dir):
     assert 1 <= rec["training"]["finetune"]["selected_epoch"] <= 3
 
 
+class _Reached(Exception):
+    """Raised by the loss spies below once they have seen the first batch's call."""
+
+
+def _first_loss_call(monkeypatch, tmp_path, data_dir, method, *extra):
+    """The keyword arguments the CLI's choices give the pretraining loss on the first batch."""
+    seen = {}
+
+    def spy(name):
+        def record(*a, **kw):
+            seen.update(kw, _loss=name, _n_args=len(a))
+            raise _Reached
+        return record
+
+    monkeypatch.setattr(losses, "ld_loss", spy("ld_loss"))
+    monkeypatch.setattr(losses, "mulsupcon_loss", spy("mulsupcon_loss"))
+    with pytest.raises(_Reached):
+        main(args(tmp_path, data_dir, method, *extra))
+    return seen
+
+
 @pytest.mark.parametrize("method,ablation", [
-    ("mulsupcon", "none"), ("rld", "none"),
-    ("cld", "no-alpha"), ("cld", "no-beta"), ("cld", "no-all"),
+    ("rld", "none"), ("cld", "none"), ("cld", "no-alpha"), ("cld", "no-beta"), ("cld", "no-all"),
     ("rld", "no-alpha"), ("rld", "no-beta"), ("rld", "no-all")])
-def test_run_each_method_and_ablation(tmp_path, data_dir, method, ablation):
-    assert main(args(tmp_path, data_dir, method, "--ablation", ablation)) == 0
-    assert_valid(load(tmp_path), method, ablation)
+def test_cli_method_and_ablation_reach_ld_loss(tmp_path, data_dir, monkeypatch, method, ablation):
+    kw = _first_loss_call(monkeypatch, tmp_path, data_dir, method, "--ablation", ablation)
+    assert kw["_loss"] == "ld_loss" and kw["_n_args"] == 7
+    assert (kw["variant"], kw["ablation"]) == (method, ablation)
+    assert (kw["alpha"], kw["beta"], kw["sigma"], kw["temperature"]) == (0.1, 1.0, 0.01, 0.1)
+    assert kw["options"] is None
+
+
+def test_cli_mulsupcon_reaches_mulsupcon_loss(tmp_path, data_dir, monkeypatch):
+    kw = _first_loss_call(monkeypatch, tmp_path, data_dir, "mulsupcon")
+    assert kw == {"_loss": "mulsupcon_loss", "_n_args": 4, "temperature": 0.1}
+
+
+def test_cli_alpha_beta_and_options_reach_ld_loss(tmp_path, data_dir, monkeypatch):
+    kw = _first_loss_call(monkeypatch, tmp_path, data_dir, "cld", "--alpha", "0.003", "--beta", "0.25",
+                          "--set", 'loss.options={"ld_positive_set": "all", "reduction": "mean"}',
+                          "--set", "loss.sigma=0.5", "--set", "pretrain.temperature=0.2")
+    assert (kw["variant"], kw["alpha"], kw["beta"], kw["sigma"], kw["temperature"]) == ("cld", 0.003, 0.25, 0.5, 0.2)
+    assert kw["options"] == {"ld_positive_set": "all", "reduction": "mean"}
+
+
+def test_run_rld_ablation_end_to_end(tmp_path, data_dir):
+    """One full non-default run (the loss arguments of every choice are checked above)."""
+    assert main(args(tmp_path, data_dir, "rld", "--ablation", "no-all")) == 0
+    assert_valid(load(tmp_path), "rld", "no-all")
 
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path, data_dir, reference):
@@ -92,16 +136,21 @@ def test_same_seed_same_numbers_other_seed_differs(tmp_path, data_dir, reference
                               np.load(reference / "test_scores.npy"))
 
 
+def _spec(out, data_dir, *extra):
+    from mulsupcon_ld.cli import build_parser
+
+    return experiment_spec(build_parser().parse_args(args(out, data_dir, "cld", *extra)), ("pretrain", "finetune"))
+
+
 @pytest.mark.parametrize("phase,epoch", [("pretrain", 2), ("finetune", 1)])
-def test_resume_after_interrupt_equals_uninterrupted(tmp_path, data_dir, reference, monkeypatch, phase, epoch):
-    def hook(p, e):
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, data_dir, reference, phase, epoch):
+    def stop(p, e):
         if p == phase and e + 1 == epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "EPOCH_END_HOOK", hook)
-    assert main(args(tmp_path, data_dir)) == 130
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(_spec(tmp_path, data_dir), on_epoch_end=stop)
     assert (tmp_path / "state" / f"{phase}.pt").exists() and not (tmp_path / "metrics.json").exists()
-    monkeypatch.setattr(T, "EPOCH_END_HOOK", None)
     torch.manual_seed(1234)  # the resumed process must not depend on the RNG it starts with
     assert main(args(tmp_path, data_dir)) == 0
     assert load(tmp_path)["metrics"] == load(reference)["metrics"]
@@ -113,13 +162,14 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, data_dir, reference
     script = textwrap.dedent(f"""
         import os, signal, sys, torch
         torch.set_num_threads(1)
-        from mulsupcon_ld import train as T
-        from mulsupcon_ld.cli import main
-        def hook(phase, epoch):
+        from mulsupcon_ld.cli import build_parser
+        from mulsupcon_ld.commands import experiment_spec
+        from mulsupcon_ld.experiment import run_experiment
+        def kill(phase, epoch):
             if phase == "pretrain" and epoch == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
-        T.EPOCH_END_HOOK = hook
-        sys.exit(main({args(tmp_path, data_dir)!r}))
+        spec = experiment_spec(build_parser().parse_args({args(tmp_path, data_dir)!r}), ("pretrain", "finetune"))
+        run_experiment(spec, on_epoch_end=kill)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -128,6 +178,8 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, data_dir, reference
     assert not any(p.name.endswith(".partial") for p in (tmp_path / "state").iterdir())
     assert main(args(tmp_path, data_dir)) == 0
     assert load(tmp_path)["metrics"] == load(reference)["metrics"]
+    for name in ("test_scores", "val_scores"):  # bit for bit, not only the rounded metrics
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), np.load(reference / f"{name}.npy"))
 
 
 def test_pretrain_then_finetune_commands_equal_run(tmp_path, data_dir, reference):
@@ -173,7 +225,7 @@ def test_evaluate_recomputes_saved_metrics(reference, capsys):
 
 
 def test_standardize_uses_train_statistics_only():
-    from mulsupcon_ld.runner import _standardize
+    from mulsupcon_ld.batches import standardize as _standardize
 
     class Prepared:  # the two methods _standardize needs
         kind = "vector"

@@ -178,13 +178,9 @@ def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", pre
     x, y = data(n=40)
     moco = new_moco()
     vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
-    old = T.EPOCH_END_HOOK
-    T.EPOCH_END_HOOK = hook
-    try:
-        hist = T.pretrain(moco, vb, pretrain_cfg(epochs, step), simple_loss, seed=0, device=torch.device("cpu"),
-                          state_path=tmp_path / name, config_hash="h", log_every=2, precision=precision)
-    finally:
-        T.EPOCH_END_HOOK = old
+    hist = T.pretrain(moco, vb, pretrain_cfg(epochs, step), simple_loss, seed=0, device=torch.device("cpu"),
+                      state_path=tmp_path / name, config_hash="h", log_every=2, precision=precision,
+                      on_epoch_end=hook)
     return moco, hist
 
 
@@ -244,13 +240,8 @@ def finetune_run(tmp_path, select="val_loss", epochs=4, hook=None, name="ft.pt")
            "scheduler_step": "epoch", "select": select}
     train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
     val = VectorBatches(x[40:], y[40:], 100, shuffle=False)
-    old = T.EPOCH_END_HOOK
-    T.EPOCH_END_HOOK = hook
-    try:
-        res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,
-                         config_hash="h")
-    finally:
-        T.EPOCH_END_HOOK = old
+    res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,
+                     config_hash="h", on_epoch_end=hook)
     return model, res, val
 
 
@@ -305,12 +296,8 @@ def _compile_pretrain(tmp_path, name, compile, hook=None):
     x, y = data(n=40)
     moco = new_moco()
     vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
-    old, T.EPOCH_END_HOOK = T.EPOCH_END_HOOK, hook
-    try:
-        hist = T.pretrain(moco, vb, dict(pretrain_cfg(3), compile=compile), simple_loss, seed=0,
-                          device=torch.device("cpu"), state_path=tmp_path / name, config_hash="h")
-    finally:
-        T.EPOCH_END_HOOK = old
+    hist = T.pretrain(moco, vb, dict(pretrain_cfg(3), compile=compile), simple_loss, seed=0,
+                      device=torch.device("cpu"), state_path=tmp_path / name, config_hash="h", on_epoch_end=hook)
     return moco, hist
 
 
