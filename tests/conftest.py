@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from prereq import missing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ def shared_data() -> Path:
     """``../shared/data`` (pre-staged public files, one folder per dataset); skips if absent."""
     path = (REPO_ROOT.parent / "shared" / "data").resolve()
     if not path.is_dir():
-        pytest.skip(f"pre-staged public data not found at {path} (see README: ../shared/data)")
+        missing(f"pre-staged public data not found at {path} (see README: ../shared/data)")
     return path
 
 

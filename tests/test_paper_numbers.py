@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prereq import missing
 
 from mulsupcon_ld.errors import UserError
 from mulsupcon_ld.paper_numbers import (
@@ -28,7 +29,7 @@ DATASET_NAMES = {"Yeast": "yeast", "Scene": "scene", "Bookmarks": "bookmarks",
 @pytest.fixture(scope="module")
 def paper_lines() -> list[str]:
     if not PAPER.is_file():
-        pytest.skip(f"paper text not found at {PAPER}")
+        missing(f"paper text not found at {PAPER}")
     return PAPER.read_text(encoding="utf-8").splitlines()
 
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from prereq import missing
 
 from mulsupcon_ld.errors import UserError
 from mulsupcon_ld.registry import (DATASETS, DatasetSpec, RawFile, Source, Table1, get_dataset,
@@ -32,7 +33,7 @@ def test_all_nine_datasets_are_registered():
 def test_registry_matches_table1_of_the_paper(repo_root):
     paper = repo_root.parent / "shared" / "paper" / "paper.txt"
     if not paper.is_file():
-        pytest.skip(f"paper text not found at {paper}")
+        missing(f"paper text not found at {paper}")
     rows = {}
     for line in paper.read_text(encoding="utf-8").splitlines():
         m = re.match(r"^(\S+)\t(\d+)/(\d+)\t(\d+)\t([\d.]+)/([\d.]+)$", line.strip())

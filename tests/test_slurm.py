@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prereq import missing
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,7 +69,7 @@ def slurm(request):
     try:
         cluster = SlurmCluster()
     except SlurmUnavailable as exc:
-        pytest.skip(f"no SLURM: {exc}")
+        missing(f"no SLURM: {exc}")
 
     def stop():
         cluster.stop()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prereq import missing
 
 from mulsupcon_ld.pipeline import plan
 
@@ -333,9 +334,9 @@ def test_table4_training_processes_exit_promptly(table4_run):
 # ------------------------------------------------------------------------------ real data
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "yeast").is_dir() or not (SHARED_DATA / "scene").is_dir(),
-                    reason=f"pre-staged Yeast and Scene not found in {SHARED_DATA}")
 def test_real_prestaged_data(tmp_path):
+    if not (SHARED_DATA / "yeast").is_dir() or not (SHARED_DATA / "scene").is_dir():
+        missing(f"pre-staged Yeast and Scene not found in {SHARED_DATA}")
     wd = make_workdir(tmp_path / "wf")
     # Mediamill is not pre-staged and needs a manual download: it must be reported, not replaced
     config = ("--config", "scale=smoke", "seeds=[0]", "datasets=[yeast,scene,mediamill]",

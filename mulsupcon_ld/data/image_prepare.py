@@ -72,6 +72,18 @@ def _options(spec: DatasetSpec, fmt: str, options: dict[str, Any]) -> dict[str, 
     return {**allowed, **given}
 
 
+def _counts(collected: Collected, res: Any, ok_tr: np.ndarray, ok_te: np.ndarray) -> dict[str, Any]:
+    """The reader's counts plus the unreadable images and the images found per split."""
+    counts = dict(collected.counts)
+    counts["unreadable_images"] = {"count": len(res.failures),
+                                   "first": [f"{m}: {e}" for m, e in res.failures[:20]]}
+    for split, ok in (("train", ok_tr), ("test", ok_te)):
+        c = dict(counts.get(split, {}))
+        c["found"] = int(ok.sum())
+        counts[split] = c
+    return counts
+
+
 def build_image_content(spec: Any, raw_folder: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0,
                         **options: Any) -> ImageContent:
     """Read the raw files, write the image store into ``out_dir``, return the split arrays.
@@ -122,13 +134,7 @@ def build_image_content(spec: Any, raw_folder: str | os.PathLike, out_dir: str |
               "val": arrays(y_tr[val], row_tr[val], ids_tr[val]),
               "test": arrays(y_te, row_te, ids_te)}
 
-    counts = dict(collected.counts)
-    counts["unreadable_images"] = {"count": len(res.failures),
-                                   "first": [f"{m}: {e}" for m, e in res.failures[:20]]}
-    for split, ok in (("train", ok_tr), ("test", ok_te)):
-        c = dict(counts.get(split, {}))
-        c["found"] = int(ok.sum())
-        counts[split] = c
+    counts = _counts(collected, res, ok_tr, ok_te)
     if res.failures:
         notes.append(f"{len(res.failures)} images could not be decoded and were dropped (see counts)")
     source_files: dict[str, str] = {}
