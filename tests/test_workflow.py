@@ -368,9 +368,9 @@ SENTINEL = 12345.0
 
 def test_killed_training_job_resumes(tmp_path):
     wd = make_workdir(tmp_path / "wf")
-    config = ("--config", "synthetic=true", "scale=smoke", "seeds=[0]", "datasets=[delicious]", "methods=[cld]")
+    config = ("--config", "synthetic=true", "scale=smoke", "seeds=[0]", "datasets=[yeast]", "methods=[cld]")
     args = [sys.executable, "-m", "snakemake", "--cores", "2", "paper_tables/table3.md", *config]
-    key = plan.RunKey("delicious", "cld", "none", *plan.main_alpha_beta("delicious", "cld", "smoke"), 0,
+    key = plan.RunKey("yeast", "cld", "none", *plan.main_alpha_beta("yeast", "cld", "smoke"), 0,
                       "smoke", True)
     state = wd / key.state_dir
     # the gate (tests/epoch_gate.py) holds the job after its first pretraining checkpoint, so the
@@ -408,8 +408,8 @@ def test_killed_training_job_resumes(tmp_path):
     assert result["training"]["pretrain"]["loss"][0] == SENTINEL  # the killed attempt's epochs were kept
     from mulsupcon_ld.settings import get_settings
 
-    assert len(result["training"]["pretrain"]["loss"]) == get_settings("delicious", "smoke")["pretrain"]["epochs"]
+    assert len(result["training"]["pretrain"]["loss"]) == get_settings("yeast", "smoke")["pretrain"]["epochs"]
     cells = pd.read_csv(wd / "paper_tables/table3.csv")
-    assert (cells.loc[cells["dataset"] == "delicious", "status"].isin(["ok", "missing"])).all()
-    assert (cells.loc[(cells["dataset"] == "delicious") & (cells["method"] == "MulSupCon_CLD"), "status"]
+    assert (cells.loc[cells["dataset"] == "yeast", "status"].isin(["ok", "missing"])).all()
+    assert (cells.loc[(cells["dataset"] == "yeast") & (cells["method"] == "MulSupCon_CLD"), "status"]
             == "ok").all()

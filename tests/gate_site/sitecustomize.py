@@ -4,20 +4,18 @@ on, as does Snakemake to its local jobs).
 
 When ``MULSUPCON_TEST_GATE`` names a folder, the first pretraining epoch of every ``mulsupcon-ld
 run`` ends by writing ``<gate>/<pid>.waiting`` (holding its ``--out`` folder) and then blocks until
-``<gate>/open`` exists. Its checkpoint is already on disk by then (train.EPOCH_END_HOOK runs after
-it is written), so a test can kill or cancel a job that is provably mid-run instead of racing a
-smoke run that lasts a few seconds.
+``<gate>/open`` exists. It is the experiment's own ``on_epoch_end`` callback (called once the
+epoch's checkpoint is on disk), passed by wrapping ``run_experiment`` in the training process only;
+so a test can kill or cancel a job that is provably mid-run instead of racing a smoke run that
+lasts a few seconds.
 """
 
-import importlib.abc
-import importlib.machinery
 import os
 import sys
 import time
 from pathlib import Path
 
 GATE = os.environ.get("MULSUPCON_TEST_GATE")
-TARGET = "mulsupcon_ld.train"
 
 
 def _hold(phase: str, epoch: int) -> None:
@@ -32,25 +30,17 @@ def _hold(phase: str, epoch: int) -> None:
         time.sleep(0.2)
 
 
-class _SetHook(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports mulsupcon_ld.train as usual, then sets its EPOCH_END_HOOK."""
+def _install() -> None:
+    from mulsupcon_ld import experiment
 
-    def find_spec(self, name, path=None, target=None):
-        if name != TARGET:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None:
-            return None
-        self._loader, spec.loader = spec.loader, self
-        return spec
+    run = experiment.run_experiment
 
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
+    def run_with_gate(spec, on_epoch_end=None):
+        return run(spec, on_epoch_end=_hold)
 
-    def exec_module(self, module):
-        self._loader.exec_module(module)
-        module.EPOCH_END_HOOK = _hold
+    experiment.run_experiment = run_with_gate
 
 
-if GATE:
-    sys.meta_path.insert(0, _SetHook())
+# only the training process (`python -m mulsupcon_ld.cli run … --out DIR`) pays for importing torch
+if GATE and "run" in sys.argv and "--out" in sys.argv:
+    _install()
