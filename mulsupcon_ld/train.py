@@ -3,8 +3,8 @@
 Both loops consume a *batch source*: an object with ``epoch(epoch) -> Iterator[batch]`` and
 ``__len__`` (iterations per epoch). Pretraining batches are ``(view1, view2, y)``, fine-tuning
 and evaluation batches ``(x, y)``. :class:`mulsupcon_ld.augment.VectorBatches` is the vector
-implementation; image batches come from ``mulsupcon_ld.data.images.make_batches`` (see
-:mod:`mulsupcon_ld.runner`).
+implementation; batches come from ``mulsupcon_ld.batches.make_batches`` (see
+:mod:`mulsupcon_ld.experiment`).
 
 Readings (see docs/method.md (Part 2)):
 

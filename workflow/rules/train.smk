@@ -1,6 +1,6 @@
 # One job per training run: `mulsupcon-ld run … --out results/state/<run-id>` (checkpoints stay
 # there, outside the declared output, so a killed job resumes), then metrics.json is copied to
-# the declared output atomically. See mulsupcon_ld/report/jobs.py. config raw_dir and device are
+# the declared output atomically. See mulsupcon_ld/pipeline/jobs.py. config raw_dir and device are
 # read by the script, not declared as params: changing them must not re-run finished runs (the
 # device is recorded in each result).
 
