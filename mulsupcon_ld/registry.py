@@ -475,9 +475,20 @@ VARIANTS: dict[str, DatasetSpec] = {d.name: d for d in (_NUSWIDE21,)}
 
 
 
+# other names users give the datasets (after lower-casing and dropping "-" and "_")
+ALIASES = {"mscoco": "coco", "coco2014": "coco", "nus": "nuswide", "voc": "pascal",
+           "pascalvoc": "pascal", "voc2007": "pascal", "pascalvoc2007": "pascal", "flickr": "mirflickr"}
+
+
+def canonical_name(name: str) -> str:
+    """The registry name of ``name``: case, ``-`` and ``_`` ignored, aliases resolved (the one place)."""
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    return ALIASES.get(key, key)
+
+
 def get_dataset(name: str) -> DatasetSpec:
-    """Look a dataset (or a variant, e.g. ``nuswide21``) up by its registry name (case-insensitive)."""
-    key = str(name).strip().lower()
+    """Look a dataset (or a variant, e.g. ``nuswide21``) up by any of its names (:func:`canonical_name`)."""
+    key = canonical_name(name)
     spec = DATASETS.get(key) or VARIANTS.get(key)
     if spec is None:
         raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)} "

@@ -39,6 +39,7 @@ import json
 from typing import Any, Iterable
 
 from .errors import UserError
+from .registry import canonical_name as registry_name
 
 # --------------------------------------------------------------------------------------------
 # The table. One row per dataset; every number is from Section 4 unless marked "ours".
@@ -97,14 +98,9 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # --scale smoke: a few epochs, for tests and CI.
 SMOKE = {"pretrain.epochs": 3, "finetune.epochs": 3}
 
-_ALIASES = {"mscoco": "coco", "coco2014": "coco", "nus": "nuswide", "voc": "pascal",
-            "pascalvoc": "pascal", "voc2007": "pascal", "pascalvoc2007": "pascal", "flickr": "mirflickr"}
-
-
 def canonical_name(dataset: str) -> str:
-    """Table key of a dataset name (case, ``-`` and ``_`` ignored; a few aliases)."""
-    key = dataset.lower().replace("-", "").replace("_", "")
-    key = _ALIASES.get(key, key)
+    """Table key of a dataset name (aliases resolved by :func:`registry.canonical_name`)."""
+    key = registry_name(dataset)
     if key not in TABLE:
         raise UserError(f"no settings for dataset {dataset!r}; known: {', '.join(TABLE)} "
                         "(see `mulsupcon-ld datasets`)")

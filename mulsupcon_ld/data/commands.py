@@ -13,8 +13,8 @@ from ..download import download_dataset, folder_origin, is_downloaded
 from ..errors import UserError
 from ..registry import DATASETS, get_dataset
 from .image_prepare import extracted_source
-from .prepare import compare_with_table1, label_stats, prepare_dataset, prepare_synthetic
-from .prepared import SPLITS, is_prepared, load_prepared
+from .prepare import compare_with_table1, prepare_dataset, prepare_synthetic
+from .prepared import SPLITS, is_prepared, label_stats, load_prepared
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:

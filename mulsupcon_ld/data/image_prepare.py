@@ -34,7 +34,7 @@ from ..paths import download_cache_dir, raw_dir as resolve_raw_dir
 from ..registry import DatasetSpec
 from .image_store import (DEFAULT_QUALITY, DEFAULT_SHORT_SIDE, STORE_BLOB, STORE_FORMAT, STORE_OFFSETS,
                           write_store, write_store_arrays)
-from .prepared import FORMAT_VERSION, SPLITS, PreparedContent, seeded_split
+from .prepared import SPLITS, PreparedContent, base_meta, label_stats, seeded_split
 from .reader_types import Collected
 from .readers import FORMAT_OPTIONS, has_image_layout, image_format, reader
 
@@ -181,25 +181,10 @@ def prepare_image_dataset(spec: Any, raw_folder: str | os.PathLike, out_dir: str
                 source_files[p.name] = file_digests(p)["sha256"]
     s = content.splits
     y_tv = np.concatenate([s["train"]["y"], s["val"]["y"]])
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "name": str(getattr(spec, "name", "")),
-        "kind": "image",
-        "n_labels": len(content.label_names),
-        "label_names": content.label_names,
-        "splits": {k: int(len(v["y"])) for k, v in s.items()},
-        "val_split": content.val_split,
-        "test_split": content.test_split,
-        "source_files": dict(source_files),
-        "synthetic": False,
-        "expected": _expected(spec),
-        "stats": {"n_train_total": int(len(y_tv)), "n_test": int(len(s["test"]["y"])),
-                  "mean_labels_train": float(y_tv.sum(1).mean()),
-                  "mean_labels_test": float(s["test"]["y"].sum(1).mean())},
-        "notes": content.notes,
-        **content.extra_meta,
-    }
-    return meta
+    return base_meta(spec.name, "image", content.label_names, {k: int(len(v["y"])) for k, v in s.items()},
+                     synthetic=False, val_split=content.val_split, test_split=content.test_split,
+                     source_files=dict(source_files), expected=_expected(spec),
+                     stats=label_stats(y_tv, s["test"]["y"]), notes=content.notes, **content.extra_meta)
 
 
 # ------------------------------------------------------------------------------------------
@@ -285,12 +270,8 @@ def write_image_dataset(out_dir: str | os.PathLike, name: str, label_names: Sequ
         start += sizes[s]
         save_npz(out_dir / f"{s}.npz", y=np.asarray(y, dtype=np.uint8).reshape(sizes[s], len(label_names)),
                   index=idx, x=idx, ids=np.asarray([f"{s}{i}" for i in range(sizes[s])], dtype=str))
-    meta = {
-        "name": name, "kind": "image", "n_labels": len(label_names), "label_names": list(label_names),
-        "n_features": None, "splits": sizes, "synthetic": bool(synthetic), "format_version": FORMAT_VERSION,
-        "image_size": px,
-        "image_store": {"format": STORE_FORMAT, "blob": STORE_BLOB, "offsets": STORE_OFFSETS,
-                        "n_images": int(n), "short_side": px, "jpeg_quality": int(quality)},
-    }
-    meta.update(extra_meta or {})
-    return meta
+    return base_meta(name, "image", list(label_names), sizes, synthetic=synthetic, n_features=None,
+                     image_size=px, **{"image_store": {"format": STORE_FORMAT, "blob": STORE_BLOB,
+                                                       "offsets": STORE_OFFSETS, "n_images": int(n),
+                                                       "short_side": px, "jpeg_quality": int(quality)},
+                                       **(extra_meta or {})})

@@ -24,7 +24,8 @@ from ..errors import UserError
 from ..download import download_dataset, folder_origin
 from ..registry import DatasetSpec, get_dataset
 from .image_prepare import extracted_source
-from .prepared import (FORMAT_VERSION, META, SPLITS, PreparedContent, PreparedDataset, dataset_lock,
+from .prepared import (META, SPLITS, PreparedContent, PreparedDataset, base_meta, dataset_lock,
+                       label_stats,
                        is_prepared, load_prepared, prepared_dir, save_split, staging_dir)
 from .preparers import preparer_for
 from .synthetic import IMAGE_SIZE, name_seed, synthetic_arrays
@@ -85,13 +86,6 @@ def _duplicate_stats(x_tv: np.ndarray, y_tv: np.ndarray, x_te: np.ndarray,
     seen = set(_row_digests(x_tv))
     stats["n_test_features_in_train"] = sum(d in seen for d in _row_digests(x_te))
     return stats
-
-
-def label_stats(y_trainval: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
-    """Table 1's statistics computed from label matrices (train = train + val)."""
-    return {"n_train_total": int(len(y_trainval)), "n_test": int(len(y_test)),
-            "mean_labels_train": float(y_trainval.sum(1).mean()),
-            "mean_labels_test": float(y_test.sum(1).mean())}
 
 
 def compare_with_table1(spec: DatasetSpec, n_labels: int, n_trainval: int, n_test: int,
@@ -163,32 +157,26 @@ def _meta(spec: DatasetSpec, content: PreparedContent, *, synthetic: bool,
           source: dict[str, Any], source_files: dict[str, str]) -> dict[str, Any]:
     notes, stats = _notes(spec, content, synthetic)
     s = content.splits
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "name": spec.name,
-        "title": spec.title,
-        "kind": spec.kind,
-        "n_labels": spec.n_labels,
-        "label_names": list(content.label_names),
-        "splits": {k: int(len(s[k]["y"])) for k in SPLITS},
-        "val_split": content.val_split,
-        "test_split": content.test_split,
-        "source": source,
-        "source_files": source_files,
-        "synthetic": synthetic,
-        "expected": {"n_train": spec.expected.n_train, "n_test": spec.expected.n_test,
-                     "n_labels": spec.n_labels,
-                     "mean_labels_train": spec.expected.mean_labels_train,
-                     "mean_labels_test": spec.expected.mean_labels_test,
-                     "from": "paper, Table 1 (train = our train + val)"},
-        "stats": stats,
-        "differences": compare_with_table1(spec, spec.n_labels, stats["n_train_total"],
-                                           stats["n_test"], stats["mean_labels_train"],
-                                           stats["mean_labels_test"]),
-        "notes": notes,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "mulsupcon_ld_version": __version__,
-    }
+    meta = base_meta(
+        spec.name, spec.kind, content.label_names, {k: int(len(s[k]["y"])) for k in SPLITS}, synthetic=synthetic,
+        title=spec.title,
+        val_split=content.val_split,
+        test_split=content.test_split,
+        source=source,
+        source_files=source_files,
+        expected={"n_train": spec.expected.n_train, "n_test": spec.expected.n_test,
+                  "n_labels": spec.n_labels,
+                  "mean_labels_train": spec.expected.mean_labels_train,
+                  "mean_labels_test": spec.expected.mean_labels_test,
+                  "from": "paper, Table 1 (train = our train + val)"},
+        stats=stats,
+        differences=compare_with_table1(spec, spec.n_labels, stats["n_train_total"],
+                                        stats["n_test"], stats["mean_labels_train"],
+                                        stats["mean_labels_test"]),
+        notes=notes,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        mulsupcon_ld_version=__version__,
+    )
     if spec.kind == "vector":
         meta["n_features"] = spec.n_features
     meta.update(content.extra_meta)

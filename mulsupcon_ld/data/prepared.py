@@ -42,6 +42,21 @@ class PreparedContent:
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
 
+def base_meta(name: str, kind: str, label_names: list[str], split_sizes: dict[str, int], *,
+              synthetic: bool, **fields: Any) -> dict[str, Any]:
+    """The ``meta.json`` fields every prepared dataset has, plus ``fields`` (one builder for all)."""
+    return {"format_version": FORMAT_VERSION, "name": name, "kind": kind, "n_labels": len(label_names),
+            "label_names": list(label_names), "splits": dict(split_sizes), "synthetic": bool(synthetic),
+            **fields}
+
+
+def label_stats(y_trainval: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
+    """Table 1's statistics computed from label matrices (train = train + val)."""
+    return {"n_train_total": int(len(y_trainval)), "n_test": int(len(y_test)),
+            "mean_labels_train": float(y_trainval.sum(1).mean()),
+            "mean_labels_test": float(y_test.sum(1).mean())}
+
+
 def seeded_split(n: int, *, fraction: float | None = None, count: int | None = None,
                  seed: int = 0, stream: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(kept, held_out)`` row indices, both sorted: the one seeded split of the harness.
