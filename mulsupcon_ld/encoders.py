@@ -144,8 +144,8 @@ def build_encoder(model_cfg: dict, n_features: int | None = None) -> Encoder:
         backbone = build_backbone("mlp", n_features, hidden=tuple(model_cfg["hidden"]),
                                   dropout=float(model_cfg["dropout"]))
     else:
-        backbone = build_backbone(kind, weights=model_cfg.get("weights"),
-                                  channels_last=bool(model_cfg.get("channels_last", False)))
+        backbone = build_backbone(kind, weights=model_cfg["weights"],
+                                  channels_last=bool(model_cfg["channels_last"]))
     return Encoder(backbone, int(model_cfg["proj_dim"]), int(model_cfg["proj_hidden_layers"]),
                    float(model_cfg["proj_dropout"]))
 

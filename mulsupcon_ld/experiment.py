@@ -16,15 +16,14 @@ finished one says where the result is and does nothing. A directory holding resu
 from __future__ import annotations
 
 import copy
-import math
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import paths

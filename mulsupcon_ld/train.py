@@ -275,7 +275,7 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
                         "--set pretrain.batch_size or use more data")
     progress = EpochProgress("pretrain", epochs, start, log_every)
     t0 = time.monotonic()
-    with compiled([moco.encoder_q, moco.encoder_k], cfg.get("compile", False)):
+    with compiled([moco.encoder_q, moco.encoder_k], cfg["compile"]):
         for epoch in range(start, epochs):
             moco.train()
             total, count = torch.zeros((), device=device), 0
@@ -359,7 +359,7 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
         raise UserError("the training split is too small for one fine-tuning batch")
     progress = EpochProgress("finetune", epochs, start, log_every)
     t0 = time.monotonic()
-    with compiled([model], cfg.get("compile", False)):
+    with compiled([model], cfg["compile"]):
         for epoch in range(start, epochs):
             model.train()
             total, count = torch.zeros((), device=device), 0

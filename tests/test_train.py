@@ -166,7 +166,7 @@ def simple_loss(out, y, moco):
 def pretrain_cfg(epochs=4, step="epoch"):
     return {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4},
             "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-5},
-            "scheduler_step": step}
+            "scheduler_step": step, "compile": False}
 
 
 def new_moco(d=7, c=4, queue=24):
@@ -237,7 +237,7 @@ def finetune_run(tmp_path, select="val_loss", epochs=4, hook=None, name="ft.pt")
     model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
     cfg = {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-2, "weight_decay": 1e-5},
            "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-4},
-           "scheduler_step": "epoch", "select": select}
+           "scheduler_step": "epoch", "select": select, "compile": False}
     train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
     val = VectorBatches(x[40:], y[40:], 100, shuffle=False)
     res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,
