@@ -154,7 +154,8 @@ def test_claims_command_and_delta_figure(tmp_path):
     with Image.open(png) as im:
         im.load()
         assert im.size[0] > 800 and im.size[1] > 300
-        assert len(set(im.convert("L").getdata())) > 10  # not blank
+        low, high = im.convert("L").getextrema()
+        assert high - low > 100  # not blank
     assert (tmp_path / "delta.pdf").read_bytes()[:4] == b"%PDF"
     frame = delta.delta_frame(runs)
     assert set(frame["table"]) == {"2", "3", "5"}  # Table 6 repeats Table 5's grid: left out
