@@ -26,6 +26,8 @@ localrules:
     table,
     figure2,
     diff,
+    claims,
+    delta,
 
 
 rule all:
@@ -37,4 +39,8 @@ rule all:
         "paper_tables/figure2.png",
         "paper_tables/figure2.pdf",
         "paper_tables/diff.md",
+        "paper_tables/claims.md",
+        "paper_tables/claims.csv",
+        "paper_tables/delta.png",
+        "paper_tables/delta.pdf",
         "results/runs.csv",

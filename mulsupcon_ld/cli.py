@@ -27,6 +27,7 @@ _HANDLERS = {
     "finetune": "mulsupcon_ld.commands:cmd_finetune",
     "settings": "mulsupcon_ld.commands:cmd_settings",
     "diff": "mulsupcon_ld.report.diff:cmd_diff",
+    "claims": "mulsupcon_ld.report.claims:cmd_claims",
 }
 
 
@@ -105,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="results/runs.csv", help="aggregated runs CSV")
     p.add_argument("--tolerance", type=float, default=0.02)
     p.add_argument("--out", default=None, help="write the markdown diff here (default: stdout)")
+
+    p = sub.add_parser("claims", help="test the paper's claims on the runs (CI, p, Holm, verdict)")
+    p.add_argument("--runs", default="results/runs.csv", help="aggregated runs CSV")
+    p.add_argument("--out", default="paper_tables/claims.md", help="markdown; the CSV goes beside it")
+    p.add_argument("--csv", default=None, help="the claims CSV (default: --out with .csv)")
+    p.add_argument("--registry", default=None, help="claims registry (default: baselines/paper_claims.csv)")
+    p.add_argument("--figure", default=None, help="also draw ours − paper per cell here (.png and .pdf)")
+    p.add_argument("--tables-dir", default=None, help="also regenerate here the tables that have runs and diff.md")
+    p.add_argument("--tolerance", type=float, default=0.02, help="for --tables-dir")
     return parser
 
 

@@ -117,15 +117,17 @@ def test_table2_layout_ours_next_to_paper(paper):
     frame = tables.table_frame("2", runs, paper, tolerance=0.02)
     md = tables.render_markdown("2", frame, 0.02)
     lines = md.splitlines()
+    # one tabulate table per metric; each dataset split into an "ours" and a "paper" sub-column
+    assert [line for line in lines if line.startswith("## ")] == ["## HA ↑", "## ebF1 ↑", "## miF1 ↑", "## maF1 ↑"]
     header = next(i for i, line in enumerate(lines) if line.startswith("| Algorithm"))
-    assert lines[header] == ("| Algorithm | Yeast | Scene | Bookmarks | Delicious | Mediamill "
-                             "| Yeast | Scene | Bookmarks | Delicious | Mediamill |")
-    body = lines[header + 2:]
-    assert body[0].split(" | ")[1:3] == ["**HA ↑**", ""] and "**ebF1 ↑**" in body[0]
-    assert [line.split(" | ")[0] for line in body[1:9]] == [
-        "| LaMP (quoted)", "| MPVAE (quoted)", "| ASL (quoted)", "| RBCC (quoted)", "| C-GMVAE (quoted)",
-        "| MulSupCon", "| MulSupCon_RLD", "| MulSupCon_CLD"]
-    assert "**miF1 ↑**" in body[9] and "**maF1 ↑**" in body[9]
+    assert [c.strip() for c in lines[header].strip("|").split("|")] == ["Algorithm"] + [
+        f"{d} {side}" for d in ("Yeast", "Scene", "Bookmarks", "Delicious", "Mediamill") for side in ("ours", "paper")]
+    body = lines[header + 2:header + 10]
+    assert [line.split("|")[1].strip() for line in body] == [
+        "LaMP (quoted)", "MPVAE (quoted)", "ASL (quoted)", "RBCC (quoted)", "C-GMVAE (quoted)",
+        "MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD"]
+    mulsupcon = [c.strip() for c in body[5].strip("|").split("|")]
+    assert mulsupcon[1].startswith("0.705 ± 0.007 (n=2), CI [") and mulsupcon[2] == "0.803 · **Δ -0.098 ⚠** · ours lower"
     assert len(frame) == 8 * 2 * 2 * 5
     # quoted methods: the paper's number, labelled
     lamp = cell(frame, row="LaMP", metric="HA", dataset="yeast")
@@ -137,7 +139,12 @@ def test_table2_layout_ours_next_to_paper(paper):
     assert ours["n"] == 2 and ours["ours_mean"] == pytest.approx(0.705)
     assert ours["ours_std"] == pytest.approx(pd.Series([0.70, 0.71]).std())
     assert ours["diff"] == pytest.approx(0.705 - p)
-    assert ours["text"].startswith("0.705 ± 0.007 (n=2) · paper 0.803 · ")
+    assert ours["text"].startswith("0.705 ± 0.007 (n=2), CI [")
+    assert " · paper 0.803 · **Δ -0.098 ⚠** · ours lower" in ours["text"]
+    # the 95% CI of two seeds: mean ± t(0.975, 1) · s/√2 = 0.705 ± 12.7062 · 0.005
+    assert ours["ci_low"] == pytest.approx(0.705 - 12.7062 * 0.005, abs=1e-4)
+    assert ours["ci_high"] == pytest.approx(0.705 + 12.7062 * 0.005, abs=1e-4)
+    assert ours["paper_vs_ci"] == "ours lower"  # 0.803 > 0.705 + 0.0635
     assert "SYNTHETIC" not in md
 
 
@@ -151,6 +158,7 @@ def test_flag_beyond_tolerance(paper):
     beyond = cell(frame, row="MulSupCon_RLD", metric="mAP", dataset="scene")
     assert within["within_tolerance"] is True and tables.FLAG not in within["text"]
     assert beyond["within_tolerance"] is False and beyond["text"].endswith(f"**Δ -0.030 {tables.FLAG}**")
+    assert beyond["paper_vs_ci"] == ""  # one seed: no interval
     loose = tables.table_frame("3", runs, paper, tolerance=0.05)
     assert cell(loose, row="MulSupCon_RLD", metric="mAP", dataset="scene")["within_tolerance"] is True
 
@@ -183,9 +191,11 @@ def test_grid_tables_read_the_right_runs(paper):
     t5 = tables.table_frame("5", runs, paper, 0.02)
     t6 = tables.table_frame("6", runs, paper, 0.02)
     md5 = tables.render_markdown("5", t5, 0.02)
-    assert "*(c) Fix the parameter α at 0.1 on the Scene dataset.*" in md5
-    assert "| β | HA | ebF1 | miF1 | maF1 | p_at_1 | mAP |" in md5
-    assert "*(a) Fix the parameter β at 0.001 on the Scene dataset.*" in tables.render_markdown("6", t6, 0.02)
+    assert "## (c) Fix the parameter α at 0.1 on the Scene dataset." in md5
+    header = next(line for line in md5.splitlines() if line.startswith("| β"))
+    assert [c.strip() for c in header.strip("|").split("|")] == ["β"] + [
+        f"{m} {side}" for m in METRICS for side in ("ours", "paper")]
+    assert "## (a) Fix the parameter β at 0.001 on the Scene dataset." in tables.render_markdown("6", t6, 0.02)
     c5 = cell(t5, panel="(c)", row="β = 1", metric="HA")
     c6 = cell(t6, panel="(d)", row="α = 0.1", metric="HA")
     assert c5["ours_mean"] == c6["ours_mean"] == 0.91
@@ -211,20 +221,30 @@ def test_synthetic_marked_and_never_mixed_with_real(paper):
     assert "SYNTHETIC 0.350" in d and "## Summary (SYNTHETIC)" in d
 
 
+def _md_cells(text: str) -> list[list[str]]:
+    """Cells of every markdown table row in ``text`` (separator rows left out)."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|") and not set(line) <= set("|-: ")]
+
+
 def test_diff_summary_counts(paper):
     p = {m: paper_value(paper, 3, "yeast", "MulSupCon", m) for m in ("p_at_1", "mAP")}
     runs = runs_frame(record("yeast", "mulsupcon", 0, 0.0, p_at_1=p["p_at_1"] + 0.01, mAP=p["mAP"] + 0.5))
     frame = diff.diff_frame(runs, paper, 0.02)
     summary = diff.summary_frame(frame).set_index("table")
     # Table 3: 2 metrics × 5 datasets × 3 methods printed; one run → 2 compared, 1 within
-    assert summary.loc["3"].to_dict() == {"total": 30, "compared": 2, "within": 1, "beyond": 1, "no_result": 28}
+    assert summary.loc["3"].to_dict() == {"total": 30, "compared": 2, "within": 1, "beyond": 1, "no_result": 28,
+                                          "with_ci": 0, "consistent": 0}  # one seed: no interval
     # Table 2: 4 metrics of the same run compared (HA, ebF1, miF1, maF1 all 0.0 → beyond)
-    assert summary.loc["2"].to_dict() == {"total": 60, "compared": 4, "within": 0, "beyond": 4, "no_result": 56}
+    assert summary.loc["2"].to_dict() == {"total": 60, "compared": 4, "within": 0, "beyond": 4, "no_result": 56,
+                                          "with_ci": 0, "consistent": 0}
     assert summary.loc["4", "total"] == 72 and summary.loc["5", "total"] == 96
     overall = summary.loc["overall"]
     assert overall["total"] == 60 + 30 + 72 + 4 * 96 and overall["compared"] == 6 and overall["within"] == 1
     text = diff.render_diff(frame, 0.02)
-    assert "| Table 3 | 1 / 30 | 2 | 1 | 28 |" in text and "| overall | 1 / 546 | 6 | 5 | 540 |" in text
+    rows = {r[0]: r[1:] for r in _md_cells(text)}
+    assert rows["Table 3"] == ["1 / 30", "2", "1", "28", "0 / 0"] and rows["overall"] == ["1 / 546", "6", "5", "540",
+                                                                                           "0 / 0"]
 
 
 def test_diff_command(tmp_path, paper):
@@ -234,7 +254,11 @@ def test_diff_command(tmp_path, paper):
     out = tmp_path / "diff.md"
     assert cli_main(["diff", "--runs", str(runs_csv), "--tolerance", "0.5", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "Tolerance: |Δ| ≤ 0.5" in text and "| Table 3 | 2 / 30 | 2 | 0 | 28 |" in text
+    rows = {r[0]: r[1:] for r in _md_cells(text)}
+    assert "Tolerance: |Δ| ≤ 0.5" in text and rows["Table 3"] == ["2 / 30", "2", "0", "28", "2 / 2"]
+    # two seeds 0.90, 0.92: CI 0.91 ± 12.7062 · 0.01 = [0.783, 1.037] holds the paper's 0.821 (Scene mAP)
+    assert any(r[:4] == ["", "MulSupCon_CLD", "Scene", "mAP"] and r[5] == "[0.783, 1.037]" and r[-1] == "consistent"
+               for r in _md_cells(text))
     assert cli_main(["diff", "--runs", str(tmp_path / "absent.csv")]) == 2
 
 

@@ -5,6 +5,9 @@ this module lists them flat and counts, per table and overall, the cells within 
 the cells that have a paper value for a method we run (Table 2's quoted methods are not ours, and
 Figure 2 prints no numbers, so neither is counted). Tables 6 and 8 re-arrange the runs of 5 and 7,
 so their cells are counted in both.
+
+Beside the tolerance flag, each cell says where the paper's value lies against our mean's 95%
+confidence interval (``consistent``, ``ours lower``, ``ours higher``; none for one seed).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..atomic import write_text
 from ..errors import UserError
 from ..pipeline import plan
 from .aggregate import read_runs
-from .tables import FLAG, _md_row, load_paper, summary_counts, table_frame
+from .tables import FLAG, load_paper, markdown_table, ours_text, summary_counts, table_frame
 
 
 def diff_frame(runs: pd.DataFrame, paper: pd.DataFrame, tolerance: float,
@@ -38,14 +41,10 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _ours_text(r: dict, digits: int) -> str:
-    if r["status"] != "ok":
+def _num_text(x: float, digits: int, sign: bool = False) -> str:
+    if isinstance(x, float) and math.isnan(x):
         return "—"
-    text = f"{r['ours_mean']:.{digits}f}"
-    if r["n"] > 1:
-        text += f" ± {r['ours_std']:.{digits}f}"
-    text += f" (n={r['n']})"
-    return ("SYNTHETIC " + text) if r["synthetic"] else text
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
 def render_diff(frame: pd.DataFrame, tolerance: float) -> str:
@@ -60,25 +59,30 @@ def render_diff(frame: pd.DataFrame, tolerance: float) -> str:
         lines += ["Scale includes **smoke** (a few epochs): not comparable to the paper.", ""]
     lines += [f"Δ = ours (mean over seeds, `paper` protocol) − paper. Tolerance: |Δ| ≤ {tolerance:g}; "
               f"beyond it a cell is flagged {FLAG}. \"total\" = cells of our methods with a paper value; "
-              "\"no result\" = cells we could not run (reasons in the table files).", "",
-              "## Summary" + (" (SYNTHETIC)" if synthetic else ""), "",
-              _md_row(["table", "within / total", "compared", "beyond", "no result"]),
-              _md_row(["---"] * 5)]
-    for r in summary.to_dict("records"):
-        label = r["table"] if r["table"] == "overall" else f"Table {r['table']}"
-        lines.append(_md_row([label, f"{r['within']} / {r['total']}", r["compared"], r["beyond"], r["no_result"]]))
+              "\"no result\" = cells we could not run (reasons in the table files). \"95% CI\" = Student-t "
+              "interval of our mean over seeds; \"paper vs CI\": *consistent* = the paper's value lies inside "
+              "it, *ours lower* / *ours higher* = outside (none for one seed). The claims the paper makes "
+              "are tested in `claims.md`.", "",
+              "## Summary" + (" (SYNTHETIC)" if synthetic else ""), ""]
+    body = [[r["table"] if r["table"] == "overall" else f"Table {r['table']}", f"{r['within']} / {r['total']}",
+             str(r["compared"]), str(r["beyond"]), str(r["no_result"]), f"{r['consistent']} / {r['with_ci']}"]
+            for r in summary.to_dict("records")]
+    lines.append(markdown_table(["table", "within / total", "compared", "beyond", "no result",
+                                 "paper inside CI / with CI"], body))
     for table_id, part in frame.groupby("table", sort=False):
         digits = plan.TABLES[table_id].digits
-        lines += ["", f"## Table {table_id}", "",
-                  _md_row(["panel", "row", "column", "metric", "ours", "paper", "Δ", "within"]),
-                  _md_row(["---"] * 8)]
+        body = []
         for r in part.to_dict("records"):
-            paper_value = r["paper"]
-            has_paper = not (isinstance(paper_value, float) and math.isnan(paper_value))
-            delta = f"{r['diff']:+.{digits}f}" if r["status"] == "ok" and has_paper else "—"
-            within = {True: "yes", False: f"no {FLAG}"}.get(r["within_tolerance"], "—")
-            lines.append(_md_row([r["panel"] or "", r["row"], r["column"], r["metric"], _ours_text(r, digits),
-                                  f"{paper_value:.{digits}f}" if has_paper else "—", delta, within]))
+            ok = r["status"] == "ok"
+            ci = (f"[{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]"
+                  if ok and not math.isnan(r["ci_low"]) else "—")
+            body.append([r["panel"] or "", r["row"], r["column"], r["metric"], ours_text(r, digits, ci=False) if ok else "—",
+                         ci, _num_text(r["paper"], digits), _num_text(r["diff"], digits, sign=True),
+                         {True: "yes", False: f"no {FLAG}"}.get(r["within_tolerance"], "—"),
+                         r["paper_vs_ci"] or "—"])
+        lines += ["", f"## Table {table_id}", "",
+                  markdown_table(["panel", "row", "column", "metric", "ours", "95% CI", "paper", "Δ", "within",
+                                  "paper vs CI"], body)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,15 +1,20 @@
 """Tables 2–8 in the paper's layout, each cell showing our number next to the paper's.
 
-A cell shows ``ours`` = mean ± sample standard deviation (ddof 1) over seeds with ``n``, the
-paper's value and ``Δ = ours − paper``; ``|Δ| > tolerance`` is flagged ``⚠``. A cell with no
+A cell shows, in its own sub-column, ``ours`` = mean ± sample standard deviation (ddof 1) over
+seeds with ``n`` and the mean's 95% confidence interval (Student t, :mod:`.stats`), and in the next
+sub-column the paper's value, ``Δ = ours − paper`` (``|Δ| > tolerance`` is flagged ``⚠``) and where
+the paper's value lies against our interval (``consistent``, ``ours lower``, ``ours higher``). A cell with no
 result shows ``—`` and a numbered note saying why (dataset not available: <reason>, or not run
 with this configuration); a number is never invented. Cells computed from synthetic stand-ins start
 with ``SYNTHETIC``. Table 2's other methods (LaMP, MPVAE, ASL, RBCC, C-GMVAE) show the paper's
-numbers, labelled ``(quoted)``.
+numbers, labelled ``(quoted)``. Our no-pretraining control (``--method bce``) gets its own row in
+Tables 2–4, "BCE (no pretraining, ours)", whenever runs of it exist; it is never a paper row.
+Markdown is rendered with tabulate.
 
 Which runs fill a cell is decided by :mod:`.plan` (Tables 2–4: ablation ``none`` at the default
 α, β; Tables 5–8: the cell's α, β). When runs of one cell exist at several scales or data kinds,
-real data wins over synthetic and ``paper`` scale over ``smoke``; they are never mixed.
+real data wins over synthetic, ``paper`` scale over ``smoke``, and the ``paper`` preset (column
+``preset`` of runs.csv; runs without it are ``paper``) over other presets; they are never mixed.
 Metrics are those of the ``paper`` protocol (``val-threshold`` ones are in ``results/runs.csv``).
 """
 
@@ -26,15 +31,24 @@ from ..atomic import write_text
 from ..pipeline import plan
 from .aggregate import metric_column
 from ..pipeline.plan import NA, Cell, fmt_num
+from .stats import mean_ci, paper_vs_ci
 
 #: preference order of (scale, synthetic) when a cell has runs of several kinds
 GROUPS = (("paper", False), ("smoke", False), ("paper", True), ("smoke", True))
+#: preset of runs recorded before presets existed (and the preferred one when several are present)
+DEFAULT_PRESET = "paper"
+#: methods without a label-distribution loss: their runs carry no α, β
+NO_LD_METHODS = ("mulsupcon", "bce")
+#: our controls: table row label -> method; shown in Tables 2–4 only when runs of them exist
+CONTROL_ROWS = {"BCE (no pretraining, ours)": "bce"}
 NOT_RUN = "not run with this configuration (see config keys datasets, methods, seeds, alphas, betas, ablations)"
 FLAG = "⚠"
 SHORT_REASON = {"unavailable": "dataset not available", "missing": "not run"}
 CELL_COLUMNS = ["table", "panel", "block", "row", "column", "dataset", "method", "metric", "alpha", "beta",
-                "ablation", "status", "ours_mean", "ours_std", "n", "seeds", "synthetic", "scale", "paper",
-                "diff", "within_tolerance", "note", "text"]
+                "ablation", "status", "ours_mean", "ours_std", "n", "seeds", "ci_low", "ci_high", "synthetic",
+                "scale", "preset", "paper", "diff", "within_tolerance", "paper_vs_ci", "note", "ours_text",
+                "paper_text", "text"]
+TEXT_COLUMNS = ("ours_text", "paper_text", "text")
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,48 +100,82 @@ def _num(v: Any) -> float | None:
 # our runs
 
 
+def run_presets(runs: pd.DataFrame) -> pd.Series:
+    """The ``preset`` of each run (``paper`` where the column is absent or empty)."""
+    if "preset" not in runs.columns:
+        return pd.Series(DEFAULT_PRESET, index=runs.index)
+    return runs["preset"].fillna("").astype(str).replace({"": DEFAULT_PRESET, "nan": DEFAULT_PRESET})
+
+
 class RunIndex:
-    """Runs grouped by what identifies a cell (see :func:`plan.cell_key`), per (scale, synthetic)."""
+    """Runs grouped by what identifies a configuration, per (scale, synthetic, preset) group."""
 
     def __init__(self, runs: pd.DataFrame):
         self.runs = runs.reset_index(drop=True)
+        presets = run_presets(self.runs)
         self._groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(self.runs.itertuples(index=False)):
-            method = str(r.method)
-            a = NA if method == "mulsupcon" else fmt_num(_num(r.alpha))
-            b = NA if method == "mulsupcon" else fmt_num(_num(r.beta))
-            key = (str(r.dataset), method, str(r.ablation or "none"), a, b, str(r.scale), bool(r.synthetic))
+            key = self.config_key(str(r.dataset), str(r.method), str(r.ablation or "none"), _num(r.alpha),
+                                  _num(r.beta)) + (str(r.scale), bool(r.synthetic), presets.iloc[i])
             self._groups.setdefault(key, []).append(i)
+        others = sorted(set(presets) - {DEFAULT_PRESET})
+        #: (scale, synthetic, preset) in order of preference
+        self.group_order = [(scale, synthetic, preset) for preset in [DEFAULT_PRESET] + others
+                            for scale, synthetic in GROUPS]
 
-    def lookup(self, cell: Cell) -> tuple[pd.DataFrame, str, bool]:
-        """``(rows, scale, synthetic)`` of the preferred group holding results for ``cell``.
+    @staticmethod
+    def config_key(dataset: str, method: str, ablation: str, alpha: float | str | None,
+                   beta: float | str | None) -> tuple[str, str, str, str, str]:
+        """``(dataset, method, ablation, α, β)`` as text; α, β are ``na`` for methods without LD loss."""
+        if method in NO_LD_METHODS:
+            return dataset, method, ablation, NA, NA
+        return dataset, method, ablation, fmt_num(alpha), fmt_num(beta)
+
+    def rows(self, config: tuple[str, str, str, str, str], group: tuple[str, bool, str]) -> pd.DataFrame:
+        return self.runs.iloc[self._groups.get(config + tuple(group), [])]
+
+    def lookup(self, cell: Cell) -> tuple[pd.DataFrame, str, bool, str]:
+        """``(rows, scale, synthetic, preset)`` of the preferred group holding results for ``cell``.
 
         ``rows`` may hold only ``unavailable`` records (then the reason is in ``rows.reason``);
         it is empty when nothing was run.
         """
         fallback = None
-        for scale, synthetic in GROUPS:
-            key = plan.cell_key(cell, scale)
-            idx = self._groups.get((key["dataset"], key["method"], key["ablation"], key["alpha"], key["beta"],
-                                    scale, synthetic), [])
-            if not idx:
+        for scale, synthetic, preset in self.group_order:
+            key = cell_run_key(cell, scale)
+            rows = self.rows(self.config_key(key["dataset"], key["method"], key["ablation"], key["alpha"],
+                                             key["beta"]), (scale, synthetic, preset))
+            if not len(rows):
                 continue
-            rows = self.runs.iloc[idx]
             if (rows["status"] == "ok").any():
-                return rows, scale, synthetic
-            fallback = fallback or (rows, scale, synthetic)
-        return fallback or (self.runs.iloc[[]], "", False)
+                return rows, scale, synthetic, preset
+            fallback = fallback or (rows, scale, synthetic, preset)
+        return fallback or (self.runs.iloc[[]], "", False, "")
+
+
+def cell_run_key(cell: Cell, scale: str) -> dict[str, str]:
+    """:func:`plan.cell_key`, extended to our control rows (no α, β)."""
+    if cell.method in CONTROL_ROWS and cell.method not in plan.OUR_METHOD:
+        return {"dataset": cell.dataset, "method": CONTROL_ROWS[cell.method], "ablation": cell.ablation,
+                "alpha": NA, "beta": NA}
+    return plan.cell_key(cell, scale)
+
+
+def seed_values(rows: pd.DataFrame, metric: str) -> tuple[list[float], list[int]]:
+    """``metric`` of the ``ok`` rows, one per seed (the last row of a seed wins), and the seeds."""
+    ok = rows[rows["status"] == "ok"].drop_duplicates("seed", keep="last")
+    values = pd.to_numeric(ok[metric_column(metric)], errors="coerce").dropna()
+    return [float(v) for v in values], [int(s) for s in ok.loc[values.index, "seed"]]
 
 
 def summarise_runs(rows: pd.DataFrame, metric: str) -> dict[str, Any]:
-    """mean, sample std (NaN for one seed), n and seeds of ``metric`` over the ``ok`` rows (one per seed)."""
-    ok = rows[rows["status"] == "ok"].drop_duplicates("seed", keep="last")
-    values = pd.to_numeric(ok[metric_column(metric)], errors="coerce").dropna()
-    seeds = sorted(int(s) for s in ok.loc[values.index, "seed"])
+    """mean, sample std (NaN for one seed), 95% CI (NaN for one seed), n and seeds of ``metric``
+    over the ``ok`` rows (one per seed)."""
+    values, seeds = seed_values(rows, metric)
     n = len(values)
-    return {"ours_mean": float(values.mean()) if n else math.nan,
-            "ours_std": float(values.std(ddof=1)) if n > 1 else math.nan,
-            "n": n, "seeds": ",".join(map(str, seeds))}
+    mean, low, high = mean_ci(values)
+    return {"ours_mean": mean, "ours_std": float(pd.Series(values).std(ddof=1)) if n > 1 else math.nan,
+            "ci_low": low, "ci_high": high, "n": n, "seeds": ",".join(map(str, sorted(seeds)))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,21 +191,23 @@ def compute_cells(cells: Iterable[Cell], runs: pd.DataFrame, paper: pd.DataFrame
     for cell in cells:
         row: dict[str, Any] = asdict(cell)
         paper_value = pindex.get(cell) if pindex else None
-        row.update(status="", ours_mean=math.nan, ours_std=math.nan, n=0, seeds="", synthetic=False, scale="",
+        row.update(status="", ours_mean=math.nan, ours_std=math.nan, n=0, seeds="", ci_low=math.nan,
+                   ci_high=math.nan, synthetic=False, scale="", preset="",
                    paper=paper_value if paper_value is not None else math.nan, diff=math.nan,
-                   within_tolerance=None, note="")
+                   within_tolerance=None, paper_vs_ci="", note="")
         if cell.quoted:
             row["status"] = "quoted"
             row["note"] = "quoted from the paper" if paper_value is not None else "not reported in the paper"
         else:
-            rows, scale, synthetic = rindex.lookup(cell)
-            row.update(scale=scale, synthetic=synthetic)
+            rows, scale, synthetic, preset = rindex.lookup(cell)
+            row.update(scale=scale, synthetic=synthetic, preset=preset)
             stats = summarise_runs(rows, cell.metric) if len(rows) else {"n": 0}
             if stats["n"]:
                 row.update(stats, status="ok")
                 if paper_value is not None:
                     row["diff"] = row["ours_mean"] - paper_value
                     row["within_tolerance"] = bool(abs(row["diff"]) <= tolerance + 1e-12)
+                    row["paper_vs_ci"] = paper_vs_ci(paper_value, row["ci_low"], row["ci_high"])
                 elif pindex is not None:
                     row["note"] = "not reported in the paper"
             elif len(rows):
@@ -167,7 +217,7 @@ def compute_cells(cells: Iterable[Cell], runs: pd.DataFrame, paper: pd.DataFrame
                 row["status"] = "missing"
                 row["note"] = NOT_RUN
         out.append(row)
-    frame = pd.DataFrame(out, columns=[c for c in CELL_COLUMNS if c != "text"])
+    frame = pd.DataFrame(out, columns=[c for c in CELL_COLUMNS if c not in TEXT_COLUMNS])
     return frame
 
 
@@ -176,13 +226,40 @@ def _first_reason(rows: pd.DataFrame) -> str:
     return reasons[0] if reasons else "no result (see the run's log)"
 
 
+def control_rows(spec: plan.TableSpec, runs: pd.DataFrame) -> tuple[str, ...]:
+    """Labels of our control rows that Table ``spec`` shows: those with runs on one of its datasets."""
+    if spec.kind != "main" or runs.empty:
+        return ()
+    mine = runs[runs["dataset"].astype(str).isin(spec.datasets)]
+    return tuple(label for label, method in CONTROL_ROWS.items()
+                 if label not in spec.methods and (mine["method"].astype(str) == method).any())
+
+
+def table_rows(spec: plan.TableSpec, runs: pd.DataFrame) -> tuple[str, ...]:
+    """Row labels of a main table: the paper's rows, then our controls that were run."""
+    return tuple(spec.methods) + control_rows(spec, runs)
+
+
+def _control_cells(spec: plan.TableSpec, labels: Iterable[str]) -> list[Cell]:
+    return [Cell(spec.id, "", b, label, title, ds, label, metric)
+            for b, block in enumerate(spec.blocks) for label in labels for metric in block
+            for ds, title in zip(spec.datasets, spec.titles)]
+
+
 def table_frame(table_id: str, runs: pd.DataFrame, paper: pd.DataFrame | None, tolerance: float) -> pd.DataFrame:
-    """Cells of Table ``table_id`` with their rendered text (column ``text``)."""
+    """Cells of Table ``table_id`` with their rendered text (``ours_text``, ``paper_text`` and both
+    in one line, ``text``, for the CSV)."""
     spec = plan.TABLES[str(table_id)]
-    frame = compute_cells(plan.table_cells(spec.id), runs, paper, tolerance)
+    cells = plan.table_cells(spec.id) + _control_cells(spec, control_rows(spec, runs))
+    frame = compute_cells(cells, runs, paper, tolerance)
     notes = Footnotes()
-    frame["text"] = [cell_text(r, spec.digits, notes) for r in frame.to_dict("records")]
+    texts = [cell_texts(r, spec.digits, notes) for r in frame.to_dict("records")]
+    frame["ours_text"] = [t[0] for t in texts]
+    frame["paper_text"] = [t[1] for t in texts]
+    frame["text"] = [cell_text(r, spec.digits) if r["status"] == "quoted" else
+                     (f"{o} · paper {p}" if p else o) for r, (o, p) in zip(frame.to_dict("records"), texts)]
     frame.attrs["footnotes"] = notes.items
+    frame.attrs["rows"] = table_rows(spec, runs)
     return frame
 
 
@@ -206,42 +283,63 @@ def _f(x: float, digits: int) -> str:
     return f"{x:.{digits}f}"
 
 
-def cell_text(r: dict[str, Any], digits: int, notes: Footnotes | None = None) -> str:
-    """``[SYNTHETIC ]ours ± std (n=k) · paper p · Δ d[ ⚠]``, or ``— [note] · paper p``."""
-    paper_value = None if _num(r.get("paper")) is None else float(r["paper"])
+def ours_text(r: dict[str, Any], digits: int, ci: bool = True) -> str:
+    """``[SYNTHETIC ]mean ± std (n=k), CI [lo, hi]`` (no ± and no CI for one seed)."""
+    text = _f(r["ours_mean"], digits)
+    if r["n"] > 1:
+        text += f" ± {_f(r['ours_std'], digits)}"
+    text += f" (n={r['n']})"
+    if ci and _num(r.get("ci_low")) is not None:
+        text += f", CI [{_f(r['ci_low'], digits)}, {_f(r['ci_high'], digits)}]"
+    return ("SYNTHETIC " + text) if r.get("synthetic") else text
+
+
+def cell_texts(r: dict[str, Any], digits: int, notes: Footnotes | None = None) -> tuple[str, str]:
+    """``(ours, paper)`` sub-cells. ours: :func:`ours_text`, or ``— (reason [k])``; paper: the printed
+    value, then ``Δ d[ ⚠]`` and where it lies against our CI (``consistent``, ``ours lower``, …)."""
+    paper_value = _num(r.get("paper"))
+    paper_txt = _f(paper_value, digits) if paper_value is not None else "—"
     if r["status"] == "quoted":
-        return f"{_f(paper_value, digits)} (quoted)" if paper_value is not None else "— (not reported)"
-    paper_txt = f"paper {_f(paper_value, digits)}" if paper_value is not None else "paper —"
+        return "", (f"{paper_txt} (quoted)" if paper_value is not None else "— (not reported)")
     if r["status"] != "ok":
         short = SHORT_REASON.get(r["status"], "no result")
         note = f"({short} {notes.ref(r['note'])})" if notes is not None else f"({r['note']})"
-        return f"— {note} · {paper_txt}"
-    ours = _f(r["ours_mean"], digits)
-    if r["n"] > 1:
-        ours += f" ± {_f(r['ours_std'], digits)}"
-    ours += f" (n={r['n']})"
-    if r.get("synthetic"):
-        ours = "SYNTHETIC " + ours
+        return f"— {note}", paper_txt
     if paper_value is None:
-        return f"{ours} · paper — (not reported)"
+        return ours_text(r, digits), "— (not reported)"
     delta = f"Δ {r['diff']:+.{digits}f}"
     if r.get("within_tolerance") is False:
         delta = f"**{delta} {FLAG}**"
-    return f"{ours} · {paper_txt} · {delta}"
+    parts = [paper_txt, delta] + ([r["paper_vs_ci"]] if r.get("paper_vs_ci") else [])
+    return ours_text(r, digits), " · ".join(parts)
 
 
-def _md_row(values: Iterable[str]) -> str:
-    return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+def cell_text(r: dict[str, Any], digits: int, notes: Footnotes | None = None) -> str:
+    """Both sub-cells on one line: ``ours · paper p · Δ d · consistent`` (the CSV's ``text``)."""
+    ours, paper_txt = cell_texts(r, digits, notes)
+    if r["status"] == "quoted":
+        return paper_txt
+    return f"{ours} · paper {paper_txt}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table (tabulate), strings kept as given."""
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
 
 
 def summary_counts(frame: pd.DataFrame) -> dict[str, int]:
-    """Cells of our methods: total with a paper value, compared, within, beyond tolerance, no result."""
+    """Cells of our methods: total with a paper value, compared, within, beyond tolerance, no result;
+    and, of the compared cells with an interval, how many hold the paper's value inside it."""
     ours = frame[frame["status"] != "quoted"]
     has_paper = ours["paper"].notna()
     compared = ours[has_paper & (ours["status"] == "ok")]
     within = int(compared["within_tolerance"].astype(bool).sum())
+    ci = compared["paper_vs_ci"].fillna("")
     return {"total": int(has_paper.sum()), "compared": len(compared), "within": within,
-            "beyond": len(compared) - within, "no_result": int((has_paper & (ours["status"] != "ok")).sum())}
+            "beyond": len(compared) - within, "no_result": int((has_paper & (ours["status"] != "ok")).sum()),
+            "with_ci": int((ci != "").sum()), "consistent": int((ci == "consistent").sum())}
 
 
 def _preamble(spec: plan.TableSpec, frame: pd.DataFrame, tolerance: float) -> list[str]:
@@ -254,9 +352,16 @@ def _preamble(spec: plan.TableSpec, frame: pd.DataFrame, tolerance: float) -> li
     if scales:
         lines += [f"Scale: {', '.join(scales)}" + (" (a few epochs, for testing: not comparable to the paper)"
                                                     if "smoke" in scales else "") + ".", ""]
-    lines += [f"Each cell: ours = mean ± sample std over seeds (n runs) · paper = the value printed in the "
-              f"paper · Δ = ours − paper; **⚠** = |Δ| > tolerance {tolerance:g}. "
+    presets = sorted(set(ran["preset"]) - {""})
+    if presets and presets != [DEFAULT_PRESET]:
+        lines += [f"Preset: {', '.join(presets)}.", ""]
+    lines += ["Each cell has two sub-columns. **ours** = mean ± sample std over seeds (n runs) and the "
+              "mean's 95% confidence interval (Student t; none for one seed). **paper** = the value printed "
+              f"in the paper · Δ = ours − paper (**⚠** = |Δ| > tolerance {tolerance:g}) · where the paper's "
+              "value lies against our interval: *consistent* (inside), *ours lower*, *ours higher*. "
               "— = no number, with the reason in the notes below. Metrics: `paper` protocol.", ""]
+    if any(label in frame["row"].values for label in CONTROL_ROWS):
+        lines += ["Rows marked *ours* are our controls (e.g. no pretraining), not rows of the paper.", ""]
     return lines
 
 
@@ -273,25 +378,29 @@ def render_markdown(table_id: str, frame: pd.DataFrame, tolerance: float) -> str
         lines += ["", "Notes:", ""] + [f"[{i}] {text}  " for i, text in enumerate(notes, 1)]
     c = summary_counts(frame)
     lines += ["", f"Within tolerance: {c['within']} / {c['total']} cells with a paper value "
-                  f"({c['compared']} compared, {c['beyond']} beyond, {c['no_result']} without our result)."]
+                  f"({c['compared']} compared, {c['beyond']} beyond, {c['no_result']} without our result). "
+                  f"Paper's value inside our 95% CI: {c['consistent']} / {c['with_ci']} cells with an interval."]
     return "\n".join(lines) + "\n"
 
 
+def _sub_header(titles: Iterable[str]) -> list[str]:
+    return [f"{t} {side}" for t in titles for side in ("ours", "paper")]
+
+
 def _render_main(spec: plan.TableSpec, frame: pd.DataFrame) -> list[str]:
-    width = len(spec.datasets)
-    n_metrics = max(len(b) for b in spec.blocks)
-    header = ["Algorithm"] + list(spec.titles) * n_metrics
-    lines = [_md_row(header), _md_row(["---"] * len(header))]
-    text = {(r["block"], r["row"], r["metric"], r["dataset"]): r["text"] for r in frame.to_dict("records")}
-    for b, block in enumerate(spec.blocks):
-        block_row = [""]
+    """One markdown table per metric (the paper prints two side by side), each dataset split into
+    an ``ours`` and a ``paper`` sub-column."""
+    cells = {(r["row"], r["metric"], r["dataset"]): (r["ours_text"], r["paper_text"])
+             for r in frame.to_dict("records")}
+    rows = frame.attrs.get("rows") or tuple(dict.fromkeys(frame["row"]))
+    lines: list[str] = []
+    for block in spec.blocks:
         for metric in block:
-            block_row += [f"**{metric} ↑**"] + [""] * (width - 1)
-        lines.append(_md_row(block_row))
-        for method in spec.methods:
-            label = method + (" (quoted)" if method in plan.QUOTED_METHODS else "")
-            lines.append(_md_row([label] + [text[(b, method, metric, ds)] for metric in block
-                                            for ds in spec.datasets]))
+            body = []
+            for method in rows:
+                label = method + (" (quoted)" if method in plan.QUOTED_METHODS else "")
+                body.append([label] + [t for ds in spec.datasets for t in cells[(method, metric, ds)]])
+            lines += [f"## {metric} ↑", "", markdown_table(["Algorithm"] + _sub_header(spec.titles), body), ""]
     return lines
 
 
@@ -300,12 +409,14 @@ def _render_grid(spec: plan.TableSpec, frame: pd.DataFrame) -> list[str]:
     lines: list[str] = []
     for p, fixed_value in enumerate(plan.PAPER_GRID):
         part = frame[frame["block"] == p]
-        lines += [_md_row([other] + list(spec.metrics)), _md_row(["---"] * (1 + len(spec.metrics)))]
+        body = []
         for row_label in dict.fromkeys(part["row"]):
-            cells = part[part["row"] == row_label].set_index("metric")["text"]
-            lines.append(_md_row([row_label.split(" = ", 1)[1]] + [cells[m] for m in spec.metrics]))
+            cells = part[part["row"] == row_label].set_index("metric")
+            body.append([row_label.split(" = ", 1)[1]]
+                        + [t for m in spec.metrics for t in (cells.at[m, "ours_text"], cells.at[m, "paper_text"])])
         panel = part["panel"].iloc[0]
-        lines += ["", f"*{panel} {spec.panel_caption.format(value=fmt_num(fixed_value))}*", ""]
+        lines += [f"## {panel} {spec.panel_caption.format(value=fmt_num(fixed_value))}", "",
+                  markdown_table([other] + _sub_header(spec.metrics), body), ""]
     return lines
 
 

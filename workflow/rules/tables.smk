@@ -68,3 +68,51 @@ rule diff:
         tolerance=config["tolerance"],
     shell:
         "mulsupcon-ld diff --runs {input} --tolerance {params.tolerance} --out {output} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        "results/runs.csv",
+    output:
+        md=report(
+            "paper_tables/claims.md",
+            caption="../report/claims.rst",
+            category="Claims",
+            labels={"claims": "claims", "format": "markdown"},
+        ),
+        csv=report(
+            "paper_tables/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+            labels={"claims": "claims", "format": "CSV"},
+        ),
+    log:
+        "logs/tables/claims.log",
+    conda:
+        ENV
+    shell:
+        "mulsupcon-ld claims --runs {input} --out {output.md} --csv {output.csv} > {log} 2>&1"
+
+
+rule delta:
+    input:
+        "results/runs.csv",
+    output:
+        png=report(
+            "paper_tables/delta.png",
+            caption="../report/delta.rst",
+            category="Diff",
+            labels={"figure": "ours − paper", "format": "PNG"},
+        ),
+        pdf=report(
+            "paper_tables/delta.pdf",
+            caption="../report/delta.rst",
+            category="Diff",
+            labels={"figure": "ours − paper", "format": "PDF"},
+        ),
+    log:
+        "logs/tables/delta.log",
+    conda:
+        ENV
+    script:
+        "../scripts/delta.py"

@@ -1,0 +1,364 @@
+"""``mulsupcon-ld claims``: does each claim of the paper hold on our runs? With statistics.
+
+The claims live in ``baselines/paper_claims.csv`` (the registry; columns in :data:`REGISTRY_COLUMNS`):
+one row per comparison "configuration a scores higher than configuration b on this dataset and
+metric", with the sentence or table of the paper it comes from. A configuration is (method,
+ablation, α, β); empty α, β mean the library's default for the dataset (as in Tables 2–4) and are
+ignored for methods without a label-distribution loss (MulSupCon, our BCE control).
+
+For each claim, the runs of both sides are taken from one (scale, synthetic, preset) group — real
+over synthetic, paper scale over smoke, the ``paper`` preset over others, never mixed, as in the
+tables — and compared with :func:`.stats.compare` (paired t by seed when both sides hold the same
+seeds, Welch's t otherwise; the ``test`` column says which). p-values are Holm-adjusted over every
+claim that could be tested in this report (one family). Verdicts, at 5% on the Holm-adjusted p:
+``holds`` (significant in the claimed direction), ``reversed`` (significant against it), ``not
+shown`` (neither, or fewer than 2 runs on a side: the ``reason`` says which), ``no runs``.
+
+The registry is generated from the paper's tables by :func:`build_registry`
+(``python -m mulsupcon_ld.report.claims``) so "where the paper shows it ahead" is decided by the
+printed numbers, not by hand; the tests check the committed CSV against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..atomic import write_text
+from ..errors import UserError
+from ..paper_numbers import REPO_ROOT
+from ..pipeline import plan
+from .aggregate import read_runs
+from .delta import write_delta
+from .diff import write_diff
+from .stats import ALPHA, compare, holm
+from .tables import RunIndex, load_paper, markdown_table, seed_values, write_table
+
+REGISTRY = REPO_ROOT / "baselines" / "paper_claims.csv"
+SIDE_COLUMNS = ("method", "ablation", "alpha", "beta")
+REGISTRY_COLUMNS = (["claim_id", "kind", "ours", "source", "quote", "claim", "dataset", "metric"]
+                    + [f"a_{c}" for c in SIDE_COLUMNS] + [f"b_{c}" for c in SIDE_COLUMNS])
+RESULT_COLUMNS = ["claim_id", "claim", "dataset", "metric", "a", "b", "n_a", "n_b", "mean_a", "mean_b", "diff",
+                  "ci_low", "ci_high", "p_value", "p_holm", "test", "verdict"]
+EXTRA_COLUMNS = ["kind", "ours", "source", "reason", "seeds_a", "seeds_b", "scale", "synthetic", "preset"]
+VERDICTS = ("holds", "reversed", "not shown", "no runs")
+KIND_TITLE = {
+    "ld-vs-mulsupcon": "Each LD variant beats MulSupCon (Tables 2–4, where the paper shows it ahead)",
+    "cld-vs-rld": "MulSupCon_CLD beats MulSupCon_RLD (Tables 2–4, where the paper shows it ahead)",
+    "ablation": "Each ablated term hurts (Figure 2)",
+    "grid-trend": "The sensitivity trends the text states (Tables 5–8, where the paper shows them)",
+    "control": "Contrastive pretraining beats no pretraining (our question, not the paper's)",
+}
+
+# --------------------------------------------------------------------------------------------
+# the registry
+
+#: quotes of the paper (Section 4), verbatim
+Q_SUPERIOR = ("From the experimental results, our methods demonstrate superior performance on both vector "
+              "and image datasets.")
+Q_CLD = "However, overall, MulSupCon_{CLD} outperforms MulSupCon_{RLD}."
+Q_SINGLE = "From the experimental results, we observe that removing any single component affects the model's performance."
+Q_ALL = "When we remove all components simultaneously, the model's performance drops significantly."
+Q_SCENE = ("Additionally, on the Scene dataset, when we fixed hyperparameter α and increased hyperparameter β , "
+           "the model eventually achieve its best performance.")
+Q_PASCAL = ("In contrast, on the PASCAL dataset, fixing hyperparameter β and increasing hyperparameter α lead to "
+            "the best performance for our model.")
+Q_CONTROL = ("Ours (not in the paper): contrastive pretraining (MulSupCon) scores higher than the same network "
+             "fine-tuned from random initialisation (--method bce).")
+LD_LABEL = {"rld": "MulSupCon_RLD", "cld": "MulSupCon_CLD"}
+
+
+def _side(method: str, ablation: str = "none", alpha: float | None = None, beta: float | None = None) -> dict:
+    return {"method": method, "ablation": ablation,
+            "alpha": "" if alpha is None else plan.fmt_num(alpha), "beta": "" if beta is None else plan.fmt_num(beta)}
+
+
+def _row(kind: str, source: str, quote: str, claim: str, dataset: str, metric: str, a: dict, b: dict,
+         ours: bool = False) -> dict:
+    row = {"kind": kind, "ours": ours, "source": source, "quote": quote, "claim": claim, "dataset": dataset,
+           "metric": metric}
+    row.update({f"a_{k}": v for k, v in a.items()})
+    row.update({f"b_{k}": v for k, v in b.items()})
+    return row
+
+
+def build_registry(paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every claim, derived from the paper's printed numbers where the text's claim is about them."""
+    paper = load_paper() if paper is None else paper
+    p = paper.copy()
+    p["table"] = p["table"].astype(str)
+    value = {(r.table, r.dataset, r.method, r.metric, plan.fmt_num(r.alpha) if r.alpha == r.alpha else plan.NA,
+              plan.fmt_num(r.beta) if r.beta == r.beta else plan.NA): float(r.value) for r in p.itertuples()}
+    na = plan.NA
+    rows = []
+    main = [(t, ds, title, m) for t in ("2", "3", "4") for ds, title in zip(plan.TABLES[t].datasets,
+                                                                          plan.TABLES[t].titles)
+            for block in plan.TABLES[t].blocks for m in block]
+    for t, ds, title, m in main:  # each LD variant vs MulSupCon, where the paper prints it ahead
+        base = value.get((t, ds, "MulSupCon", m, na, na))
+        for ld in ("rld", "cld"):
+            v = value.get((t, ds, LD_LABEL[ld], m, na, na))
+            if base is not None and v is not None and v > base:
+                rows.append(_row("ld-vs-mulsupcon", f"Section 4.1; Table {t}", Q_SUPERIOR,
+                                 f"{LD_LABEL[ld]} > MulSupCon on {title} {m} (paper {v:g} vs {base:g})", ds, m,
+                                 _side(ld), _side("mulsupcon")))
+    for t, ds, title, m in main:  # CLD vs RLD
+        c, r = (value.get((t, ds, LD_LABEL[x], m, na, na)) for x in ("cld", "rld"))
+        if c is not None and r is not None and c > r:
+            rows.append(_row("cld-vs-rld", f"Section 4.1; Table {t}", Q_CLD,
+                             f"MulSupCon_CLD > MulSupCon_RLD on {title} {m} (paper {c:g} vs {r:g})", ds, m,
+                             _side("cld"), _side("rld")))
+    for ds, title in zip(plan.FIGURE2_DATASETS, plan.FIGURE2_TITLES):  # Figure 2 prints no numbers
+        for abl in ("no-alpha", "no-beta", "no-all"):
+            for m in plan.METRICS:
+                rows.append(_row("ablation", "Section 4.2; Figure 2", Q_ALL if abl == "no-all" else Q_SINGLE,
+                                 f"full MulSupCon_CLD > {plan.ABLATION_LABEL[abl]} on {title} {m}", ds, m,
+                                 _side("cld"), _side("cld", abl)))
+    # grid trends: Scene (Table 5) β = 1 vs 0.001 at each α; PASCAL (Table 8) α = 1 vs 0.001 at each β
+    lo, hi = plan.PAPER_GRID[0], plan.PAPER_GRID[-1]
+    for t, ds, title, fixed, quote in (("5", "scene", "Scene", "alpha", Q_SCENE), ("8", "pascal", "PASCAL", "beta",
+                                                                                    Q_PASCAL)):
+        moving, sym = ("beta", "β") if fixed == "alpha" else ("alpha", "α")
+        fsym = "α" if fixed == "alpha" else "β"
+        for f in plan.PAPER_GRID:
+            ab_hi = {fixed: f, moving: hi}
+            ab_lo = {fixed: f, moving: lo}
+            for m in plan.METRICS:
+                vh = value.get((t, ds, "MulSupCon_CLD", m, plan.fmt_num(ab_hi["alpha"]), plan.fmt_num(ab_hi["beta"])))
+                vl = value.get((t, ds, "MulSupCon_CLD", m, plan.fmt_num(ab_lo["alpha"]), plan.fmt_num(ab_lo["beta"])))
+                if vh is not None and vl is not None and vh > vl:
+                    rows.append(_row("grid-trend", f"Section 4.3; Table {t}", quote,
+                                     f"CLD on {title}, {fsym} = {plan.fmt_num(f)}: {sym} = {plan.fmt_num(hi)} > "
+                                     f"{sym} = {plan.fmt_num(lo)} on {m} (paper {vh:g} vs {vl:g})", ds, m,
+                                     _side("cld", alpha=ab_hi["alpha"], beta=ab_hi["beta"]),
+                                     _side("cld", alpha=ab_lo["alpha"], beta=ab_lo["beta"])))
+    for ds, title in plan.DATASET_TITLE.items():  # our control
+        for m in plan.METRICS:
+            rows.append(_row("control", "ours (issue 9: no-pretraining control)", Q_CONTROL,
+                             f"MulSupCon > BCE (no pretraining, ours) on {title} {m}", ds, m, _side("mulsupcon"),
+                             _side("bce"), ours=True))
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "claim_id", [f"C{i:03d}" for i in range(1, len(frame) + 1)])
+    return frame[REGISTRY_COLUMNS]
+
+
+def load_claims(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The registry CSV (text columns as text, empty α/β as "")."""
+    path = Path(path or REGISTRY)
+    if not path.is_file():
+        raise UserError(f"claims registry {path} does not exist")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in REGISTRY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    frame["ours"] = frame["ours"].str.lower().isin(("true", "1", "yes"))
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+
+
+def side_label(claim: dict, side: str) -> str:
+    """``cld (α=0.1, β=1)``, ``cld no-alpha (default α, β)``, ``mulsupcon``."""
+    method, abl = claim[f"{side}_method"], claim[f"{side}_ablation"]
+    text = method + ("" if abl in ("", "none") else f" {abl}")
+    if method in ("mulsupcon", "bce"):
+        return text
+    a, b = claim[f"{side}_alpha"], claim[f"{side}_beta"]
+    return text + (f" (α={a}, β={b})" if a or b else " (default α, β)")
+
+
+def _config(claim: dict, side: str, scale: str) -> tuple[str, str, str, str, str]:
+    ds, method = claim["dataset"], claim[f"{side}_method"]
+    a, b = claim[f"{side}_alpha"], claim[f"{side}_beta"]
+    if not a and not b and method not in ("mulsupcon", "bce"):
+        a, b = (plan.fmt_num(x) for x in plan.default_alpha_beta(ds, scale))
+    return RunIndex.config_key(ds, method, claim[f"{side}_ablation"] or "none", a or None, b or None)
+
+
+def _sides(claim: dict, index: RunIndex) -> tuple[list[float], list[int], list[float], list[int], tuple]:
+    """Values and seeds of both sides from the first group where both have ``ok`` runs (else the
+    first group where either has, for the counts)."""
+    fallback = None
+    for group in index.group_order:
+        scale = group[0]
+        va, sa = seed_values(index.rows(_config(claim, "a", scale), group), claim["metric"])
+        vb, sb = seed_values(index.rows(_config(claim, "b", scale), group), claim["metric"])
+        if va and vb:
+            return va, sa, vb, sb, group
+        if (va or vb) and fallback is None:
+            fallback = (va, sa, vb, sb, group)
+    return fallback or ([], [], [], [], ("", False, ""))
+
+
+def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: :data:`RESULT_COLUMNS` then :data:`EXTRA_COLUMNS`."""
+    index = RunIndex(runs)
+    out = []
+    for claim in claims.to_dict("records"):
+        va, sa, vb, sb, (scale, synthetic, preset) = _sides(claim, index)
+        row: dict[str, Any] = {k: claim[k] for k in ("claim_id", "claim", "dataset", "metric", "kind", "ours",
+                                                     "source")}
+        row.update(a=side_label(claim, "a"), b=side_label(claim, "b"), seeds_a=",".join(map(str, sorted(sa))),
+                   seeds_b=",".join(map(str, sorted(sb))), scale=scale, synthetic=synthetic, preset=preset)
+        if not va or not vb:
+            empty = [s for s, v in (("a", va), ("b", vb)) if not v]
+            row.update(n_a=len(va), n_b=len(vb), mean_a=math.nan, mean_b=math.nan, diff=math.nan,
+                       ci_low=math.nan, ci_high=math.nan, p_value=math.nan, test="", verdict="no runs",
+                       reason=f"no ok runs on side {' and '.join(empty)}")
+        else:
+            c = compare(va, vb, sa, sb)
+            row.update(n_a=c.n_a, n_b=c.n_b, mean_a=c.mean_a, mean_b=c.mean_b, diff=c.diff, ci_low=c.ci_low,
+                       ci_high=c.ci_high, p_value=c.p_value, test=c.test, verdict="", reason=c.reason)
+        out.append(row)
+    frame = pd.DataFrame(out, columns=[c for c in RESULT_COLUMNS + EXTRA_COLUMNS if c != "p_holm"])
+    frame["p_holm"] = holm(frame["p_value"].astype(float).tolist())
+    frame["verdict"] = [verdict(r) for r in frame.to_dict("records")]
+    return frame[RESULT_COLUMNS + EXTRA_COLUMNS]
+
+
+def verdict(r: dict) -> str:
+    """holds / reversed / not shown / no runs, at 5% on the Holm-adjusted p (claimed: a > b)."""
+    if r["verdict"] == "no runs":
+        return "no runs"
+    p = r["p_holm"]
+    if p is None or math.isnan(p) or p >= ALPHA:
+        return "not shown"
+    return "holds" if r["diff"] > 0 else "reversed"
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+
+
+def verdict_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Claims per kind (rows, registry order) and verdict (columns), with a total row."""
+    counts = pd.crosstab(pd.Categorical(frame["kind"], categories=list(dict.fromkeys(frame["kind"]))),
+                         pd.Categorical(frame["verdict"], categories=VERDICTS), dropna=False)
+    counts.loc["total"] = counts.sum()
+    return counts
+
+
+def _g(x: float, digits: int = 3) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _p(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2g}"
+
+
+def render_claims(frame: pd.DataFrame) -> str:
+    tested = frame[frame["p_value"].notna()]
+    ok = frame[frame["verdict"] != "no runs"]
+    synthetic = bool(ok["synthetic"].astype(bool).any())
+    lines = ["# The paper's claims, tested on our runs", ""]
+    if synthetic:
+        lines += ["**SYNTHETIC DATA** — some claims were tested on small deterministic stand-ins of the datasets: "
+                  "their verdicts say nothing about the paper.", ""]
+    if "smoke" in set(ok["scale"]):
+        lines += ["Scale includes **smoke** (a few epochs): not comparable to the paper.", ""]
+    lines += [
+        "Each claim (registry: `baselines/paper_claims.csv`, with the paper's sentence or table) says that "
+        "configuration **a** scores higher than **b** on one dataset and metric (`paper` protocol). diff = mean a − "
+        "mean b over seeds with its 95% confidence interval; p = two-sided t-test: *paired by seed* when both sides "
+        "hold the same seeds (a seed fixes the initial weights and the batch order, so the pairing is real), "
+        "*Welch* otherwise. p (Holm) = Holm-adjusted over the "
+        f"{len(tested)} claims tested here. Verdict at 5% on p (Holm): **holds** = significant in the claimed "
+        "direction, **reversed** = significant against it, **not shown** = neither (or fewer than 2 runs on a "
+        "side), **no runs** = a side was not run. Claims marked *ours* are our own questions, not the paper's.",
+        "", "## Summary", ""]
+    counts = verdict_counts(frame)
+    lines.append(markdown_table(["kind"] + list(VERDICTS) + ["claims"],
+                                [[k] + [str(int(v)) for v in counts.loc[k]] + [str(int(counts.loc[k].sum()))]
+                                 for k in counts.index]))
+    for kind, part in frame.groupby("kind", sort=False):
+        lines += ["", f"## {KIND_TITLE.get(kind, kind)}", ""]
+        for quote, sources in part.groupby("quote", sort=False)["source"]:
+            lines.append(f"> “{quote}” ({'; '.join(dict.fromkeys(sources))})  ")
+        lines.append("")
+        shown = part[part["verdict"] != "no runs"]
+        if len(shown):
+            body = [[r["claim_id"], r["claim"], r["a"], r["b"], f"{r['n_a']} / {r['n_b']}", _g(r["mean_a"]),
+                     _g(r["mean_b"]), _g(r["diff"], 4) if r["n_a"] and r["n_b"] else "—",
+                     f"[{_g(r['ci_low'], 4)}, {_g(r['ci_high'], 4)}]" if r["p_value"] == r["p_value"] else "—",
+                     _p(r["p_value"]), _p(r["p_holm"]), r["test"] or r["reason"], f"**{r['verdict']}**"]
+                    for r in shown.to_dict("records")]
+            lines.append(markdown_table(["id", "claim", "a", "b", "n a / b", "mean a", "mean b", "diff", "95% CI",
+                                         "p", "p (Holm)", "test", "verdict"], body))
+        missing = part[part["verdict"] == "no runs"]
+        if len(missing):
+            by_ds = missing.groupby("dataset", sort=False)["claim_id"].agg(list)
+            lines += ["", f"**no runs** ({len(missing)} claims): "
+                      + "; ".join(f"{plan.DATASET_TITLE.get(ds, ds)} {_id_range(ids)}" for ds, ids in by_ds.items())
+                      + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _id_range(ids: list[str]) -> str:
+    return f"{ids[0]}–{ids[-1]}" if len(ids) > 1 else ids[0]
+
+
+def write_claims(runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike | None = None,
+                 claims: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Test every claim on ``runs``; write the markdown and the CSV (beside it by default)."""
+    claims = load_claims() if claims is None else claims
+    frame = evaluate_claims(claims, runs)
+    frame["quote"] = claims.set_index("claim_id").loc[frame["claim_id"], "quote"].to_numpy()
+    write_text(out_md, render_claims(frame))
+    out_csv = out_csv or Path(out_md).with_suffix(".csv")
+    write_text(out_csv, frame[RESULT_COLUMNS + EXTRA_COLUMNS].to_csv(index=False))
+    return frame
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    runs_path = Path(args.runs)
+    if not runs_path.is_file():
+        raise UserError(f"{runs_path} does not exist; build it with `snakemake --cores N results/runs.csv` "
+                        "(or pass --runs PATH)")
+    runs = read_runs(runs_path)
+    frame = write_claims(runs, args.out, args.csv, load_claims(args.registry) if args.registry else None)
+    if args.figure:
+        stem = Path(args.figure).with_suffix("")
+        write_delta(runs, f"{stem}.png", f"{stem}.pdf")
+    if args.tables_dir:
+        write_tables_dir(runs, args.tables_dir, args.tolerance)
+    counts = frame["verdict"].value_counts()
+    print(f"{args.out}: {len(frame)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS),
+          file=sys.stderr)
+    return 0
+
+
+def write_tables_dir(runs: pd.DataFrame, out_dir: str | os.PathLike, tolerance: float) -> list[str]:
+    """Regenerate, in ``out_dir``, every table with at least one of our numbers, and ``diff.md``."""
+    out = Path(out_dir)
+    paper = load_paper()
+    written = []
+    for t in plan.TABLE_IDS:
+        frame = write_table(t, runs, out / f"table{t}.md", out / f"table{t}.csv", tolerance, paper)
+        if not (frame["status"] == "ok").any():
+            for suffix in (".md", ".csv"):
+                (out / f"table{t}{suffix}").unlink()
+        else:
+            written.append(f"table{t}")
+    write_diff(runs, tolerance, str(out / "diff.md"), paper)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the registry from the paper's numbers: ``python -m mulsupcon_ld.report.claims [OUT]``."""
+    argv = sys.argv[1:] if argv is None else argv
+    out = argv[0] if argv else REGISTRY
+    write_text(out, build_registry().to_csv(index=False))
+    print(f"{out}: {len(build_registry())} claims", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

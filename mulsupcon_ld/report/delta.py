@@ -1,0 +1,102 @@
+"""``paper_tables/delta.png`` (+ pdf): where our numbers agree with the paper's, at a glance.
+
+One panel per metric; one line per (table, dataset, row) cell that has both our result and a paper
+value: Δ = our mean − the paper's value (the dot) with our mean's 95% confidence interval shifted
+the same way (the bar), so the paper's point is the vertical line at 0. Colour = where the paper's
+value lies against our interval (``consistent``, ``ours lower``, ``ours higher``; grey with one seed).
+Tables 6 and 8 print the grids of Tables 5 and 7 again and are left out. The cells are those of
+:mod:`.diff` (one implementation).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import pandas as pd
+
+from ..atomic import atomic_path
+from ..pipeline import plan
+from .diff import diff_frame
+from .tables import load_paper
+
+#: the grids printed twice: Table 6 re-arranges Table 5, Table 8 re-arranges Table 7
+REPEATS = ("6", "8")
+PALETTE = {"consistent": "#0072B2", "ours lower": "#D55E00", "ours higher": "#009E73", "one seed": "#999999"}
+
+
+def delta_frame(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Cells with our result and a paper value: label, metric, Δ, Δ interval, agreement."""
+    paper = load_paper() if paper is None else paper
+    tables = tuple(t for t in plan.TABLE_IDS if t not in REPEATS)
+    frame = diff_frame(runs, paper, tolerance=0.0, tables=tables)
+    frame = frame[(frame["status"] == "ok") & frame["paper"].notna()].copy()
+    frame["label"] = [_label(r) for r in frame.itertuples()]
+    frame["lo"] = frame["ci_low"] - frame["paper"]
+    frame["hi"] = frame["ci_high"] - frame["paper"]
+    frame["agreement"] = frame["paper_vs_ci"].replace("", "one seed").fillna("one seed")
+    return frame
+
+
+def _label(r) -> str:
+    """``T2 Yeast MulSupCon``, ``T5 Scene CLD α=0.1 β=1``."""
+    head = f"T{r.table} {plan.DATASET_TITLE.get(r.dataset, r.dataset)}"
+    if r.panel:  # grid cell
+        return f"{head} CLD α={plan.fmt_num(r.alpha)} β={plan.fmt_num(r.beta)}"
+    return f"{head} {r.row}"
+
+
+def plot_delta(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    labels = list(dict.fromkeys(frame["label"]))
+    height = max(3.0, 0.28 * len(labels) + 1.8)
+    fig, axes = plt.subplots(1, len(plan.METRICS), figsize=(3.0 * len(plan.METRICS) + 3, height), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
+    synthetic = bool(frame["synthetic"].astype(bool).any()) if len(frame) else False
+    if frame.empty:
+        for ax in axes:
+            ax.set_yticks([])
+        fig.text(0.5, 0.5, "no cell has both our result and a paper value", ha="center", va="center",
+                 fontsize=14, color="dimgray")
+    ypos = {lbl: i for i, lbl in enumerate(labels)}
+    for ax, metric in zip(axes, plan.METRICS):
+        part = frame[frame["metric"] == metric]
+        ax.axvline(0.0, color="black", linewidth=1)
+        ax.set_title(metric)
+        ax.set_xlabel("ours − paper")
+        if part.empty:
+            continue
+        y = part["label"].map(ypos)
+        ax.hlines(y, part["lo"], part["hi"], colors=[PALETTE[a] for a in part["agreement"]], linewidth=2)
+        sns.scatterplot(x=part["diff"].to_numpy(), y=y.to_numpy(), hue=part["agreement"].to_numpy(),
+                        palette=PALETTE, hue_order=list(PALETTE), ax=ax, s=30, legend=False, zorder=3)
+    if labels:
+        axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
+        axes[0].set_ylim(len(labels) - 0.5, -0.5)
+    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in PALETTE.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=len(PALETTE), frameon=False,
+               title="paper's value vs our 95% CI")
+    title = "Ours − paper per cell: dot = Δ of the means, bar = our 95% CI shifted by the paper's value"
+    if synthetic:
+        title = "SYNTHETIC DATA — " + title
+        fig.text(0.5, 0.5, "SYNTHETIC", fontsize=70, color="red", alpha=0.12, ha="center", va="center", rotation=20)
+    fig.suptitle(title, color="red" if synthetic else "black")
+    fig.tight_layout(rect=(0, 1.2 / height, 1, 1))
+    for out in outputs:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=120, format=os.path.splitext(str(out))[1].lstrip("."))
+    plt.close(fig)
+
+
+def write_delta(runs: pd.DataFrame, out_png: str | os.PathLike, out_pdf: str | os.PathLike,
+                paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    frame = delta_frame(runs, paper)
+    plot_delta(frame, [out_png, out_pdf])
+    return frame
