@@ -31,6 +31,7 @@ _HANDLERS = {
     "finetune": "mulsupcon_ld.runner:cmd_finetune",
     "settings": "mulsupcon_ld.runner:cmd_settings",
     "diff": "mulsupcon_ld.report.diff:cmd_diff",
+    "cost": "mulsupcon_ld.cost:cmd_cost",
 }
 
 
@@ -109,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="results/runs.csv", help="aggregated runs CSV")
     p.add_argument("--tolerance", type=float, default=0.02)
     p.add_argument("--out", default=None, help="write the markdown diff here (default: stdout)")
+    p = sub.add_parser("cost", help="runs and estimated CPU/GPU-hours of workflow targets")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="2-8, table4, paper_tables/table4.md, figure2, all")
+    p.add_argument("--configfile", default=None, help="workflow config (default config/config.yaml)")
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="as snakemake --config")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="where image runs would run")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="vector runs' precision")
     return parser
 
 

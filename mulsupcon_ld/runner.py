@@ -29,6 +29,7 @@ import torch
 
 from . import paths
 from .atomic import atomic_path, write_json
+from .cost import guard_image_run
 from .errors import UserError
 from .provenance import config_hash, provenance
 from .settings import format_settings, get_settings
@@ -252,6 +253,7 @@ def _run_job(args: argparse.Namespace, phases: tuple[str, ...]) -> int:
         raise UserError(f"{metrics_path} holds the result of a different configuration; "
                         "use another --out directory")
 
+    guard_image_run(settings, args.device, torch.cuda.is_available(), config["synthetic"])  # before any download
     device = resolve_device(args.device)
     if settings.get("threads"):
         torch.set_num_threads(int(settings["threads"]))
