@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -77,6 +78,23 @@ def expanded_mulsupcon(query, keys, query_labels, key_labels, temperature=0.1):
     return (-(logp * mask).sum(1) / mask.sum(1)).sum() / rows.numel()
 
 
+def published_mulsupcon(peer: str):
+    """The published MulSupCon loss itself (``--peer``: the ``codes/`` folder of a clone of
+    williamzhangsjtu/MulSupCon): ``utils.get_output_func("MulSupCon")`` (models.py computes the
+    scores as q @ keys^T) then ``losses.WeightedSupCon``, imported from that folder, not copied."""
+    sys.path.insert(0, peer)
+    import losses as peer_losses  # noqa: E402
+    import utils as peer_utils
+
+    output_func = peer_utils.get_output_func("MulSupCon", with_weight=False)
+
+    def loss(query, keys, query_labels, key_labels, temperature=0.1):
+        score, ref = output_func(query_labels, key_labels, query @ keys.t())
+        return peer_losses.WeightedSupCon(temperature)(score, ref)
+
+    return loss
+
+
 def step(fn, inp, loss):
     q_raw = inp["q_raw"].detach().requires_grad_(True)
     logits = inp["logits"].detach().requires_grad_(True)
@@ -119,7 +137,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-literal", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--peer", default=os.environ.get("MULSUPCON_PEER"),
+                    help="codes/ folder of a clone of the published MulSupCon: time its loss beside ours")
     args = ap.parse_args(argv)
+    published = published_mulsupcon(args.peer) if args.peer else None
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -134,6 +155,14 @@ def main(argv=None) -> int:
             if loss == "mulsupcon":     # the issue's other yardstick: the per-label expansion
                 exp_ms, _ = timed(expanded_mulsupcon, inp, loss, args.reps, device)
                 row["expanded_ms"] = round(exp_ms, 2)
+                if published is not None:   # interleaved min-of-3 medians: the machine is shared
+                    pub, ours = [], []
+                    for _ in range(3):
+                        pub.append(timed(published, inp, loss, args.reps, device)[0])
+                        ours.append(timed(fast[loss], inp, loss, args.reps, device)[0])
+                    row.update(ms=round(min(ours), 2), published_ms=round(min(pub), 2),
+                               speedup_vs_published=round(min(pub) / min(ours), 2))
+                    ms = min(ours)
             if not args.no_literal:
                 lit_ms, lit_value = timed(slow[loss], inp, loss, args.literal_reps, device, warmup=0)
                 row.update(literal_ms=round(lit_ms, 1), speedup=round(lit_ms / ms, 1),

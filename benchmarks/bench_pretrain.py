@@ -1,46 +1,59 @@
-"""Pretraining throughput for the Yeast configuration, data pipeline included.
+"""Pretraining throughput for Yeast per precision, data pipeline included, beside the machine's peak.
 
 Prints one JSON line per measurement::
 
-    python benchmarks/bench_pretrain.py [--raw-dir ../shared/data] [--data-dir ./data] [--iters 300]
+    python benchmarks/bench_pretrain.py [--raw-dir ../shared/data] [--data-dir ./data] [--iters 100]
+        [--rounds 5] [--precisions fp32,bf16] [--peer /work/perf-peer/MulSupCon/codes] [--threads 1]
 
-Measures :func:`mulsupcon_ld.train.pretrain` end to end (batches from
-:class:`~mulsupcon_ld.augment.VectorBatches` with 50% masking of two views, MoCo forward, the loss,
-backward, AdamW, scheduler, enqueue) for batch 128 / queue 256 (the paper's Yeast setting) and
-batch 64 / queue 256 (MulSupCon's Yeast config), for each method; plus the data pipeline alone.
-Uses the prepared Yeast under ``--data-dir`` (preparing it from ``--raw-dir`` if given), else a
-synthetic matrix of Yeast's shape (1200 × 103, 14 labels). Peak memory is the process's maximum
-resident set size (``resource.getrusage``), which covers torch's allocations (tracemalloc does not).
+For every precision: the machine's measured matrix-product peak for that dtype (2048^3, same
+run), then :func:`mulsupcon_ld.train.pretrain` end to end (batches from
+:class:`~mulsupcon_ld.augment.VectorBatches` with 50% masking of two views, MoCo forward, loss,
+backward, AdamW, scheduler, enqueue, and the one checkpoint at the end) for batch 128 / queue 256
+(the paper's Yeast setting) and batch 64 / queue 256 (MulSupCon's Yeast config), with achieved
+GFLOP/s (FLOPs of one iteration counted by ``torch.utils.flop_counter``, matrix products only).
+With ``--peer DIR`` (the ``codes/`` folder of a clone of williamzhangsjtu/MulSupCon) the
+published code's pretraining iteration at its own Yeast setting (batch 64, queue 256, its
+Dataset / RandomSampler / StandardScaler + mask transform in process, Adam, WeightedSupCon) is
+timed in the same rounds, interleaved with ours, and the ratio printed. Last, the paper-budget
+Yeast estimate: 400 x 1000 pretraining iterations plus 100 fine-tuning epochs.
+
+The machine is shared: every time is the minimum over ``--rounds`` interleaved rounds of
+``--iters`` iterations, and the 1-minute load average is printed beside the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
 from mulsupcon_ld.settings import get_settings
 
+PAPER_PRETRAIN_ITERS = 400 * 1000   # the published code's "400 epochs" of 1000 iterations (Yeast)
+
 
 def load_yeast(raw_dir: str | None, data_dir: str) -> tuple[np.ndarray, np.ndarray, str]:
     try:
-        from mulsupcon_ld import data
+        from mulsupcon_ld.data.prepare import ensure_prepared
+        from mulsupcon_ld.data.prepared import load_prepared
 
         if raw_dir:
-            prepared = data.ensure_prepared("yeast", Path(raw_dir), Path(data_dir))
+            prepared = ensure_prepared("yeast", Path(raw_dir), Path(data_dir))
         else:
-            prepared = data.load_prepared("yeast", Path(data_dir))
+            prepared = load_prepared("yeast", Path(data_dir))
         x, y = prepared.split("train")
         return x, y, "prepared yeast"
     except Exception as exc:  # noqa: BLE001 - any failure means: fall back to synthetic
@@ -52,59 +65,170 @@ def load_yeast(raw_dir: str | None, data_dir: str) -> tuple[np.ndarray, np.ndarr
     return x, y, "synthetic 1200x103x14"
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
-def bench_data(x, y, batch: int, iters: int) -> float:
-    vb = VectorBatches(x, y, batch, mask=0.5, two_views=True, iters_per_epoch=iters, seed=0)
-    for _ in vb.epoch(0):
-        pass
-    t = time.perf_counter()
-    for _ in vb.epoch(1):
-        pass
-    return (time.perf_counter() - t) / iters * 1e3
+def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
+    """GFLOP/s of an ``n x n`` matrix product in ``dtype`` (best of ``rounds``)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
 
 
-def bench_pretrain(x, y, method: str, batch: int, queue: int, iters: int) -> dict:
-    s = get_settings("yeast", overrides=[f"pretrain.batch_size={batch}", f"pretrain.queue_size={queue}"])
-    p = dict(s["pretrain"], epochs=1, iters_per_epoch=iters)
-    loss_fn = T.make_pretrain_loss(method, s["loss"], p["temperature"])
-    dev = torch.device("cpu")
-    results = []
+class OurStep:
+    """``iters`` iterations of :func:`train.pretrain` for one (method, batch, queue, precision)."""
+
+    def __init__(self, x, y, method: str, batch: int, queue: int, precision: str, tmp: Path):
+        self.s = get_settings("yeast", overrides=[f"pretrain.batch_size={batch}", f"pretrain.queue_size={queue}"])
+        self.loss_fn = T.make_pretrain_loss(method, self.s["loss"], self.s["pretrain"]["temperature"])
+        self.x, self.y, self.batch, self.precision, self.tmp = x, y, batch, precision, tmp
+        self.calls = 0
+
+    def run(self, iters: int) -> float:
+        """Seconds for ``iters`` iterations (one fresh model and optimiser, as a run's first epoch)."""
+        p = dict(self.s["pretrain"], epochs=1, iters_per_epoch=iters)
+        torch.manual_seed(0)
+        moco = build_moco(self.s, self.y.shape[1], self.x.shape[1])
+        vb = VectorBatches(self.x, self.y, self.batch, mask=p["mask"], two_views=True,
+                           iters_per_epoch=iters, seed=self.calls)
+        self.calls += 1
+        state = self.tmp / f"s{self.calls}.pt"
+        t = time.perf_counter()
+        T.pretrain(moco, vb, p, self.loss_fn, seed=0, device=torch.device("cpu"), state_path=state,
+                   config_hash="bench", log_every=10**9, precision=self.precision)
+        elapsed = time.perf_counter() - t
+        state.unlink(missing_ok=True)
+        return elapsed
+
+    def flops(self) -> int:
+        """FLOPs of one iteration (matrix products, forward + backward), counted by torch."""
+        with FlopCounterMode(display=False) as fc:
+            self.run(1)
+        return int(fc.get_total_flops())
+
+
+def peer_step(peer: Path, batch: int = 64, queue: int = 256) -> Callable[[int], float]:
+    """The published pretraining iteration (codes/main.py ``Runner.pretrain._train``) on CPU."""
+    sys.path.insert(0, str(peer))
+    import dataloader as pdl  # noqa: E402  (the published code's modules, from --peer)
+    import losses as plo
+    import models as pmo
+    import utils as put
+
+    h5 = str(peer.parent / "data" / "yeast_official_train.hdf5")
+    torch.manual_seed(0)
+    transform, _ = put.get_transform(is_image=False, h5=h5, p=0.5)
+    loader = pdl.create_dataloader(input_h5=h5, indices=put.parse_data(h5, seed=0), is_eval=False, seed=0,
+                                   transform=transform, is_image=False, batch_size=batch, num_workers=0)
+    model = pmo.PretrainModel(backbone="MLP", backbone_kwargs={"in_dim": 103}, n_class=14,
+                              output_func=put.get_output_func("MulSupCon", False), cap_Q=queue,
+                              momentum=0.999, out_dim=256, n_hidden=1)
+    crit = plo.WeightedSupCon(temperature=0.1)
+    opt = torch.optim.Adam(model.get_config_optim(4e-4, 1), lr=4e-4, weight_decay=1e-5)
+    batches = iter(loader)
+
+    def run(iters: int) -> float:
+        t = time.perf_counter()
+        for _ in range(iters):
+            model.train()
+            inputs, targets = next(batches)
+            score, mask = model(inputs, targets)
+            loss = crit(score, mask)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss.item()
+        return time.perf_counter() - t
+
+    run(2 * queue // batch)   # until its queue is full (QueueFull), the loss uses the batch only
+    return run
+
+
+def finetune_epoch_s(x, y, precision: str, rounds: int) -> tuple[float, int]:
+    """Seconds per fine-tuning epoch (train + validation pass) at Yeast's settings, best of ``rounds``."""
+    from mulsupcon_ld.encoders import Classifier
+
+    s = get_settings("yeast")
+    ft = dict(s["finetune"], epochs=1)
+    n_val = max(1, len(x) // 5)
+    best = float("inf")
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(2):  # the first repetition is a warm-up
+        for r in range(rounds):
             torch.manual_seed(0)
-            moco = build_moco(s, y.shape[1], x.shape[1])
-            vb = VectorBatches(x, y, batch, mask=p["mask"], two_views=True, iters_per_epoch=iters, seed=rep)
+            model = Classifier.from_pretrained(build_moco(s, y.shape[1], x.shape[1]))
+            train = VectorBatches(x[n_val:], y[n_val:], ft["batch_size"], mask=ft["mask"], seed=r)
+            val = VectorBatches(x[:n_val], y[:n_val], ft["eval_batch_size"], shuffle=False)
             t = time.perf_counter()
-            T.pretrain(moco, vb, p, loss_fn, seed=rep, device=dev, state_path=Path(tmp) / f"{rep}.pt",
-                       config_hash="bench", log_every=10**9)
-            results.append(time.perf_counter() - t)
-    elapsed = results[-1]
-    return {"iters": iters, "iters_per_s": round(iters / elapsed, 1), "ms_per_iter": round(elapsed / iters * 1e3, 2)}
+            T.finetune(model, train, val, ft, seed=0, device=torch.device("cpu"), state_path=Path(tmp) / f"f{r}.pt",
+                       config_hash="bench", log_every=10**9, precision=precision)
+            best = min(best, time.perf_counter() - t)
+    return best, len(train)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw-dir", default=None)
     ap.add_argument("--data-dir", default="data")
-    ap.add_argument("--iters", type=int, default=300)
-    ap.add_argument("--methods", default="mulsupcon,rld,cld")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--methods", default="cld,rld,mulsupcon")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--peer", default=os.environ.get("MULSUPCON_PEER"),
+                    help="codes/ folder of a clone of the published MulSupCon (env MULSUPCON_PEER)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the jobs run)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     x, y, source = load_yeast(args.raw_dir, args.data_dir)
     common = {"bench": "pretrain", "dataset": "yeast", "data": source, "n_train": int(x.shape[0]),
-              "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)", "torch": torch.__version__}
-    for batch, queue in ((128, 256), (64, 256)):
-        print(json.dumps({**common, "what": "data pipeline only (2 masked views)", "batch": batch,
-                          "ms_per_batch": round(bench_data(x, y, batch, args.iters), 3)}), flush=True)
-        for method in args.methods.split(","):
-            r = bench_pretrain(x, y, method, batch, queue, args.iters)
-            print(json.dumps({**common, "what": "pretrain iteration incl. data", "method": method, "batch": batch,
-                              "queue": queue, **r, "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
+              "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+              "torch": torch.__version__, "iters": args.iters, "rounds": args.rounds}
+
+    def emit(**row):
+        print(json.dumps({**common, **row, "load_1min": load()}), flush=True)
+
+    peer = peer_step(Path(args.peer)) if args.peer else None
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in args.precisions.split(","):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            peak = matmul_peak(dtype)
+            emit(what="matmul peak 2048^3", precision=precision, gflops=round(peak, 1))
+            for batch, queue in ((128, 256), (64, 256)):
+                methods = args.methods.split(",") if batch == 128 else ["mulsupcon"]
+                for method in methods:
+                    ours = OurStep(x, y, method, batch, queue, precision, Path(tmp))
+                    flops = ours.flops()
+                    ours.run(10)                                         # warm-up
+                    times, peer_times = [], []
+                    for _ in range(args.rounds):
+                        times.append(ours.run(args.iters) / args.iters)
+                        if peer is not None and batch == 64:
+                            peer_times.append(peer(args.iters) / args.iters)
+                    ms = min(times) * 1e3
+                    row = dict(what="pretrain iteration incl. data", precision=precision, method=method,
+                               batch=batch, queue=queue, ms_per_iter=round(ms, 3),
+                               ms_per_iter_median=round(float(np.median(times)) * 1e3, 3),
+                               mflop_per_iter=round(flops / 1e6, 1), gflops=round(flops / ms / 1e6, 1),
+                               peak_gflops=round(peak, 1), fraction_of_peak=round(flops / ms / 1e6 / peak, 3))
+                    if peer_times:
+                        peer_ms = min(peer_times) * 1e3
+                        row.update(published_ms_per_iter=round(peer_ms, 3),
+                                   published_setting="batch 64, queue 256, its Dataset/RandomSampler/"
+                                                     "transform in process, Adam, WeightedSupCon (MulSupCon)",
+                                   speedup_vs_published=round(peer_ms / ms, 2))
+                    emit(**row)
+                    if batch == 128 and method == "cld":
+                        ft_s, ft_iters = finetune_epoch_s(x, y, precision, min(3, args.rounds))
+                        total = PAPER_PRETRAIN_ITERS * ms / 1e3 + 100 * ft_s
+                        emit(what="paper-budget Yeast CLD estimate", precision=precision,
+                             pretrain_iters=PAPER_PRETRAIN_ITERS, pretrain_ms_per_iter=round(ms, 3),
+                             finetune_epochs=100, finetune_s_per_epoch=round(ft_s, 3),
+                             finetune_iters_per_epoch=ft_iters, minutes=round(total / 60, 1))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ _HANDLERS = {
     "settings": "mulsupcon_ld.commands:cmd_settings",
     "diff": "mulsupcon_ld.report.diff:cmd_diff",
     "claims": "mulsupcon_ld.report.claims:cmd_claims",
+    "cost": "mulsupcon_ld.pipeline.cost:cmd_cost",
 }
 
 
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", default=None, help="also draw ours − paper per cell here (.png and .pdf)")
     p.add_argument("--tables-dir", default=None, help="also regenerate here the tables that have runs and diff.md")
     p.add_argument("--tolerance", type=float, default=0.02, help="for --tables-dir")
+    p = sub.add_parser("cost", help="runs and estimated CPU/GPU-hours of workflow targets")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="2-8, table4, paper_tables/table4.md, figure2, all")
+    p.add_argument("--configfile", default=None, help="workflow config (default config/config.yaml)")
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="as snakemake --config")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="where image runs would run")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="vector runs' precision")
     return parser
 
 

@@ -33,6 +33,7 @@ from .batches import make_batches, release_image_loaders
 from .data.prepare import ensure_prepared
 from .data.prepared import PreparedDataset
 from .encoders import Classifier, build_encoder
+from .cost import guard_image_run
 from .errors import UserError
 from .metrics import compute_metrics
 from .moco import MoCo
@@ -328,6 +329,7 @@ def _run(spec: ExperimentSpec, on_epoch_end: T.EpochCallback | None) -> Path | N
     metrics_path = out / METRICS_FILE
     if "finetune" in spec.phases and _already_done(metrics_path, full_hash):
         return metrics_path
+    guard_image_run(config["settings"], spec.device, torch.cuda.is_available(), config["synthetic"])  # before any download
     device = resolve_device(spec.device)
     if config["settings"]["threads"]:
         torch.set_num_threads(int(config["settings"]["threads"]))

@@ -33,6 +33,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
+from .names import ABLATIONS, LD_METHODS as VARIANTS
+
 __all__ = [
     "ABLATIONS",
     "VARIANTS",
@@ -45,8 +47,6 @@ __all__ = [
     "ld_loss",
 ]
 
-ABLATIONS = ("none", "no-alpha", "no-beta", "no-all")
-VARIANTS = ("rld", "cld")
 
 # Label products A @ R^T with A [B, C] sparse (a few labels per anchor) run on CPU as an
 # embedding-bag sum of the nnz(A) rows of R^T (nnz(A) * K adds instead of B * C * K multiply-adds)
@@ -426,6 +426,205 @@ def _multiplicity(opt: LDOptions, inter: torch.Tensor, nyq: torch.Tensor, nyk: t
     return pos.to(inter.dtype)
 
 
+@dataclass
+class _LDBatch:
+    """The operands of ``ld_loss`` in the compute dtype, split into the batch (``_b``) and queue
+    (``_q``) blocks of the keys. Only ``q``, ``dq`` and ``dk_b`` carry gradient."""
+
+    B: int
+    own: bool                  # in_batch_keys == "own": A(i) = {k_i} + queue
+    q: torch.Tensor            # z_i [B, d]
+    qs: torch.Tensor           # z_i / tau
+    k: torch.Tensor            # all keys [K, d]
+    yq: torch.Tensor           # y_i [B, C]
+    yk: torch.Tensor           # y_p [K, C]
+    dq: torch.Tensor           # d_i, anchor side [B, C]
+    dk_b: torch.Tensor         # d_p of the batch's own keys (gradient kept) [B, C]
+    dk_q: torch.Tensor         # Q_ld, never any gradient [K - B, C]
+
+
+def _ld_batch(query, keys, query_labels, key_labels, query_dist, key_dist, opt: LDOptions,
+              temperature: float) -> _LDBatch:
+    dt = _compute_dtype(query)
+    B = query.shape[0]
+    q = query.to(dt)
+    return _LDBatch(B=B, own=opt.in_batch_keys == "own", q=q, qs=q / temperature, k=keys.detach().to(dt),
+                    yq=query_labels.detach().to(dt), yk=key_labels.detach().to(dt), dq=query_dist.to(dt),
+                    dk_b=key_dist[:B].to(dt), dk_q=key_dist[B:].detach().to(dt))
+
+
+def _check_ld_args(variant: str, ablation: str, sigma: float, B: int, K: int, C: int,
+                   query_dist: torch.Tensor, key_dist: torch.Tensor) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r}; choose one of {', '.join(VARIANTS)}")
+    if ablation not in ABLATIONS:
+        raise ValueError(f"ablation={ablation!r}; choose one of {', '.join(ABLATIONS)}")
+    if tuple(query_dist.shape) != (B, C) or tuple(key_dist.shape) != (K, C):
+        raise ValueError(f"query_dist [B={B}, C={C}] and key_dist [K={K}, C={C}] expected, got "
+                         f"{tuple(query_dist.shape)} and {tuple(key_dist.shape)}")
+    if variant == "rld" and not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+
+
+def _log_softmax_parts(t: _LDBatch, fast: bool):
+    """Eqs. (5)/(10): C^(2)_ip = l_ip - lse_i over A(i), l_ip = z_i.z_p / tau.
+
+    Returns ``(lse, l, shift, l_bg)``: ``lse`` [B] (gradient), ``l`` [B, K] (``fast``: the shifted
+    logits ``l - shift`` without gradient, a buffer the G weights may overwrite; else the logits
+    with gradient), ``shift`` [B] (``fast`` only) and ``l_bg`` the batch block with gradient
+    (``[B, B]``, or the diagonal l_ii for ``own``).
+    """
+    B, own, qs, k = t.B, t.own, t.qs, t.k
+    if fast:
+        lse, l, shift = _SimLogSumExp.apply(qs, k, B if own else 0, True)
+        l_bg = (qs * k[:B]).sum(1) if own else qs @ k[:B].t()
+        return lse, l, shift, l_bg
+    l = qs @ k.t()
+    if own:
+        l_own = l[:, :B].diagonal()
+        lse = torch.logaddexp(l_own, torch.logsumexp(l[:, B:], dim=1)) if k.shape[0] > B else l_own
+    else:
+        lse = torch.logsumexp(l, dim=1)
+    return lse, l, None, (l[:, :B].diagonal() if own else l[:, :B])
+
+
+def _contrastive_term(t: _LDBatch, opt: LDOptions, lse: torch.Tensor, l_bg: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """First term of eqs. (12)/(13), T_i = sum_j a_ij sum_{p in A(i)} r_pj (lse_i - l_ip), with
+    r_pj = y_p^j d_p^j and a_ij = y_i^j (or y_i^j / |P^j(i)| for ``pos_norm="per_label"``).
+
+    Returns ``(T [B], row_rq)``; ``row_rq`` [K - B] = sum_j y_p^j d_p^j of the queue keys (reused by H).
+    """
+    B, own, yq, yk = t.B, t.own, t.yq, t.yk
+    a = yq * _safe_inv(_counts(yk, B, own)) if opt.pos_norm == "per_label" else yq
+    r_b = yk[:B] * (t.dk_b if opt.weight_grad == "batch" else t.dk_b.detach())
+    m_rq, col_rq, row_rq = _label_sums(yk[B:], t.dk_q, t.k[B:])        # queue: r = y * d
+    x = (t.qs * (a @ m_rq)).sum(1)                                     # queue part of sum r l
+    if own:
+        r_sum = col_rq.unsqueeze(0) + r_b                              # sum_{p in A(i)} r_pj
+        x = x + (a * r_b).sum(1) * l_bg
+    else:
+        r_sum = (col_rq + r_b.sum(0)).unsqueeze(0)
+        x = x + ((a @ r_b.t()) * l_bg).sum(1)
+    return lse * (a * r_sum).sum(1) - x, row_rq
+
+
+def _h_per_key(t: _LDBatch, opt: LDOptions, row_rq: torch.Tensor, nyk: torch.Tensor, nd_q: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. (8) per key p: ||t_p - d_p||^2 with t = y (raw) or y / |y| (normalized), as
+    ``(h_b [B], h_q [K - B])``; the queue's from the sums above (||t||^2 - 2 t.d + ||d||^2)."""
+    B = t.B
+    t_k = t.yk * _safe_inv(nyk).unsqueeze(1) if opt.h_target == "normalized" else t.yk
+    h_b = ((t_k[:B] - t.dk_b) ** 2).sum(1)
+    if opt.h_target == "normalized":
+        return h_b, _safe_inv(nyk[B:]) * (1.0 - 2.0 * row_rq) + nd_q.squeeze(1)
+    return h_b, nyk[B:] - 2.0 * row_rq + nd_q.squeeze(1)
+
+
+def _g_term(w: torch.Tensor, dq: torch.Tensor, dd: torch.Tensor, dk: torch.Tensor,
+            nd: torch.Tensor | None = None) -> torch.Tensor:
+    """Eqs. (7)/(11), G_i = sum_p w_ip ||d_i - d_p||^2, for one block of keys (per anchor, [B]).
+
+    ``w`` [B, n] (weights c_ip times the multiplicity of p in P(i)) is expanded as
+    |d_i|^2 sum_p w_ip + sum_p w_ip |d_p|^2 - 2 d_i . sum_p w_ip d_p with one
+    ``(B x n) . (n x (C + 2))`` product (``dd`` = |d_i|^2 [B], ``nd`` = |d_p|^2 [n, 1]);
+    ``w`` [B] is the diagonal block (key p = i only, ``dk`` [B, C] aligned with ``dq``).
+    """
+    if w.dim() == 1:
+        return w * ((dq - dk) ** 2).sum(1)
+    C = dq.shape[1]
+    stats = w @ torch.cat([dk, nd, torch.ones_like(nd)], dim=1)
+    return dd * stats[:, C + 1] + stats[:, C] - 2.0 * (dq * stats[:, :C]).sum(1)
+
+
+@dataclass
+class _GWeights:
+    """How to get c_ip of G for a block of logits (``fn`` = ``_g_weight`` or its autograd twin)."""
+
+    fn: Any
+    fast: bool
+    variant: str
+    opt: LDOptions
+    l: torch.Tensor
+    lse: torch.Tensor
+    nq: torch.Tensor | None
+    nk: torch.Tensor | None
+    temperature: float
+    sigma: float
+
+    @classmethod
+    def make(cls, t: _LDBatch, variant: str, opt: LDOptions, lse, l, shift, temperature, sigma) -> "_GWeights":
+        fast = opt.detach_g_weight
+        nq = nk = None
+        if variant == "rld":
+            nq = (t.q * t.q).sum(1, keepdim=True)
+            nk = (t.k * t.k).sum(1).unsqueeze(0)
+        if not fast:
+            return cls(_g_weight_autograd, False, variant, opt, l, lse, nq, nk, temperature, sigma)
+        # the buffer holds l - shift: C^(2) = (l - shift) - (lse - shift), and for RLD
+        # 2 tau l - |z_i|^2 = 2 tau (l - shift) - (|z_i|^2 - 2 tau shift)
+        if variant == "rld":
+            nq = nq.detach() - (2.0 * temperature) * shift.unsqueeze(1)
+        return cls(_g_weight, True, variant, opt, l, lse.detach() - shift, nq, nk, temperature, sigma)
+
+    def block(self, cols: slice, diagonal: bool = False, inplace: bool = False) -> torch.Tensor:
+        """c for the logits ``l[:, cols]`` ([B, n]; ``diagonal``: the [B] entries l_ii)."""
+        l = self.l[:, cols]
+        nk = None if self.nk is None else self.nk[:, cols]
+        if diagonal:
+            l, nk = l.diagonal().unsqueeze(1), None if nk is None else nk[0].unsqueeze(1)
+        extra = {"inplace": True} if (self.fast and inplace) else {}
+        with torch.no_grad() if self.fast else contextlib.nullcontext():
+            c = self.fn(self.variant, self.opt, l, self.lse, self.nq, nk, self.temperature, self.sigma, **extra)
+        return c.squeeze(1) if diagonal else c
+
+
+def _batch_block(t: _LDBatch, opt: LDOptions, gw: _GWeights, nyq, nyk, dd, h_b):
+    """G and H (eqs. 7/11, 8) over the batch's own keys: all B keys, or only k_i (``own``)."""
+    B = t.B
+    if t.own:
+        m_own = nyq if opt.ld_positive_set == "per_label" else torch.ones_like(nyq)
+        c_own = gw.block(slice(0, B), diagonal=True)
+        return _g_term(m_own * c_own, t.dq, dd, t.dk_b), m_own * h_b
+    m_b = _multiplicity(opt, t.yq @ t.yk[:B].t(), nyq, nyk[:B])
+    if opt.ld_positive_set != "per_label":
+        m_b = torch.maximum(m_b, torch.eye(B, dtype=m_b.dtype, device=m_b.device))   # Alg. 1 line 13
+    w_b = m_b * gw.block(slice(0, B))
+    nd_b = (t.dk_b * t.dk_b).sum(1, keepdim=True)
+    return _g_term(w_b, t.dq, dd, t.dk_b, nd_b), m_b @ h_b
+
+
+def _queue_block(t: _LDBatch, opt: LDOptions, gw: _GWeights, nyq, nyk, dd, h_q, nd_q):
+    """G and H (eqs. 7/11, 8) over the queue's keys (the logits buffer is reused in place)."""
+    B = t.B
+    m_q = _multiplicity(opt, label_overlap(t.yq, t.yk[B:]), nyq, nyk[B:])
+    h = m_q @ h_q
+    c_q = gw.block(slice(B, None), inplace=True)
+    w_q = c_q.mul_(m_q) if gw.fast else c_q * m_q
+    return _g_term(w_q, t.dq, dd, t.dk_q, nd_q), h
+
+
+def _combine(contrastive, g, h, fc_weight, dt, B: int, opt: LDOptions, alpha: float, beta: float,
+             ablation: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. (9)/(11) inside eq. (12)/(13), summed by eq. (14)/(15); ``ablation`` drops alpha H and/or
+    beta ||W||^2. Returns the loss and its parts (reduced as the loss)."""
+    use_alpha = ablation in ("none", "no-beta")
+    use_beta = ablation in ("none", "no-alpha")
+    w_sq = fc_weight.to(dt).pow(2).sum()
+    scale = 1.0 / B if opt.reduction == "mean" else 1.0
+    contrastive_r, g_r, h_r = contrastive.sum() * scale, g.sum() * scale, h.sum() * scale
+    n_beta = B if opt.beta_per == "anchor" else 1
+    alpha_h = alpha * h_r if use_alpha else torch.zeros_like(h_r)
+    beta_w = (beta * n_beta * scale) * w_sq if use_beta else torch.zeros_like(w_sq)
+    loss = contrastive_r + g_r
+    if use_alpha:
+        loss = loss + alpha_h
+    if use_beta:
+        loss = loss + beta_w
+    return loss, {"contrastive": contrastive_r, "g": g_r, "h": h_r, "alpha_h": alpha_h, "w_sq": w_sq,
+                  "beta_w": beta_w, "loss": loss}
+
+
 def ld_loss(query: torch.Tensor, keys: torch.Tensor, query_labels: torch.Tensor, key_labels: torch.Tensor,
             query_dist: torch.Tensor, key_dist: torch.Tensor, fc_weight: torch.Tensor, *,
             variant: str, alpha: float, beta: float, sigma: float = 0.01, temperature: float = 0.1,
@@ -453,143 +652,30 @@ def ld_loss(query: torch.Tensor, keys: torch.Tensor, query_labels: torch.Tensor,
     (Figure 2). ``options``: ``LDOptions``, a mapping of its fields, or ``None`` (defaults).
 
     Vectorised: T factorises like ``mulsupcon_loss`` (label sums of keys weighted by d); G and H
-    need the ``B x K`` positive weights and one ``(B x K) . (K x (C + 2))`` product.
+    need the ``B x K`` positive weights and one ``(B x K) . (K x (C + 2))`` product. One helper per
+    equation group: ``_log_softmax_parts`` (5/10), ``_contrastive_term`` (12/13), ``_h_per_key``
+    (8), ``_g_term`` (7/11, used by ``_batch_block`` and ``_queue_block``), ``_combine`` (9/11, 14/15).
 
     Returns the loss, or ``(loss, parts)`` with ``return_parts``: detached 0-dim tensors
     ``contrastive`` (sum of T_i), ``g``, ``h`` (unweighted), ``alpha_h``, ``w_sq`` (||W||_F^2),
     ``beta_w`` (the term as added) and ``loss``, reduced as the loss is (sum or mean over anchors).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant={variant!r}; choose one of {', '.join(VARIANTS)}")
-    if ablation not in ABLATIONS:
-        raise ValueError(f"ablation={ablation!r}; choose one of {', '.join(ABLATIONS)}")
     opt = LDOptions.coerce(options)
     B, K, C = _check_shapes(query, keys, query_labels, key_labels)
-    if tuple(query_dist.shape) != (B, C) or tuple(key_dist.shape) != (K, C):
-        raise ValueError(f"query_dist [B={B}, C={C}] and key_dist [K={K}, C={C}] expected, got "
-                         f"{tuple(query_dist.shape)} and {tuple(key_dist.shape)}")
-    if variant == "rld" and not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
-    use_alpha = ablation in ("none", "no-beta")
-    use_beta = ablation in ("none", "no-alpha")
-    own = opt.in_batch_keys == "own"
-    fast = opt.detach_g_weight        # G weights are constants: reuse the logits buffer in place
-    dt = _compute_dtype(query)
-
+    _check_ld_args(variant, ablation, sigma, B, K, C, query_dist, key_dist)
     with _no_autocast(query.device):
-        q = query.to(dt)
-        k = keys.detach().to(dt)
-        k_b, k_q = k[:B], k[B:]
-        yq = query_labels.detach().to(dt)
-        yk = key_labels.detach().to(dt)
-        yk_b, yk_q = yk[:B], yk[B:]
-        dq = query_dist.to(dt)                     # d_i (anchor side): D = softmax(fc(q))
-        dk_b = key_dist[:B].to(dt)                 # the batch's own rows of key_dist (gradient kept)
-        dk_q = key_dist[B:].detach().to(dt)        # Q_ld: never any gradient
-        n_queue = K - B
-        qs = q / temperature
-
-        # ---- C^(2) = l_ip - lse_i over A(i), l_ip = z_i.z_p / tau
-        if fast:
-            lse, l, shift = _SimLogSumExp.apply(qs, k, B if own else 0, True)   # l: l - shift, no grad
-            l_bg = (qs * k_b).sum(1) if own else qs @ k_b.t()           # batch block with grad
-        else:
-            l = qs @ k.t()
-            if own:
-                l_own = l[:, :B].diagonal()
-                lse = torch.logaddexp(l_own, torch.logsumexp(l[:, B:], dim=1)) if n_queue else l_own
-            else:
-                lse = torch.logsumexp(l, dim=1)
-            l_bg = l[:, :B].diagonal() if own else l[:, :B]
-
-        # ---- first term of eqs. (12)/(13): T_i = sum_j a_ij sum_{p in A(i)} r_pj (lse_i - l_ip)
-        #      with r_pj = y_p^j d_p^j and a_ij = y_i^j (or y_i^j / |P^j(i)| for pos_norm="per_label")
-        a = yq * _safe_inv(_counts(yk, B, own)) if opt.pos_norm == "per_label" else yq
-        r_b = yk_b * (dk_b if opt.weight_grad == "batch" else dk_b.detach())
-        m_rq, col_rq, row_rq = _label_sums(yk_q, dk_q, k_q)               # queue: r = y * d
-        x = (qs * (a @ m_rq)).sum(1)                                       # queue part of sum r l
-        if own:
-            r_sum = col_rq.unsqueeze(0) + r_b                              # sum_{p in A(i)} r_pj
-            x = x + (a * r_b).sum(1) * l_bg
-        else:
-            r_sum = (col_rq + r_b.sum(0)).unsqueeze(0)
-            x = x + ((a @ r_b.t()) * l_bg).sum(1)
-        contrastive = lse * (a * r_sum).sum(1) - x
-
-        # ---- G (eq. 7 / 11) = sum_p w_ip ||d_i - d_p||^2 with w = m * c, m_ip the multiplicity of
-        #      p in P(i); expanded as |d_i|^2 sum_p w_ip + sum_p w_ip |d_p|^2 - 2 d_i . sum_p w_ip d_p.
-        # ---- H (eq. 8) = sum_p m_ip ||t_p - d_p||^2 with t = y (raw) or y / |y| (normalized)
-        nyq, nyk = yq.sum(1), yk.sum(1)
-        t_k = yk * _safe_inv(nyk).unsqueeze(1) if opt.h_target == "normalized" else yk
-        h_b = ((t_k[:B] - dk_b) ** 2).sum(1)
-        # queue: ||t_p - d_p||^2 = ||t_p||^2 - 2 t_p.d_p + ||d_p||^2 from the sums above
-        nd_q = _sqnorm(dk_q).unsqueeze(1)
-        if opt.h_target == "normalized":
-            h_q = _safe_inv(nyk[B:]) * (1.0 - 2.0 * row_rq) + nd_q.squeeze(1)
-        else:
-            h_q = nyk[B:] - 2.0 * row_rq + nd_q.squeeze(1)
-        dd = (dq * dq).sum(1)
-        nq = (q * q).sum(1, keepdim=True).detach() if variant == "rld" else None
-        nk = (k * k).sum(1).unsqueeze(0) if variant == "rld" else None
-        if fast:
-            # the buffer holds l - shift: C^(2) = (l - shift) - (lse - shift), and for RLD
-            # 2 tau l - |z_i|^2 = 2 tau (l - shift) - (|z_i|^2 - 2 tau shift)
-            weight_fn, lse_w, l_w = _g_weight, lse.detach() - shift, l
-            if variant == "rld":
-                nq = nq - (2.0 * temperature) * shift.unsqueeze(1)
-        else:
-            weight_fn, lse_w, l_w = _g_weight_autograd, lse, l
-            if variant == "rld":
-                nq = (q * q).sum(1, keepdim=True)
-        grad_ctx = torch.no_grad() if fast else contextlib.nullcontext()
-
-        # batch block: the [B, B] keys of the batch (or only k_i)
-        if own:
-            m_own = nyq if opt.ld_positive_set == "per_label" else torch.ones_like(nyq)
-            with grad_ctx:
-                c_own = weight_fn(variant, opt, l_w[:, :B].diagonal().unsqueeze(1), lse_w, nq,
-                                  None if nk is None else nk[0, :B].unsqueeze(1),
-                                  temperature, sigma).squeeze(1)
-            g = m_own * c_own * ((dq - dk_b) ** 2).sum(1)
-            h = m_own * h_b
-        else:
-            m_b = _multiplicity(opt, yq @ yk_b.t(), nyq, nyk[:B])
-            if opt.ld_positive_set != "per_label":
-                m_b = torch.maximum(m_b, torch.eye(B, dtype=dt, device=q.device))   # Alg. 1 line 13
-            with grad_ctx:
-                c_b = weight_fn(variant, opt, l_w[:, :B], lse_w, nq, None if nk is None else nk[:, :B],
-                                temperature, sigma)
-            w_b = m_b * c_b
-            nd_b = (dk_b * dk_b).sum(1, keepdim=True)
-            stats_b = w_b @ torch.cat([dk_b, nd_b, torch.ones_like(nd_b)], dim=1)
-            g = dd * stats_b[:, C + 1] + stats_b[:, C] - 2.0 * (dq * stats_b[:, :C]).sum(1)
-            h = m_b @ h_b
-
-        # queue block [B, K - B]
-        m_q = _multiplicity(opt, label_overlap(yq, yk_q), nyq, nyk[B:])
-        h = h + m_q @ h_q
-        with grad_ctx:
-            c_q = weight_fn(variant, opt, l_w[:, B:], lse_w, nq, None if nk is None else nk[:, B:],
-                            temperature, sigma, **({"inplace": True} if fast else {}))
-            w_q = c_q.mul_(m_q) if fast else c_q * m_q
-        stats_q = w_q @ torch.cat([dk_q, nd_q, torch.ones_like(nd_q)], dim=1)    # [B, C + 2]
-        g = g + dd * stats_q[:, C + 1] + stats_q[:, C] - 2.0 * (dq * stats_q[:, :C]).sum(1)
-
-        # ---- eq. (9)/(11) inside eq. (12)/(13), summed by eq. (14)/(15)
-        w_sq = fc_weight.to(dt).pow(2).sum()
-        scale = 1.0 / B if opt.reduction == "mean" else 1.0
-        contrastive_r, g_r, h_r = contrastive.sum() * scale, g.sum() * scale, h.sum() * scale
-        n_beta = B if opt.beta_per == "anchor" else 1
-        alpha_h = alpha * h_r if use_alpha else torch.zeros_like(h_r)
-        beta_w = (beta * n_beta * scale) * w_sq if use_beta else torch.zeros_like(w_sq)
-        loss = contrastive_r + g_r
-        if use_alpha:
-            loss = loss + alpha_h
-        if use_beta:
-            loss = loss + beta_w
-
+        t = _ld_batch(query, keys, query_labels, key_labels, query_dist, key_dist, opt, temperature)
+        lse, l, shift, l_bg = _log_softmax_parts(t, opt.detach_g_weight)
+        contrastive, row_rq = _contrastive_term(t, opt, lse, l_bg)
+        nyq, nyk = t.yq.sum(1), t.yk.sum(1)
+        nd_q = _sqnorm(t.dk_q).unsqueeze(1)
+        h_b, h_q = _h_per_key(t, opt, row_rq, nyk, nd_q)
+        dd = (t.dq * t.dq).sum(1)
+        gw = _GWeights.make(t, variant, opt, lse, l, shift, temperature, sigma)
+        g_b, h_b = _batch_block(t, opt, gw, nyq, nyk, dd, h_b)
+        g_q, h_q = _queue_block(t, opt, gw, nyq, nyk, dd, h_q, nd_q)
+        loss, parts = _combine(contrastive, g_b + g_q, h_b + h_q, fc_weight, t.q.dtype, B, opt,
+                               alpha, beta, ablation)
     if not return_parts:
         return loss
-    parts = {"contrastive": contrastive_r, "g": g_r, "h": h_r, "alpha_h": alpha_h, "w_sq": w_sq,
-             "beta_w": beta_w, "loss": loss}
     return loss, {name: v.detach() for name, v in parts.items()}

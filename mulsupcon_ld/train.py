@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import hotpath
 from .atomic import atomic_path
 from . import losses
 from .augment import epoch_seed
@@ -92,10 +93,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------ optim
-def make_optimizer(params: Iterable[nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[nn.Parameter], cfg: dict[str, Any], **extra: Any) -> torch.optim.Optimizer:
+    """AdamW from ``cfg``; ``extra`` are implementation switches (e.g. ``fused``, see hotpath.py)."""
     if cfg["name"] != "AdamW":
         raise UserError(f"optimizer {cfg['name']!r} is not supported; the paper uses AdamW")
-    return torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    return torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), **extra)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any]):
@@ -261,7 +263,8 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
              log_every: int = 10, precision: str = "fp32",
              on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
     """Run (or resume) pretraining; ``moco`` is trained in place. Returns the history."""
-    opt = make_optimizer([p for p in moco.parameters() if p.requires_grad], cfg["optimizer"])
+    params = [p for p in moco.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg["optimizer"], **hotpath.optimizer_kwargs(precision, params))
     sched = make_scheduler(opt, cfg["scheduler"])
     epochs, mode = int(cfg["epochs"]), cfg["scheduler_step"]
     history: dict[str, Any] = {"loss": [], "lr": []}
@@ -275,7 +278,8 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
                         "--set pretrain.batch_size or use more data")
     progress = EpochProgress("pretrain", epochs, start, log_every)
     t0 = time.monotonic()
-    with compiled([moco.encoder_q, moco.encoder_k], cfg["compile"]):
+    with compiled([moco.encoder_q, moco.encoder_k], cfg["compile"]), \
+            hotpath.fast_dropout_in(moco, hotpath.fast_lane(precision)):
         for epoch in range(start, epochs):
             moco.train()
             total, count = torch.zeros((), device=device), 0

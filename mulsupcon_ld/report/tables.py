@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..atomic import write_text
+from ..paper_numbers import load_paper_numbers
 from ..pipeline import plan
 from .aggregate import metric_column
 from ..pipeline.plan import NA, Cell, fmt_num
@@ -57,8 +58,6 @@ TEXT_COLUMNS = ("ours_text", "paper_text", "text")
 
 def load_paper() -> pd.DataFrame:
     """The paper's numbers (``table, dataset, method, metric, alpha, beta, value``)."""
-    from ..paper_numbers import load_paper_numbers
-
     return load_paper_numbers()
 
 

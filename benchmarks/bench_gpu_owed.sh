@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The GPU figures the perf note owes, on one CUDA GPU (H200/H100), in < 5 minutes:
+#   1. Yeast pretraining iteration (CLD, batch 128 / queue 256) per precision, eager and
+#      compile(mode="reduce-overhead"), and the extrapolated 400 x 1000-iteration time;
+#   2. the MulSupCon loss at (128, 8192, 208) and the Delicious LD loss step on the GPU;
+#   3. image loader vs model step (benchmarks/bench_images.py, if its data is present).
+# Usage: bash benchmarks/bench_gpu_owed.sh [OUT_DIR]   (writes OUT_DIR/*.jsonl; default ./gpu_owed)
+set -euo pipefail
+out="${1:-gpu_owed}"
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+python3 - <<'EOF' | tee "$out/pretrain_gpu.jsonl"
+import json, time, torch
+from mulsupcon_ld import train as T
+from mulsupcon_ld.augment import VectorBatches
+from mulsupcon_ld.experiment import build_moco
+from mulsupcon_ld.settings import get_settings
+import numpy as np, tempfile
+from pathlib import Path
+dev = torch.device("cuda")
+rng = np.random.default_rng(0)
+x = rng.normal(size=(1200, 103)).astype(np.float32); y = (rng.random((1200, 14)) < 0.3).astype(np.uint8)
+for precision in ("fp32", "bf16"):
+    for comp in (False, "reduce-overhead"):
+        s = get_settings("yeast")
+        loss_fn = T.make_pretrain_loss("cld", s["loss"], 0.1)
+        best = float("inf")
+        for rep in range(2):
+            iters = 300
+            p = dict(s["pretrain"], epochs=1, iters_per_epoch=iters, compile=comp)
+            torch.manual_seed(0)
+            moco = build_moco(s, 14, 103).to(dev)
+            vb = VectorBatches(x, y, 128, mask=0.5, two_views=True, iters_per_epoch=iters, seed=rep, device=dev)
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.cuda.synchronize(); t = time.perf_counter()
+                T.pretrain(moco, vb, p, loss_fn, seed=0, device=dev, state_path=Path(tmp) / "s.pt",
+                           config_hash="gpu", log_every=10**9, precision=precision)
+                torch.cuda.synchronize(); el = time.perf_counter() - t
+            if rep:   # the first repetition compiles / warms up
+                best = min(best, el / iters)
+        print(json.dumps({"what": "yeast cld pretrain iteration (data on device)", "precision": precision,
+                          "compile": comp, "ms_per_iter": round(best * 1e3, 3),
+                          "paper_budget_400x1000_min": round(best * 400_000 / 60, 1),
+                          "gpu": torch.cuda.get_device_name()}), flush=True)
+EOF
+python3 benchmarks/bench_loss.py --device cuda --shapes bookmarks-b128,delicious,yeast --losses mulsupcon,rld,cld \
+    --no-literal ${MULSUPCON_PEER:+--peer "$MULSUPCON_PEER"} | tee "$out/loss_gpu.jsonl"
+if [ -n "${IMAGE_BENCH_ARGS:-}" ]; then
+    timeout 150 python3 benchmarks/bench_images.py $IMAGE_BENCH_ARGS | tee "$out/images_gpu.jsonl"
+fi

@@ -1,0 +1,99 @@
+"""What a target costs before it runs: ``mulsupcon-ld cost TARGET…`` and the CPU-only guard.
+
+Estimate = FLOPs of a run's iterations / the rate measured by the benchmarks on a named machine
+(``cost_measurements.json`` beside this module, written by hand from ``benchmarks/`` output; it
+names the machine, commit and load). FLOPs per sample are counted from the network shapes:
+
+* vector (MLP 256-512-256 + projection head 256-256 + fc): pretraining = query forward+backward
+  (3x) + key forward (1x) + the similarity/loss products (4 K d); fine-tuning = 3x backbone + fc;
+  the rate is the achieved GFLOP/s of Yeast's CLD pretraining iteration (data included).
+* image (ResNet-50 at 224 px, 4.1 GMAC forward): on CUDA the measured end-to-end milliseconds per
+  batch-128 iteration (one H100, loader included); on CPU the FLOPs over the measured fp32
+  matrix-product peak (a lower bound: convolutions do not reach it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .registry import get_dataset
+from .settings import get_settings
+
+MEASUREMENTS = Path(__file__).with_name("cost_measurements.json")
+RESNET50_GFLOP = 2 * 4.1          # forward, one 224 px image (torchvision: 4.09 GMAC)
+VAL_FRACTION = 0.2                # the train/validation carve of Table 1's training part
+PAPER_SCALE_GUARD_HOURS = 1.0     # image runs estimated above this on CPU stop without an override
+
+
+def measurements() -> dict[str, Any]:
+    return json.loads(MEASUREMENTS.read_text())
+
+
+def _mlp_gflop(widths: list[int]) -> float:
+    return 2 * sum(a * b for a, b in zip(widths, widths[1:])) / 1e9
+
+
+@dataclass(frozen=True)
+class RunCost:
+    dataset: str
+    kind: str
+    pretrain_iters: int
+    finetune_iters: int
+    gflop: float
+    hours: float
+    device: str          # "cpu" | "cuda"
+
+
+def run_cost(dataset: str, scale: str, device: str, precision: str = "fp32",
+             overrides: tuple[str, ...] = ()) -> RunCost:
+    """Estimated wall time of one ``mulsupcon-ld run`` of ``dataset`` at ``scale`` on ``device``."""
+    s = get_settings(dataset, scale, overrides)
+    spec = get_dataset(s["dataset"])
+    pre, ft = s["pretrain"], s["finetune"]
+    n_train = int(spec.expected.n_train * (1 - VAL_FRACTION))
+    pre_iters = int(pre["epochs"]) * int(pre["iters_per_epoch"] or max(1, n_train // pre["batch_size"]))
+    ft_iters = int(ft["epochs"]) * int(ft["iters_per_epoch"] or math.ceil(n_train / ft["batch_size"]))
+    m = measurements()
+    if s["kind"] == "image":
+        per_image = RESNET50_GFLOP
+        gflop = pre_iters * pre["batch_size"] * 4 * per_image + ft_iters * ft["batch_size"] * 3 * per_image
+        if device == "cuda":
+            c = m["cuda"]
+            ms_per_image = c["image_pretrain_ms_per_iter"] / c["image_batch"]
+            seconds = (pre_iters * pre["batch_size"] * ms_per_image
+                       + ft_iters * ft["batch_size"] * ms_per_image * 0.75) / 1e3
+        else:
+            seconds = gflop / m["cpu"]["matmul_peak_gflops"]["fp32"]
+    else:
+        backbone = [int(spec.n_features)] + list(s["model"]["hidden"])
+        rep, proj = backbone[-1], int(s["model"]["proj_dim"])
+        enc = _mlp_gflop(backbone) + _mlp_gflop([rep, rep if rep < 2 * proj else rep // 2, proj])
+        fc = _mlp_gflop([rep, spec.n_labels])
+        loss = 4 * (pre["queue_size"] + pre["batch_size"]) * proj / 1e9   # label products are sparse
+        gflop = (pre_iters * pre["batch_size"] * (3 * (enc + fc) + enc + loss)
+                 + ft_iters * ft["batch_size"] * 3 * (_mlp_gflop(backbone) + fc))
+        seconds = gflop / m["cpu"]["vector_pretrain_gflops"][precision]
+    return RunCost(s["dataset"], s["kind"], pre_iters, ft_iters, gflop, seconds / 3600, device)
+
+
+def guard_image_run(settings: dict[str, Any], device_arg: str | None, cuda_available: bool,
+                    synthetic: bool) -> None:
+    """Stop an image run at paper scale that would fall back to the CPU, before any download.
+
+    Passing ``--device cpu`` explicitly (or ``--scale smoke``, or ``--synthetic``) is the override.
+    """
+    if (settings["kind"] != "image" or settings["scale"] != "paper" or synthetic or cuda_available
+            or device_arg is not None):
+        return
+    est = run_cost(settings["dataset"], "paper", "cpu")
+    if est.hours < PAPER_SCALE_GUARD_HOURS:
+        return
+    raise UserError(f"{settings['dataset']} at paper scale needs a GPU: torch sees no CUDA device and "
+                    f"this run is estimated at {est.hours:,.0f} CPU-hours ({est.pretrain_iters:,} "
+                    f"pretraining iterations of ResNet-50; `mulsupcon-ld cost`). Pass --device cpu "
+                    "to run it on the CPU anyway, or --scale smoke for a short run")

@@ -1,0 +1,68 @@
+"""``mulsupcon-ld cost TARGET…``: runs and CPU/GPU-hours of workflow targets, before they run.
+
+The per-run estimate is :func:`mulsupcon_ld.cost.run_cost` (FLOPs over rates measured by the
+benchmarks); the runs of a target are the workflow's own plan (:mod:`.plan`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..cost import RunCost, measurements, run_cost
+from ..errors import UserError
+from . import plan
+
+
+def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str = "fp32") -> list[dict]:
+    """Per target: runs, and CPU- or GPU-hours (image runs on ``device``, vector runs on CPU)."""
+    rc = plan.RunConfig.from_config(config)
+    rows = []
+    for target in targets:
+        t = target.rsplit("/", 1)[-1].split(".")[0].replace("table", "")
+        if t not in plan.TABLE_IDS and t not in ("figure2", "all"):
+            raise UserError(f"unknown target {target!r}; use a table id (2-8, table4, "
+                            "paper_tables/table4.md), figure2 or all")
+        runs = plan.runs_for_target(t, rc)
+        cpu_h = gpu_h = 0.0
+        cache: dict[tuple[str, str], RunCost] = {}
+        for key in runs:
+            kind = rc.kind(key.dataset)
+            dev = device if kind == "image" else "cpu"
+            if (key.dataset, dev) not in cache:
+                cache[key.dataset, dev] = run_cost(key.dataset, rc.scale, dev, precision)
+            if dev == "cuda":
+                gpu_h += cache[key.dataset, dev].hours
+            else:
+                cpu_h += cache[key.dataset, dev].hours
+        rows.append({"target": target, "runs": len(runs), "cpu_hours": round(cpu_h, 2),
+                     "gpu_hours": round(gpu_h, 2), "scale": rc.scale})
+    return rows
+
+
+def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
+    cfg_path = Path(path or "config/config.yaml")
+    if not cfg_path.exists():
+        raise UserError(f"workflow config {cfg_path} not found; pass --configfile")
+    config = yaml.safe_load(cfg_path.read_text()) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--config {item!r} is not KEY=VALUE")
+        k, v = item.split("=", 1)
+        config[k.strip()] = yaml.safe_load(v)   # as snakemake --config parses values
+    return config
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    config = _load_config(args.configfile, args.config)
+    rows = table_costs(args.targets, config, args.device, args.precision)
+    m = measurements()
+    print(f"# per-iteration costs measured on: CPU {m['cpu']['machine']} ({m['cpu']['commit']}); "
+          f"GPU {m['cuda']['machine']} ({m['cuda']['source']})")
+    print(f"{'target':<28} {'runs':>6} {'CPU-hours':>11} {'GPU-hours':>11}  scale")
+    for r in rows:
+        print(f"{r['target']:<28} {r['runs']:>6} {r['cpu_hours']:>11,.1f} {r['gpu_hours']:>11,.1f}  {r['scale']}")
+    return 0

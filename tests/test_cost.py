@@ -1,0 +1,89 @@
+"""`mulsupcon-ld cost` and the CPU-only guard for image runs at paper scale; the bf16 fast lane's dropout."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mulsupcon_ld import cli, cost, hotpath
+from mulsupcon_ld.pipeline import cost as pipeline_cost, plan
+from mulsupcon_ld.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "config" / "config.yaml")
+
+
+def test_cost_prints_runs_and_hours_per_table(capsys):
+    assert cli.main(["cost", "2", "table4", "paper_tables/table5.md", "--configfile", CONFIG]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line and not line.startswith(("#", "target"))}
+    rc = plan.RunConfig.from_config(pipeline_cost._load_config(CONFIG, []))
+    assert int(rows["2"][1]) == len(plan.runs_for_target("2", rc))
+    assert int(rows["table4"][1]) == len(plan.runs_for_target("4", rc))
+    assert float(rows["2"][2].replace(",", "")) > 0 and float(rows["2"][3]) == 0       # vector: CPU only
+    assert float(rows["table4"][3].replace(",", "")) > 0 and float(rows["table4"][2]) == 0   # image: GPU
+    assert "measured on" in out
+
+
+def test_cost_scales_with_the_iterations():
+    paper = cost.run_cost("yeast", "paper", "cpu")
+    smoke = cost.run_cost("yeast", "smoke", "cpu")
+    longer = cost.run_cost("yeast", "paper", "cpu", overrides=("pretrain.iters_per_epoch=1000",))
+    assert longer.pretrain_iters == 400 * 1000 and paper.pretrain_iters == 400 * (1200 // 128)
+    assert smoke.hours < paper.hours < longer.hours
+    on_cpu, on_gpu = cost.run_cost("pascal", "paper", "cpu"), cost.run_cost("pascal", "paper", "cuda")
+    assert on_cpu.hours > 50 * on_gpu.hours
+
+
+def test_cost_rejects_an_unknown_target(capsys):
+    assert cli.main(["cost", "table9", "--configfile", CONFIG]) == 2
+    assert "unknown target" in capsys.readouterr().err
+
+
+def test_image_run_at_paper_scale_without_cuda_stops_before_any_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    raw, data = tmp_path / "raw", tmp_path / "data"
+    code = cli.main(["run", "--dataset", "pascal", "--method", "cld", "--out", str(tmp_path / "out"),
+                     "--raw-dir", str(raw), "--data-dir", str(data)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "CPU-hours" in err and "--device cpu" in err and "--scale smoke" in err
+    assert not raw.exists() and not data.exists() and not (tmp_path / "out").exists()
+
+
+def test_guard_lets_overrides_and_vector_runs_through():
+    image = get_settings("pascal")
+    cost.guard_image_run(image, "cpu", False, False)                      # explicit --device cpu
+    cost.guard_image_run(get_settings("pascal", "smoke"), None, False, False)
+    cost.guard_image_run(image, None, False, True)                        # synthetic stand-in
+    cost.guard_image_run(image, None, True, False)                        # CUDA present
+    cost.guard_image_run(get_settings("yeast"), None, False, False)
+    with pytest.raises(cost.UserError):
+        cost.guard_image_run(image, None, False, False)
+
+
+def test_fast_dropout_rate_and_scale():
+    torch.manual_seed(0)
+    x = torch.ones(400, 1000)
+    for p in (0.1, 0.2, 0.5):
+        y = hotpath.fast_dropout(x, p)
+        dropped = (y == 0).float().mean().item()
+        assert abs(dropped - p) < 5 * math.sqrt(p * (1 - p) / x.numel())
+        assert torch.allclose(y[y != 0], torch.tensor(1 / (1 - p)))
+    assert torch.equal(hotpath.fast_dropout(x, 0.2, training=False), x)
+
+
+def test_fast_dropout_in_patches_only_inside_the_block_and_only_when_enabled():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.2))
+    with hotpath.fast_dropout_in(net, enabled=False):
+        assert "forward" not in vars(net[1])
+    with hotpath.fast_dropout_in(net):
+        assert "forward" in vars(net[1])
+        out = net(torch.randn(8, 4, requires_grad=True))
+        out.sum().backward()
+    assert "forward" not in vars(net[1])
+    assert hotpath.optimizer_kwargs("fp32", list(net.parameters())) == {}
+    assert hotpath.optimizer_kwargs("bf16", list(net.parameters())) == {"fused": True}
