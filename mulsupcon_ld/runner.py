@@ -41,7 +41,7 @@ _NON_RESULT_KEYS = ("checkpoint_every", "log_every")
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_settings(args: argparse.Namespace) -> int:
-    s = get_settings(args.dataset, args.scale)
+    s = get_settings(args.dataset, args.scale, preset=args.preset)
     print(json.dumps(s, indent=2) if args.json else format_settings(s))
     return 0
 
@@ -75,7 +75,7 @@ def resolve_device(name: str | None) -> torch.device:
 
 def build_config(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that decides the numbers of one experiment (the provenance ``config``)."""
-    if args.method == "mulsupcon" and args.ablation != "none":
+    if args.method in ("mulsupcon", "bce") and args.ablation != "none":
         raise UserError("--ablation applies to rld and cld only (it removes terms of eqs. 9/11); "
                         "drop it or use --method cld")
     overrides = list(getattr(args, "set", None) or [])
@@ -83,15 +83,16 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         overrides.append(f"loss.alpha={args.alpha}")
     if args.beta is not None:
         overrides.append(f"loss.beta={args.beta}")
-    settings = get_settings(args.dataset, args.scale, overrides)
+    settings = get_settings(args.dataset, args.scale, overrides, preset=getattr(args, "preset", "paper"))
     for name in ("alpha", "beta"):
         v = settings["loss"][name]
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise UserError(f"{name} must be a finite number >= 0, got {v!r}")
-    ld = args.method != "mulsupcon"
+    ld = args.method in ("rld", "cld")
     return {
         "dataset": settings["dataset"],
         "method": args.method,
+        "preset": settings["preset"],
         "seed": int(args.seed),
         "alpha": float(settings["loss"]["alpha"]) if ld else None,
         "beta": float(settings["loss"]["beta"]) if ld else None,
@@ -266,7 +267,11 @@ def _run_job(args: argparse.Namespace, phases: tuple[str, ...]) -> int:
     pretrained_path = out / PRETRAINED
     moco = build_moco(settings, n_labels, n_features)
     pretrain_info: dict[str, Any]
-    if pretrained_path.exists():
+    if config["method"] == "bce":  # our control: fine-tuning from the random initialisation, no pretraining
+        if phases == ("pretrain",):
+            raise UserError("--method bce has no pretraining phase; use `mulsupcon-ld run` or `finetune`")
+        pretrain_info = {"history": {}, "wall_time_s": 0.0, "iters_per_epoch": None}
+    elif pretrained_path.exists():
         saved = torch.load(pretrained_path, map_location="cpu", weights_only=True)
         if saved.get("pretrain_hash") != pre_hash:
             raise UserError(f"{pretrained_path} was pretrained with different settings (dataset, method, seed, "
@@ -333,7 +338,7 @@ def _run_job(args: argparse.Namespace, phases: tuple[str, ...]) -> int:
             "evaluate": eval_s}
     wall["total"] = sum(wall.values())
     record = {
-        "dataset": config["dataset"], "method": config["method"], "seed": seed,
+        "dataset": config["dataset"], "method": config["method"], "preset": config["preset"], "seed": seed,
         "alpha": config["alpha"], "beta": config["beta"], "ablation": config["ablation"],
         "scale": config["scale"], "synthetic": config["synthetic"],
         "metrics": metrics,
@@ -346,7 +351,9 @@ def _run_job(args: argparse.Namespace, phases: tuple[str, ...]) -> int:
         "training": {
             "pretrain": {"loss": pretrain_info["history"].get("loss"),
                          "iters_per_epoch": pretrain_info.get("iters_per_epoch")},
+            "pretrain_kept_epoch": pretrain_info["history"].get("kept_epoch"),
             "finetune": {"select": result["select"], "selected_epoch": result["best_epoch"],
+                         "stopped_epoch": result["stopped_epoch"],
                          **{k: v for k, v in result["history"].items() if k != "lr"}},
             "test_bce": test_loss,
         },
