@@ -94,8 +94,8 @@ class RunIndex:
         self._groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(self.runs.itertuples(index=False)):
             method = str(r.method)
-            a = NA if method == "mulsupcon" else fmt_num(_num(r.alpha))
-            b = NA if method == "mulsupcon" else fmt_num(_num(r.beta))
+            a = NA if method in plan.NO_LD_METHODS else fmt_num(_num(r.alpha))
+            b = NA if method in plan.NO_LD_METHODS else fmt_num(_num(r.beta))
             key = (str(r.dataset), method, str(r.ablation or "none"), a, b, str(r.scale), bool(r.synthetic))
             self._groups.setdefault(key, []).append(i)
 

@@ -20,6 +20,13 @@ if _unknown:
         f"config datasets: unknown {', '.join(_unknown)}; known: {', '.join(DATASETS)}"
     )
 
+if config["preset"] != "paper":
+    _image = [d for d in config["datasets"] if DATASETS[d].kind == "image"]
+    if _image:
+        raise WorkflowError(
+            f"config preset {config['preset']}: vector datasets only; drop {', '.join(_image)}"
+        )
+
 # which runs exist: the config part that matters, resolved once (α, β defaults: mulsupcon_ld.settings)
 RUNS = plan.RunConfig.from_config(config)
 
@@ -34,8 +41,8 @@ _NUMBER = r"na|[0-9][0-9.e+-]*"
 wildcard_constraints:
     dataset=f"(?:{_NAMES})",
     data=f"(?:{_NAMES})(?:{plan.SYNTHETIC_SUFFIX})?",
-    scale="paper|smoke",
-    method="mulsupcon|rld|cld",
+    scale=r"(?:paper|smoke)(?:\+mulsupcon-official)?",  # SCALE[+PRESET], plan.RunKey.scale_dir
+    method="mulsupcon|rld|cld|bce",
     ablation="none|no-alpha|no-beta|no-all",
     alpha=_NUMBER,
     beta=_NUMBER,
@@ -107,6 +114,6 @@ def train_gpu(wildcards):
 
 
 def train_runtime(wildcards):
-    if wildcards.scale == "smoke":
+    if wildcards.scale.partition("+")[0] == "smoke":
         return config["resources"]["smoke"]["runtime"]
     return _train_res(wildcards, "runtime")
