@@ -118,19 +118,20 @@ def default_workdir(tmp_path_factory):
     return make_workdir(tmp_path_factory.mktemp("dry") / "wf")
 
 
-# default config: 5 vector datasets × 5 seeds, 4 image datasets × 1 seed (image_seeds), 3 methods;
+# default config: 5 vector datasets × 5 seeds, 4 image datasets × 1 seed (image_seeds), 4 methods
+# (mulsupcon, rld, cld and our bce control);
 # grid 4 × 4 α, β; 4 ablation variants. "all" counts each shared run once: Table 2's CLD run on
 # Scene (PASCAL: Table 4's) is also the grid cell at the default α, β and Figure 2's full CLD.
 DRY_RUN_TRAIN_JOBS = {
-    "paper_tables/table2.md": 5 * 3 * 5,
-    "paper_tables/table3.md": 5 * 3 * 5,
-    "paper_tables/table4.md": 4 * 3 * 1,
+    "paper_tables/table2.md": 5 * 4 * 5,
+    "paper_tables/table3.md": 5 * 4 * 5,
+    "paper_tables/table4.md": 4 * 4 * 1,
     "paper_tables/table5.md": 16 * 5,
     "paper_tables/table6.md": 16 * 5,
     "paper_tables/table7.md": 16 * 1,
     "paper_tables/table8.md": 16 * 1,
     "paper_tables/figure2.png": 4 * 5 + 4 * 1,
-    "all": 75 + 12 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1,
+    "all": 100 + 16 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1,
 }
 
 
@@ -150,6 +151,18 @@ def test_dry_run_job_counts(default_workdir, target):
         assert re.search(r"resources: .*gpu=1", out.stdout)
 
 
+def test_dry_run_preset_in_paths_and_arguments(tmp_path):
+    wd = make_workdir(tmp_path / "wf")
+    config = ("--config", "preset=mulsupcon-official", "datasets=[yeast]", "methods=[bce]", "seeds=[0]")
+    out = snakemake(wd, "-n", "-p", "paper_tables/table3.md", *config)
+    assert "results/runs/paper+mulsupcon-official/yeast/bce/none/ana_bna/seed0/metrics.json" in out.stdout
+    assert job_counts(out.stdout)["train"] == 1
+    # the preset needs vector data: a config with an image dataset stops before any job
+    bad = snakemake(wd, "-n", "paper_tables/table4.md", "--config", "preset=mulsupcon-official",
+                    "datasets=[pascal]", check=False)
+    assert bad.returncode != 0 and "vector datasets only" in bad.stdout + bad.stderr
+
+
 def _default_config() -> dict:
     import yaml
 
@@ -161,9 +174,9 @@ IMAGE_DATASETS = ("mirflickr", "nuswide", "coco", "pascal")  # Table 4's columns
 
 def test_dry_run_table4_every_training_job_asks_for_a_gpu(default_workdir):
     out = snakemake(default_workdir, "-n", "paper_tables/table4.md")
-    assert job_counts(out.stdout)["train"] == 12
+    assert job_counts(out.stdout)["train"] == 16
     train = [job for job in job_blocks(out.stdout) if job["rule"] == "train"]
-    assert len(train) == 12  # 4 image datasets × 3 methods × image_seeds [0]
+    assert len(train) == 16  # 4 image datasets × 4 methods × image_seeds [0]
     image = _default_config()["resources"]["image"]
     assert image["gpu"] == 1
     for job in train:
@@ -172,7 +185,7 @@ def test_dry_run_table4_every_training_job_asks_for_a_gpu(default_workdir):
         assert res.get("gpu") == "1", job
         assert res["mem_mb"] == str(image["mem_mb"]) and res["runtime"] == str(image["runtime"]), job
     assert {(j["wildcards"]["data"], j["wildcards"]["method"]) for j in train} == {
-        (d, m) for d in IMAGE_DATASETS for m in ("mulsupcon", "rld", "cld")}
+        (d, m) for d in IMAGE_DATASETS for m in ("mulsupcon", "rld", "cld", "bce")}
     # download/prepare of image datasets are no GPU jobs
     assert all("gpu" not in j["resources"] for j in job_blocks(out.stdout) if j["rule"] != "train")
 
@@ -205,7 +218,10 @@ def test_synthetic_tables_show_ours_paper_and_mark(synthetic_run):
         ours = cells[cells["status"] == "ok"]
         assert len(ours) > 0 and (ours["dataset"] == "scene").all()
         assert ours["text"].str.startswith("SYNTHETIC ").all()
-        assert ours["text"].str.contains(r" · paper 0\.\d{3} · ").all()  # the paper's value beside ours
+        control = ours["method"] == "BCE (no pretraining, ours)"  # our control: no paper value, ever
+        assert control.any() == (table != "5") and ours.loc[control, "paper"].isna().all()
+        assert ours.loc[control, "text"].str.endswith("paper — (not reported)").all()
+        assert ours.loc[~control, "text"].str.contains(r" · paper 0\.\d{3} · ").all()  # the paper's value beside ours
         assert (ours["n"] == 2).all()
         assert (cells.loc[cells["status"] == "missing", "text"].str.startswith("— (not run")).all()
     t5 = pd.read_csv(wd / "paper_tables/table5.csv")
@@ -223,8 +239,9 @@ def test_synthetic_tables_show_ours_paper_and_mark(synthetic_run):
 def test_synthetic_runs_csv_one_row_per_job(synthetic_run):
     wd, planned = synthetic_run
     runs = pd.read_csv(wd / "results/runs.csv")
-    # Scene: 3 methods + 1 more grid cell + 3 ablation variants, × 2 seeds
-    assert planned["train"] == (3 + 1 + 3) * 2 == len(runs)
+    # Scene: 4 methods (3 + bce) + 1 more grid cell + 3 ablation variants, × 2 seeds
+    assert planned["train"] == (4 + 1 + 3) * 2 == len(runs)
+    assert (runs["preset"] == "paper").all()
     assert "download" not in planned and planned["prepare"] == 1  # synthetic: nothing to download
     assert len(list((wd / "results/runs").rglob("metrics.json"))) == len(runs)
     assert runs["run_id"].is_unique and (runs["status"] == "ok").all() and runs["synthetic"].all()
@@ -274,18 +291,21 @@ def test_table4_synthetic_pascal_cells(table4_run):
     md = (wd / "paper_tables/table4.md").read_text()
     assert "**SYNTHETIC DATA**" in md and "Scale: smoke" in md
     cells = pd.read_csv(wd / "paper_tables/table4.csv")
-    assert len(cells) == 3 * 6 * 4  # methods × metrics × datasets
+    assert len(cells) == 4 * 6 * 4  # methods (3 + our bce control) × metrics × datasets
     pascal, others = cells[cells["dataset"] == "pascal"], cells[cells["dataset"] != "pascal"]
     assert (pascal["status"] == "ok").all() and pascal["synthetic"].all() and (pascal["n"] == 1).all()
-    assert (pascal["scale"] == "smoke").all() and pascal["paper"].notna().all()
-    # ours, marked SYNTHETIC, then the paper's number (4 digits in Table 4)
-    assert pascal["text"].str.match(r"SYNTHETIC 0\.\d{4} \(n=1\) · paper 0\.\d{4} · ").all()
+    control = pascal["method"] == "BCE (no pretraining, ours)"
+    assert (pascal["scale"] == "smoke").all() and pascal.loc[~control, "paper"].notna().all()
+    # ours, marked SYNTHETIC, then the paper's number (4 digits in Table 4); the control has none
+    assert pascal.loc[~control, "text"].str.match(r"SYNTHETIC 0\.\d{4} \(n=1\) · paper 0\.\d{4} · ").all()
+    assert pascal.loc[control, "text"].str.match(r"SYNTHETIC 0\.\d{4} \(n=1\) · paper — \(not reported\)$").all()
     for text in pascal["text"]:
         assert text in md
-    assert set(pascal["method"]) == {"MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD"}
+    assert set(pascal["method"]) == {"MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD", "BCE (no pretraining, ours)"}
     # the other image datasets: no number, the reason in a note
     assert set(others["dataset"]) == {"mirflickr", "nuswide", "coco"}
     assert (others["status"] == "missing").all() and others["ours_mean"].isna().all()
+    others = others[others["method"] != "BCE (no pretraining, ours)"]
     assert others["text"].str.match(r"— \(not run \[\d+\]\) · paper 0\.\d{4}$").all()
     assert others["note"].str.startswith("not run with this configuration").all()
     assert re.search(r"^\[\d+\] not run with this configuration", md, re.M)
@@ -294,10 +314,10 @@ def test_table4_synthetic_pascal_cells(table4_run):
 
 def test_table4_runs_csv_one_row_per_pascal_job(table4_run):
     wd, planned, _, _ = table4_run
-    assert planned["train"] == 3 and planned["prepare"] == 1 and "download" not in planned
+    assert planned["train"] == 4 and planned["prepare"] == 1 and "download" not in planned
     runs = pd.read_csv(wd / "results/runs.csv")
     assert len(runs) == planned["train"] and runs["run_id"].is_unique
-    assert (runs["dataset"] == "pascal").all() and set(runs["method"]) == {"mulsupcon", "rld", "cld"}
+    assert (runs["dataset"] == "pascal").all() and set(runs["method"]) == {"mulsupcon", "rld", "cld", "bce"}
     assert (runs["status"] == "ok").all() and runs["synthetic"].all() and (runs["scale"] == "smoke").all()
     assert runs["device"].str.startswith("cpu").all()
     for col in ("paper.mAP", "val-threshold.mAP", "wall_time_s.total", "config_hash"):
@@ -308,7 +328,7 @@ def test_table4_runs_csv_one_row_per_pascal_job(table4_run):
 def test_table4_training_jobs_declared_a_gpu(table4_run):
     _, _, log, _ = table4_run
     train = [job for job in job_blocks(log) if job["rule"] == "train"]
-    assert len(train) == 3
+    assert len(train) == 4
     for job in train:
         assert job["wildcards"]["data"] == "pascal-synthetic", job
         assert job["resources"].get("gpu") == "1", job
@@ -320,7 +340,7 @@ def test_table4_training_processes_exit_promptly(table4_run):
     wd, _, _, wall = table4_run
     print(f"Table 4 smoke workflow: {wall:.0f} s")
     results = sorted((wd / "results/runs").rglob("metrics.json"))
-    assert len(results) == 3
+    assert len(results) == 4
     for declared in results:
         written = wd / "results/state" / declared.relative_to(wd / "results/runs")
         # `mulsupcon-ld run` writes state/…/metrics.json last; the job copies it once the process is gone
