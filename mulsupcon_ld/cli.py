@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from .errors import UserError
 from .names import ABLATIONS, METHODS, PROTOCOLS, SCALES
+from .settings import PRESETS
 
 # command -> "module:function"; the function takes the parsed Namespace and returns an exit code
 _HANDLERS = {
@@ -42,6 +43,12 @@ def _add_dirs(p: argparse.ArgumentParser, raw: bool = True, data: bool = True) -
                        help="where prepared datasets live; default: $MULSUPCON_DATA_DIR or ./data")
 
 
+def _add_preset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=tuple(PRESETS), default="paper",
+                   help="named hyperparameter set: paper (Section 4) or mulsupcon-official (the published "
+                        "code's Yeast configs); --set overrides apply on top")
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (see `mulsupcon-ld datasets`)")
     p.add_argument("--method", required=True, choices=METHODS)
@@ -50,6 +57,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta", type=float, default=None, help="weight of the ||W||_F^2 term (eqs. 9, 11)")
     p.add_argument("--ablation", choices=ABLATIONS, default="none")
     p.add_argument("--scale", choices=SCALES, default="paper")
+    _add_preset(p)
     p.add_argument("--device", default=None, help="torch device; default: cuda if available, else cpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting (e.g. --set pretrain.epochs=10); repeatable")
@@ -101,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("settings", help="print the per-dataset hyperparameters (Section 4)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--scale", choices=SCALES, default="paper")
+    _add_preset(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("diff", help="per-cell ours − paper for the regenerated tables")

@@ -15,7 +15,8 @@ def experiment_spec(args: argparse.Namespace, phases: tuple[str, ...]) -> Experi
     return ExperimentSpec(dataset=args.dataset, method=args.method, out=Path(args.out), seed=args.seed,
                           alpha=args.alpha, beta=args.beta, ablation=args.ablation, scale=args.scale,
                           synthetic=args.synthetic, overrides=tuple(args.set), device=args.device,
-                          raw_dir=args.raw_dir, data_dir=args.data_dir, phases=phases)
+                          raw_dir=args.raw_dir, data_dir=args.data_dir, phases=phases,
+                          preset=args.preset)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -34,6 +35,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    s = get_settings(args.dataset, args.scale)
+    s = get_settings(args.dataset, args.scale, preset=args.preset)
     print(json.dumps(s, indent=2) if args.json else format_settings(s))
     return 0

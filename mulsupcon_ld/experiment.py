@@ -37,7 +37,7 @@ from .cost import guard_image_run
 from .errors import UserError
 from .metrics import compute_metrics
 from .moco import MoCo
-from .names import METRICS_FILE, PRETRAINED_FILE
+from .names import METRICS_FILE, NO_LD_METHODS, PRETRAINED_FILE
 from .provenance import config_hash, provenance
 from .settings import get_settings
 
@@ -64,6 +64,7 @@ class ExperimentSpec:
     raw_dir: str | None = None
     data_dir: str | None = None
     phases: tuple[str, ...] = PHASES
+    preset: str = "paper"          # a key of settings.PRESETS
 
 
 @dataclass
@@ -107,7 +108,7 @@ def resolve_device(name: str | None) -> torch.device:
 
 def build_config(spec: ExperimentSpec) -> dict[str, Any]:
     """Everything that decides the numbers of one experiment (the provenance ``config``)."""
-    if spec.method == "mulsupcon" and spec.ablation != "none":
+    if spec.method in NO_LD_METHODS and spec.ablation != "none":
         raise UserError("--ablation applies to rld and cld only (it removes terms of eqs. 9/11); "
                         "drop it or use --method cld")
     overrides = list(spec.overrides)
@@ -115,15 +116,16 @@ def build_config(spec: ExperimentSpec) -> dict[str, Any]:
         overrides.append(f"loss.alpha={spec.alpha}")
     if spec.beta is not None:
         overrides.append(f"loss.beta={spec.beta}")
-    settings = get_settings(spec.dataset, spec.scale, overrides)
+    settings = get_settings(spec.dataset, spec.scale, overrides, preset=spec.preset)
     for name in ("alpha", "beta"):
         v = settings["loss"][name]
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise UserError(f"{name} must be a finite number >= 0, got {v!r}")
-    ld = spec.method != "mulsupcon"
+    ld = spec.method not in NO_LD_METHODS
     return {
         "dataset": settings["dataset"],
         "method": spec.method,
+        "preset": settings["preset"],
         "seed": int(spec.seed),
         "alpha": float(settings["loss"]["alpha"]) if ld else None,
         "beta": float(settings["loss"]["beta"]) if ld else None,
@@ -202,6 +204,10 @@ def _pretrained(ctx: _Context, on_epoch_end: T.EpochCallback | None) -> tuple[Mo
     T.seed_everything(ctx.seed)  # model initialisation below is a function of the seed only
     moco = build_moco(ctx.settings, int(meta["n_labels"]), meta.get("n_features"))
     path = ctx.out / PRETRAINED_FILE
+    if ctx.config["method"] == "bce":  # our control: fine-tuning from the random initialisation, no pretraining
+        if "finetune" not in ctx.spec.phases:
+            raise UserError("--method bce has no pretraining phase; use `mulsupcon-ld run` or `finetune`")
+        return moco, {"history": {}, "wall_time_s": 0.0, "iters_per_epoch": None}
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("pretrain_hash") != ctx.pre_hash:
@@ -276,7 +282,7 @@ def _record(ctx: _Context, pretrain_info: dict[str, Any], result: dict[str, Any]
             "evaluate": evaluation["eval_s"]}
     wall["total"] = sum(wall.values())
     return {
-        "dataset": config["dataset"], "method": config["method"], "seed": ctx.seed,
+        "dataset": config["dataset"], "method": config["method"], "preset": config["preset"], "seed": ctx.seed,
         "alpha": config["alpha"], "beta": config["beta"], "ablation": config["ablation"],
         "scale": config["scale"], "synthetic": config["synthetic"],
         "metrics": evaluation["metrics"],
@@ -289,7 +295,9 @@ def _record(ctx: _Context, pretrain_info: dict[str, Any], result: dict[str, Any]
         "training": {
             "pretrain": {"loss": pretrain_info["history"].get("loss"),
                          "iters_per_epoch": pretrain_info.get("iters_per_epoch")},
+            "pretrain_kept_epoch": pretrain_info["history"].get("kept_epoch"),
             "finetune": {"select": result["select"], "selected_epoch": result["best_epoch"],
+                         "stopped_epoch": result["stopped_epoch"],
                          **{k: v for k, v in result["history"].items() if k != "lr"}},
             "test_bce": evaluation["test_bce"],
         },

@@ -92,6 +92,11 @@ COMMON = {
 # Table 7(d)'s cell α=1, β=0.001.
 DEFAULT_ALPHA_BETA = {"vector": (0.1, 1.0), "image": (1.0, 0.001)}
 
+# keys each scheduler needs (train.make_scheduler)
+SCHEDULER_KEYS = {"CosineAnnealingWarmRestarts": ("T_0", "T_mult", "eta_min"),
+                  "ReduceLROnPlateau": ("factor", "patience", "cooldown", "threshold")}
+PLATEAU_EXAMPLE = {"name": "ReduceLROnPlateau", "factor": 0.1, "patience": 2, "cooldown": 1, "threshold": 0.001}
+
 # torch.compile modes accepted by the per-phase "compile" settings (besides false / true = "default").
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -121,6 +126,7 @@ def _build(dataset: str) -> dict[str, Any]:
         "dataset": key,
         "kind": kind,
         "scale": "paper",
+        "preset": "paper",
         "model": {
             "backbone": "mlp" if vector else "resnet50",
             "hidden": [256, 512, 256],   # MulSupCon codes/backbone.py MLP (after C-GMVAE); mlp only
@@ -144,6 +150,8 @@ def _build(dataset: str) -> dict[str, Any]:
             "scheduler_step": "epoch",   # ours: "epoch" (MulSupCon code) or "iter" (fractional epoch)
             "iters_per_epoch": None,     # ours: None = one pass over train (MulSupCon Yeast config: 1000)
             "drop_last": True,           # ours: contrastive batches are always full
+            "keep": "last",              # ours: weights handed to fine-tuning: "last" epoch, or "best_train_loss"
+                                         # (MulSupCon code: lowest running train loss, preset mulsupcon-official)
             "compile": False,            # ours: torch.compile the query/key encoders (true or a mode string)
         },
         "finetune": {
@@ -155,6 +163,9 @@ def _build(dataset: str) -> dict[str, Any]:
             "scheduler_step": "epoch",
             "iters_per_epoch": None,
             "select": "val_loss",        # ours: epoch with the lowest validation BCE (MulSupCon code); or "val_mAP"
+            "backbone_lr_mult": 1.0,     # ours: lr multiple of everything but fc (MulSupCon code's lrp: 0.1)
+            "early_stop_patience": None,  # ours: None = all epochs; N = stop after N epochs without a better
+                                         # selection score (MulSupCon code: 20)
             "eval_batch_size": 1024 if vector else 256,
             "compile": False,            # ours: torch.compile the classifier (true or a mode string)
         },
@@ -213,9 +224,62 @@ def apply_overrides(settings: dict[str, Any], overrides: Iterable[str]) -> dict[
     return settings
 
 
-def get_settings(dataset: str, scale: str = "paper", overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """All hyperparameters of one dataset at ``scale`` ("paper" or "smoke"), then ``overrides``."""
-    settings = _build(dataset)
+# --------------------------------------------------------------------------------------------
+# Presets: named sets of values applied over the table above. "paper" = the table as it is.
+# "mulsupcon-official" = the published MulSupCon code's Yeast configs, point by point
+# (github williamzhangsjtu/MulSupCon; [P] = codes/config/pretrain_yeast.yaml,
+# [T] = codes/config/train_yeast.yaml, [M] = codes/main.py, [U] = codes/utils.py,
+# [O] = codes/models.py; "l." = line). Values that already agree with the table are not repeated:
+# queue 256 [P] l. 5, momentum 0.999 [P] l. 7, temperature 0.1 [P] l. 21, pretraining mask 0.5
+# [P] l. 28, projection 256 × 1 hidden layer [P] l. 4, 6, selection by validation BCE [M] l. 387-389,
+# 414-418. The published repository holds Yeast configs only; on another vector dataset the preset
+# applies the same recipe (ours) over that dataset's queue size.
+# --------------------------------------------------------------------------------------------
+OFFICIAL_YEAST: dict[str, Any] = {
+    "pretrain.epochs": 150,                   # [P] l. 13 n_epochs: 150
+    "pretrain.iters_per_epoch": 1000,         # [P] l. 14 iters_per_epoch: 1000 (ignite epoch_length, [M] l. 209-210)
+    "pretrain.batch_size": 64,                # [P] l. 16 batch_size: 64
+    "pretrain.optimizer": {"name": "Adam",    # [P] l. 30 optimizer: Adam
+                           "lr": 0.0004,      # [P] l. 32
+                           "weight_decay": 0.00001},  # [P] l. 33
+    "pretrain.scheduler": {"name": "CosineAnnealingWarmRestarts",  # [P] l. 34-38: 50, 2, 0.0001
+                           "T_0": 50, "T_mult": 2, "eta_min": 0.0001},
+    "pretrain.scheduler_step": "epoch",       # [M] l. 170-173: scheduler.step() at EPOCH_COMPLETED
+    "pretrain.keep": "best_train_loss",       # [M] l. 157, 175-179 train_best by running loss; [U] l. 139-140 loads *best*
+    "finetune.epochs": 30,                    # [T] l. 13 n_epochs: 30
+    "finetune.iters_per_epoch": 50,           # [T] l. 14 iters_per_epoch: 50
+    "finetune.batch_size": 32,                # [T] l. 16 batch_size: 32
+    "finetune.mask": 0.0,                     # [T] l. 35 transform_kwargs p: 0
+    "finetune.optimizer": {"name": "Adam",    # [T] l. 23 optimizer: Adam
+                           "lr": 0.0004,      # [T] l. 25
+                           "weight_decay": 0.0},  # [T] l. 24-25: no weight_decay (torch.optim.Adam default 0)
+    "finetune.backbone_lr_mult": 0.1,         # [T] l. 22 lrp: 0.1; [M] l. 332-335; [O] l. 344-348
+    "finetune.scheduler": {"name": "ReduceLROnPlateau",  # [T] l. 26-33 (mode min), stepped with the
+                           "factor": 0.1, "patience": 2,  # validation BCE [M] l. 382-383
+                           "cooldown": 1, "threshold": 0.001},
+    "finetune.scheduler_step": "epoch",
+    "finetune.early_stop_patience": 20,       # [T] l. 18 patience: 20; [M] l. 448-453 EarlyStopping on -val loss
+}
+PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "mulsupcon-official": OFFICIAL_YEAST}
+
+
+def apply_preset(settings: dict[str, Any], preset: str) -> dict[str, Any]:
+    """Set the values of ``preset`` (a key of :data:`PRESETS`) in ``settings``."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+    if preset != "paper" and settings["kind"] != "vector":
+        raise UserError(f"preset {preset!r} is for vector datasets (the published configs are Yeast's)")
+    for path, value in PRESETS[preset].items():
+        apply_overrides(settings, [f"{path}={json.dumps(value)}"])
+    settings["preset"] = preset
+    return settings
+
+
+def get_settings(dataset: str, scale: str = "paper", overrides: Iterable[str] = (),
+                 preset: str = "paper") -> dict[str, Any]:
+    """All hyperparameters of one dataset under ``preset`` (a key of :data:`PRESETS`), at ``scale``
+    ("paper" or "smoke"), then ``overrides``."""
+    settings = apply_preset(_build(dataset), preset)
     if scale == "smoke":
         apply_overrides(settings, [f"{k}={v}" for k, v in SMOKE.items()])
     elif scale != "paper":
@@ -245,6 +309,24 @@ def validate(s: dict[str, Any]) -> None:
     check(isinstance(s["pretrain"]["queue_size"], int) and s["pretrain"]["queue_size"] >= 1,
           "pretrain.queue_size must be an integer >= 1")
     check(s["finetune"]["select"] in ("val_loss", "val_mAP"), "finetune.select must be 'val_loss' or 'val_mAP'")
+    check(s["pretrain"]["keep"] in ("last", "best_train_loss"), "pretrain.keep must be 'last' or 'best_train_loss'")
+    mult = s["finetune"]["backbone_lr_mult"]
+    check(isinstance(mult, (int, float)) and not isinstance(mult, bool) and mult >= 0,
+          "finetune.backbone_lr_mult must be a number >= 0")
+    pat = s["finetune"]["early_stop_patience"]
+    check(pat is None or (isinstance(pat, int) and not isinstance(pat, bool) and pat >= 1),
+          "finetune.early_stop_patience must be null or an integer >= 1")
+    for phase in ("pretrain", "finetune"):
+        opt, sched = s[phase]["optimizer"], s[phase]["scheduler"]
+        check(isinstance(opt, dict) and opt.get("name") in ("AdamW", "Adam"),
+              f"{phase}.optimizer.name must be 'AdamW' or 'Adam'")
+        need = SCHEDULER_KEYS.get(sched.get("name") if isinstance(sched, dict) else None)
+        check(need is not None, f"{phase}.scheduler.name must be one of {', '.join(SCHEDULER_KEYS)}")
+        missing = [k for k in need if k not in sched]
+        check(not missing, f"{phase}.scheduler {sched.get('name')} needs {', '.join(missing)}; set the whole "
+                           f"scheduler, e.g. --set '{phase}.scheduler={json.dumps(PLATEAU_EXAMPLE)}'")
+        check(sched["name"] != "ReduceLROnPlateau" or s[phase]["scheduler_step"] == "epoch",
+              f"{phase}.scheduler ReduceLROnPlateau steps once per epoch; set {phase}.scheduler_step=epoch")
     check(s["model"]["fc_input"] in ("rep", "proj"), "model.fc_input must be 'rep' or 'proj'")
     check(s["threads"] is None or (isinstance(s["threads"], int) and s["threads"] >= 1),
           "threads must be null or an integer >= 1")

@@ -55,6 +55,10 @@ from .settings import COMPILE_MODES
 # Called as on_epoch_end(phase, epoch) after each epoch (its checkpoint, if due, is on disk by then).
 EpochCallback = Callable[[str, int], None]
 
+# pretrain.keep readings; the smoothing of ignite's RunningAverage (MulSupCon codes/main.py l. 157)
+PRETRAIN_KEEP = ("last", "best_train_loss")
+RUNNING_ALPHA = 0.98
+
 
 class BatchSource(Protocol):
     def epoch(self, epoch: int) -> Iterable[tuple[torch.Tensor, ...]]: ...
@@ -93,18 +97,57 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------ optim
-def make_optimizer(params: Iterable[nn.Parameter], cfg: dict[str, Any], **extra: Any) -> torch.optim.Optimizer:
-    """AdamW from ``cfg``; ``extra`` are implementation switches (e.g. ``fused``, see hotpath.py)."""
-    if cfg["name"] != "AdamW":
-        raise UserError(f"optimizer {cfg['name']!r} is not supported; the paper uses AdamW")
-    return torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), **extra)
+OPTIMIZERS = ("AdamW", "Adam")
+SCHEDULERS = ("CosineAnnealingWarmRestarts", "ReduceLROnPlateau")
+
+
+def make_optimizer(params: Iterable[Any], cfg: dict[str, Any], **extra: Any) -> torch.optim.Optimizer:
+    """AdamW (the paper, Section 4) or Adam (MulSupCon ``codes/config/*_yeast.yaml``; its
+    ``weight_decay`` is the L2 term added to the gradient, AdamW's is decoupled). ``params`` may be
+    parameters or parameter groups (dicts with their own ``lr``); ``extra`` are implementation
+    switches (e.g. ``fused``, see hotpath.py)."""
+    if cfg["name"] not in OPTIMIZERS:
+        raise UserError(f"optimizer {cfg['name']!r} is not supported; choose {' or '.join(OPTIMIZERS)}")
+    cls = torch.optim.AdamW if cfg["name"] == "AdamW" else torch.optim.Adam
+    return cls(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), **extra)
+
+
+def finetune_param_groups(model: nn.Module, lr: float, backbone_lr_mult: float) -> list[dict[str, Any]]:
+    """Two groups: the network without ``fc`` at ``lr * backbone_lr_mult``, ``fc`` at ``lr``
+    (MulSupCon ``codes/models.py`` ``Simple.get_config_optim``: encoder at ``lr * lrp``, output layer
+    at ``lr``). ``lr`` is also each group's ``initial_lr`` for the schedulers."""
+    fc = set(id(p) for p in model.fc.parameters())
+    rest = [p for p in model.parameters() if id(p) not in fc]
+    return [{"params": rest, "lr": lr * float(backbone_lr_mult)},
+            {"params": list(model.fc.parameters()), "lr": lr}]
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any]):
-    if cfg["name"] != "CosineAnnealingWarmRestarts":
-        raise UserError(f"scheduler {cfg['name']!r} is not supported; the paper uses CosineAnnealingWarmRestarts")
-    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        opt, T_0=int(cfg["T_0"]), T_mult=int(cfg["T_mult"]), eta_min=float(cfg["eta_min"]))
+    """CosineAnnealingWarmRestarts (the paper) or ReduceLROnPlateau (MulSupCon ``train_yeast.yaml``;
+    stepped once per epoch with the monitored loss, see :func:`_epoch_end_step`)."""
+    if cfg["name"] == "CosineAnnealingWarmRestarts":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            opt, T_0=int(cfg["T_0"]), T_mult=int(cfg["T_mult"]), eta_min=float(cfg["eta_min"]))
+    if cfg["name"] == "ReduceLROnPlateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=float(cfg["factor"]), patience=int(cfg["patience"]),
+            cooldown=int(cfg["cooldown"]), threshold=float(cfg["threshold"]),
+            threshold_mode=cfg.get("threshold_mode", "rel"), min_lr=float(cfg.get("min_lr", 0.0)))
+    raise UserError(f"scheduler {cfg['name']!r} is not supported; choose {' or '.join(SCHEDULERS)}")
+
+
+def is_plateau(sched: Any) -> bool:
+    return isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _epoch_end_step(sched: Any, mode: str, monitored: float) -> None:
+    """End-of-epoch scheduler step: ReduceLROnPlateau with the monitored loss (fine-tuning: the
+    validation BCE, MulSupCon ``codes/main.py`` l. 382-383; pretraining: the train loss, l. 170-171),
+    the cosine schedule once per epoch in ``"epoch"`` mode (per iteration otherwise)."""
+    if is_plateau(sched):
+        sched.step(monitored)
+    elif mode == "epoch":
+        sched.step()
 
 
 # ------------------------------------------------------------------------------------ progress
@@ -176,7 +219,7 @@ def load_state(path: Path, config_hash: str) -> dict[str, Any] | None:
 
 
 def _scheduler_step(sched, mode: str, epoch: int, i: int, iters: int) -> None:
-    if mode == "iter":
+    if mode == "iter" and not is_plateau(sched):
         sched.step(epoch + (i + 1) / iters)
 
 
@@ -262,16 +305,30 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
              device: torch.device, state_path: Path, config_hash: str, checkpoint_every: int = 1,
              log_every: int = 10, precision: str = "fp32",
              on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
-    """Run (or resume) pretraining; ``moco`` is trained in place. Returns the history."""
+    """Run (or resume) pretraining; ``moco`` is trained in place. Returns the history.
+
+    ``cfg["keep"]``: ``"last"`` leaves the last epoch's weights in ``moco``; ``"best_train_loss"``
+    the weights at the end of the epoch with the lowest running train loss (MulSupCon
+    ``codes/main.py`` l. 157 and 175-179: ignite ``RunningAverage`` — an exponential average of the
+    iteration losses, α = 0.98 — scored at each epoch end, ``train_best`` checkpoint, which
+    ``codes/utils.py`` l. 139-140 loads for fine-tuning). The running average is not reset
+    between epochs (ignite's default ``RunningBatchWise`` usage).
+    """
     params = [p for p in moco.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg["optimizer"], **hotpath.optimizer_kwargs(precision, params))
     sched = make_scheduler(opt, cfg["scheduler"])
     epochs, mode = int(cfg["epochs"]), cfg["scheduler_step"]
-    history: dict[str, Any] = {"loss": [], "lr": []}
+    keep = cfg["keep"]
+    if keep not in PRETRAIN_KEEP:
+        raise UserError(f"pretrain.keep must be one of {', '.join(PRETRAIN_KEEP)}, got {keep!r}")
+    history: dict[str, Any] = {"loss": [], "lr": [], "running_loss": []}
+    best: dict[str, Any] = {"epoch": 0, "running_loss": math.inf}
     state = _resume(state_path, config_hash, moco, opt, sched, seed, "pretrain-rng")
     start, elapsed = 0, 0.0
     if state is not None:
         start, history, elapsed = state["epoch"], state["history"], state["elapsed_s"]
+        best = state.get("best", best)
+    running = history["running_loss"][-1] if history["running_loss"] else None
     iters = len(batches)
     if iters < 1:
         raise UserError("the training split is too small for one pretraining batch; lower "
@@ -298,22 +355,31 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
                 moco.enqueue(out.k, out.key_labels[: y.shape[0]], out.dist)
                 total += loss.detach()
                 count += 1
+                if keep == "best_train_loss":  # one sync per iteration, only when this reading is on
+                    value = float(loss.detach())
+                    running = value if running is None else RUNNING_ALPHA * running + (1 - RUNNING_ALPHA) * value
             history["lr"].append(opt.param_groups[0]["lr"])
-            if mode == "epoch":
-                sched.step()
             mean_loss = float(total) / max(1, count)
+            _epoch_end_step(sched, mode, mean_loss)
             history["loss"].append(mean_loss)
+            history["running_loss"].append(running)
+            if keep == "best_train_loss" and running < best["running_loss"]:
+                best = {"epoch": epoch + 1, "running_loss": running,
+                        "model": {k: v.detach().clone().cpu() for k, v in moco.state_dict().items()}}
             progress.update(epoch, loss=mean_loss)
             if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
                 save_state(state_path, {
                     "config_hash": config_hash, "phase": "pretrain", "epoch": epoch + 1,
                     "model": moco.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": get_rng_state(), "history": history,
+                    "rng": get_rng_state(), "history": history, "best": best,
                     "elapsed_s": elapsed + time.monotonic() - t0,
                 })
             if on_epoch_end is not None:
                 on_epoch_end("pretrain", epoch)
     progress.close()
+    if keep == "best_train_loss" and "model" in best:
+        moco.load_state_dict(best["model"])
+    history["kept_epoch"] = best["epoch"] if keep == "best_train_loss" else epochs
     history["elapsed_s"] = elapsed + time.monotonic() - t0
     return history
 
@@ -347,24 +413,40 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
     """BCE fine-tuning of the whole network with model selection on ``val``.
 
     On return ``model`` holds the selected weights. The result has ``history``, ``best_epoch``
-    (1-based), ``val_scores`` / ``val_labels`` of the selected model and ``elapsed_s``.
+    (1-based), ``stopped_epoch`` (epochs run), ``val_scores`` / ``val_labels`` of the selected
+    model and ``elapsed_s``.
+
+    ``backbone_lr_mult`` (default 1): with another value everything but ``fc`` trains at that
+    multiple of the learning rate (:func:`finetune_param_groups`). ``early_stop_patience`` (default
+    None = off): stop once that many epochs have passed without a better selection score (ignite
+    ``EarlyStopping`` as MulSupCon ``codes/main.py`` l. 448-453 uses it, on the validation BCE).
     """
-    opt = make_optimizer(model.parameters(), cfg["optimizer"])
+    mult = cfg["backbone_lr_mult"]
+    params = (model.parameters() if mult is None or float(mult) == 1.0
+              else finetune_param_groups(model, float(cfg["optimizer"]["lr"]), float(mult)))
+    opt = make_optimizer(params, cfg["optimizer"])
     sched = make_scheduler(opt, cfg["scheduler"])
     epochs, mode, select = int(cfg["epochs"]), cfg["scheduler_step"], cfg["select"]
+    patience = cfg["early_stop_patience"]
     history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_mAP": [], "lr": []}
     best: dict[str, Any] = {"epoch": 0, "score": -math.inf}
     state = _resume(state_path, config_hash, model, opt, sched, seed, "finetune-rng")
     start, elapsed = 0, 0.0
     if state is not None:
         start, history, best, elapsed = state["epoch"], state["history"], state["best"], state["elapsed_s"]
+
+    def stop_early(done: int) -> bool:  # ``done`` epochs completed
+        return patience is not None and best["epoch"] > 0 and done - best["epoch"] >= int(patience)
     iters = len(train)
     if iters < 1:
         raise UserError("the training split is too small for one fine-tuning batch")
     progress = EpochProgress("finetune", epochs, start, log_every)
     t0 = time.monotonic()
+    stopped = start
     with compiled([model], cfg["compile"]):
         for epoch in range(start, epochs):
+            if stop_early(epoch):  # resumed after the run had already stopped
+                break
             model.train()
             total, count = torch.zeros((), device=device), 0
             for i, batch in enumerate(train.epoch(epoch)):
@@ -378,10 +460,9 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
                 _scheduler_step(sched, mode, epoch, i, iters)
                 total += loss.detach()
                 count += 1
-            history["lr"].append(opt.param_groups[0]["lr"])
-            if mode == "epoch":
-                sched.step()
+            history["lr"].append(opt.param_groups[-1]["lr"])  # fc's group (the only one without a multiplier)
             val_scores, val_labels, val_loss = predict(model, val, device, precision)
+            _epoch_end_step(sched, mode, val_loss)
             val_map = _map(val_scores, val_labels)
             history["train_loss"].append(float(total) / max(1, count))
             history["val_loss"].append(val_loss)
@@ -392,7 +473,9 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
                         "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()},
                         "val_scores": torch.from_numpy(val_scores), "val_labels": torch.from_numpy(val_labels)}
             progress.update(epoch, loss=history["train_loss"][-1], val_loss=val_loss, val_mAP=val_map)
-            if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            stopped = epoch + 1
+            last = epoch + 1 == epochs or stop_early(epoch + 1)
+            if (epoch + 1) % checkpoint_every == 0 or last:
                 save_state(state_path, {
                     "config_hash": config_hash, "phase": "finetune", "epoch": epoch + 1,
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -401,9 +484,12 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
                 })
             if on_epoch_end is not None:
                 on_epoch_end("finetune", epoch)
+            if last:
+                break
     progress.close()
     model.load_state_dict(best["model"])
     return {"history": history, "best_epoch": best["epoch"], "select": select,
+            "stopped_epoch": max(stopped, len(history["val_loss"])),
             "val_scores": best["val_scores"].numpy(), "val_labels": best["val_labels"].numpy(),
             "elapsed_s": elapsed + time.monotonic() - t0}
 

@@ -23,7 +23,7 @@ METRICS = plan.METRICS
 def record(dataset, method, seed, value, *, alpha=None, beta=None, ablation="none", scale="paper",
            synthetic=False, **per_metric):
     """A metrics.json-like record: every metric = ``value`` unless given in ``per_metric``."""
-    if method != "mulsupcon" and alpha is None:
+    if method not in plan.NO_LD_METHODS and alpha is None:
         alpha, beta = plan.default_alpha_beta(dataset)
     metrics = {m: per_metric.get(m, value) for m in METRICS}
     return {"dataset": dataset, "method": method, "seed": seed, "alpha": alpha, "beta": beta,
@@ -64,15 +64,16 @@ def cell(frame, **where):
 def test_run_plan_counts_and_dedupe():
     rc = RunConfig(datasets=tuple(plan.DATASET_TITLE), kinds={})
     counts = {t: len(plan.runs_for_target(t, rc)) for t in plan.TABLE_IDS + ("figure2", "all")}
-    # 5 vector datasets × 3 methods × 5 seeds; 4 image datasets × 3 × 1 seed; 16 grid cells × seeds
-    assert counts["2"] == counts["3"] == 75
-    assert counts["4"] == 12
+    # 5 vector datasets × 4 methods (3 + our bce control) × 5 seeds; 4 image datasets × 4 × 1 seed;
+    # 16 grid cells × seeds
+    assert counts["2"] == counts["3"] == 100
+    assert counts["4"] == 16
     assert counts["5"] == counts["6"] == 80 and counts["7"] == counts["8"] == 16
     assert counts["figure2"] == 4 * 5 + 4 * 1
     # shared: Table 2's CLD run on Scene = grid cell at the default α, β = Figure 2's full CLD
     # (and likewise on PASCAL), so the union is smaller than the sum
     assert plan.fmt_num(plan.default_alpha_beta("scene")[0]) in map(plan.fmt_num, plan.PAPER_GRID)
-    assert counts["all"] == 75 + 12 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1 == 195
+    assert counts["all"] == 100 + 16 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1 == 224
     main_cld = {k for k in plan.runs_for_target("2", rc) if k.dataset == "scene" and k.method == "cld"}
     assert main_cld <= set(plan.runs_for_target("5", rc))
     assert main_cld <= set(plan.runs_for_target("figure2", rc))
@@ -88,6 +89,16 @@ def test_run_key_paths_and_cli_args():
     assert RunKey.from_path_parts("smoke", "scene-synthetic", "cld", "no-beta", "0.1", "1", "3") == key
     mulsupcon = RunKey("yeast", "mulsupcon", "none", "na", "na", 0, "paper", False)
     assert "--alpha" not in mulsupcon.cli_args() and "--synthetic" not in mulsupcon.cli_args()
+    assert "--preset" not in mulsupcon.cli_args()
+    # a preset other than paper goes into the first path segment and the arguments, and back
+    official = RunKey("yeast", "bce", "none", "na", "na", 0, "paper", False, "mulsupcon-official")
+    assert official.result == "results/runs/paper+mulsupcon-official/yeast/bce/none/ana_bna/seed0/metrics.json"
+    assert official.cli_args()[-2:] == ["--preset", "mulsupcon-official"]
+    assert RunKey.from_path_parts("paper+mulsupcon-official", "yeast", "bce", "none", "na", "na", "0") == official
+    rc = RunConfig.from_config({"datasets": ["yeast"], "methods": ["bce"], "seeds": [0], "image_seeds": None,
+                                "alphas": [1], "betas": [1], "ablations": ["none"], "scale": "paper",
+                                "synthetic": False, "preset": "mulsupcon-official"})
+    assert plan.runs_for_target("3", rc) == [official]
     assert [plan.fmt_num(x) for x in (0.001, 0.01, 0.1, 1, 1.0, "1", None)] == [
         "0.001", "0.01", "0.1", "1", "1", "1", "na"]
 
@@ -112,7 +123,7 @@ def test_config_strings_from_the_command_line_are_coerced():
 
 
 def test_table2_layout_ours_next_to_paper(paper):
-    runs = runs_frame(*(record("yeast", m, s, 0.70 + 0.01 * s) for m in ("mulsupcon", "rld", "cld")
+    runs = runs_frame(*(record("yeast", m, s, 0.70 + 0.01 * s) for m in ("mulsupcon", "rld", "cld", "bce")
                         for s in (0, 1)))
     frame = tables.table_frame("2", runs, paper, tolerance=0.02)
     md = tables.render_markdown("2", frame, 0.02)
@@ -122,13 +133,16 @@ def test_table2_layout_ours_next_to_paper(paper):
     header = next(i for i, line in enumerate(lines) if line.startswith("| Algorithm"))
     assert [c.strip() for c in lines[header].strip("|").split("|")] == ["Algorithm"] + [
         f"{d} {side}" for d in ("Yeast", "Scene", "Bookmarks", "Delicious", "Mediamill") for side in ("ours", "paper")]
-    body = lines[header + 2:header + 10]
+    body = lines[header + 2:header + 11]
     assert [line.split("|")[1].strip() for line in body] == [
         "LaMP (quoted)", "MPVAE (quoted)", "ASL (quoted)", "RBCC (quoted)", "C-GMVAE (quoted)",
-        "MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD"]
+        "MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD", "BCE (no pretraining, ours)"]
     mulsupcon = [c.strip() for c in body[5].strip("|").split("|")]
     assert mulsupcon[1].startswith("0.705 ± 0.007 (n=2), CI [") and mulsupcon[2] == "0.803 · **Δ -0.098 ⚠** · ours lower"
-    assert len(frame) == 8 * 2 * 2 * 5
+    assert len(frame) == 9 * 2 * 2 * 5
+    # our control: our numbers, never a paper value
+    control = cell(frame, row="BCE (no pretraining, ours)", metric="HA", dataset="yeast")
+    assert control["n"] == 2 and control["ours_mean"] == pytest.approx(0.705) and pd.isna(control["paper"])
     # quoted methods: the paper's number, labelled
     lamp = cell(frame, row="LaMP", metric="HA", dataset="yeast")
     assert lamp["text"] == f"{paper_value(paper, 2, 'yeast', 'LaMP', 'HA'):.3f} (quoted)"
@@ -278,8 +292,9 @@ def test_aggregate_one_row_per_result_file(tmp_path):
     aggregate.aggregate(paths, out)
     frame = aggregate.read_runs(out)
     assert len(frame) == 2
-    assert list(frame.columns[:11]) == aggregate.ID_COLUMNS
+    assert list(frame.columns[:len(aggregate.ID_COLUMNS)]) == aggregate.ID_COLUMNS
     ok, missing = frame.iloc[0], frame.iloc[1]
+    assert ok["preset"] == "paper" and missing["preset"] == "paper"  # a record from before presets: paper
     assert ok["status"] == "ok" and ok["paper.mAP"] == 0.5 and ok["val-threshold.threshold"] == 0.4
     assert ok["config_hash"] == "c0ffee" and ok["version.torch"] == "x" and ok["run_id"] == "r0"
     assert missing["status"] == "unavailable" and missing["reason"] == "dataset not available: no network"

@@ -50,7 +50,7 @@ def assert_valid(rec, method, ablation="none"):
         assert rec[key], key
     assert set(rec["wall_time_s"]) == {"pretrain", "finetune", "evaluate", "total"}
     assert {"n_train", "n_val", "n_test", "source"} <= set(rec["data"]) and rec["data"]["n_test"] > 0
-    if method == "mulsupcon":
+    if method in ("mulsupcon", "bce"):
         assert rec["alpha"] is None and rec["beta"] is None
     else:
         assert (rec["alpha"], rec["beta"]) == (0.1, 1.0)
@@ -124,6 +124,21 @@ def test_run_rld_ablation_end_to_end(tmp_path, data_dir):
     """One full non-default run (the loss arguments of every choice are checked above)."""
     assert main(args(tmp_path, data_dir, "rld", "--ablation", "no-all")) == 0
     assert_valid(load(tmp_path), "rld", "no-all")
+
+
+def test_bce_control_finetunes_without_pretraining(tmp_path, data_dir, reference, capsys):
+    out = tmp_path / "bce"
+    assert main(args(out, data_dir, "bce", "--preset", "mulsupcon-official")) == 0
+    rec = load(out)
+    assert_valid(rec, "bce")
+    assert rec["preset"] == "mulsupcon-official" and load(reference)["preset"] == "paper"
+    assert rec["config"]["settings"]["finetune"]["scheduler"]["name"] == "ReduceLROnPlateau"
+    assert not (out / "pretrained.pt").exists() and rec["wall_time_s"]["pretrain"] == 0.0
+    assert rec["training"]["pretrain"]["loss"] is None
+    assert rec["training"]["finetune"]["stopped_epoch"] == 3  # smoke: 3 epochs, patience 20
+    assert main(args(tmp_path / "pre", data_dir, "bce", command="pretrain")) == 2
+    assert "no pretraining phase" in capsys.readouterr().err
+    assert main(args(tmp_path / "abl", data_dir, "bce", "--ablation", "no-beta")) == 2
 
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path, data_dir, reference):

@@ -87,6 +87,34 @@ def test_settings_command(capsys):
     assert main(["settings", "--dataset", "mnist"]) == 2
 
 
+def test_preset_mulsupcon_official_settings_json(capsys):
+    from mulsupcon_ld.cli import main
+
+    assert main(["settings", "--dataset", "yeast", "--preset", "mulsupcon-official", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    p, f = s["pretrain"], s["finetune"]
+    assert s["preset"] == "mulsupcon-official"
+    assert p["optimizer"] == {"name": "Adam", "lr": 0.0004, "weight_decay": 0.00001}
+    assert (p["batch_size"], p["epochs"], p["iters_per_epoch"]) == (64, 150, 1000)
+    assert p["scheduler"] == {"name": "CosineAnnealingWarmRestarts", "T_0": 50, "T_mult": 2, "eta_min": 0.0001}
+    assert p["keep"] == "best_train_loss" and p["queue_size"] == 256 and p["mask"] == 0.5
+    assert (f["batch_size"], f["epochs"], f["iters_per_epoch"], f["mask"]) == (32, 30, 50, 0)
+    assert f["optimizer"] == {"name": "Adam", "lr": 0.0004, "weight_decay": 0.0}
+    assert f["backbone_lr_mult"] == 0.1 and f["early_stop_patience"] == 20
+    assert f["scheduler"] == {"name": "ReduceLROnPlateau", "factor": 0.1, "patience": 2, "cooldown": 1,
+                              "threshold": 0.001}
+    # preset paper is today's default, value for value; --set still applies on top of a preset
+    assert get_settings("yeast", preset="paper") == get_settings("yeast")
+    assert get_settings("yeast", "paper", ["pretrain.iters_per_epoch=100"],
+                        preset="mulsupcon-official")["pretrain"]["iters_per_epoch"] == 100
+    for bad in (dict(preset="nope"), dict(preset="mulsupcon-official", dataset="coco"),
+                dict(overrides=["finetune.scheduler.name=ReduceLROnPlateau"]),
+                dict(overrides=["finetune.backbone_lr_mult=-1"]), dict(overrides=["finetune.early_stop_patience=0"]),
+                dict(overrides=["pretrain.keep=best"]), dict(overrides=["pretrain.optimizer.name=SGD"])):
+        with pytest.raises(UserError):
+            get_settings(bad.pop("dataset", "yeast"), **bad)
+
+
 # ---------------------------------------------------------------------------- batches
 def data(n=50, d=7, c=4, seed=0):
     rng = np.random.default_rng(seed)
@@ -163,10 +191,10 @@ def simple_loss(out, y, moco):
     return -(logp * pos).sum() / pos.sum() + 0.01 * ((y - out.dist) ** 2).sum(1).mean()
 
 
-def pretrain_cfg(epochs=4, step="epoch"):
+def pretrain_cfg(epochs=4, step="epoch", **extra):
     return {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4},
             "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-5},
-            "scheduler_step": step, "compile": False}
+            "scheduler_step": step, "compile": False, "keep": "last", **extra}
 
 
 def new_moco(d=7, c=4, queue=24):
@@ -174,11 +202,11 @@ def new_moco(d=7, c=4, queue=24):
     return MoCo(Encoder(MLPBackbone(d, hidden=(16, 16, 8)), proj_dim=8), c, queue, momentum=0.9)
 
 
-def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32"):
+def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32", **extra):
     x, y = data(n=40)
     moco = new_moco()
     vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
-    hist = T.pretrain(moco, vb, pretrain_cfg(epochs, step), simple_loss, seed=0, device=torch.device("cpu"),
+    hist = T.pretrain(moco, vb, pretrain_cfg(epochs, step, **extra), simple_loss, seed=0, device=torch.device("cpu"),
                       state_path=tmp_path / name, config_hash="h", log_every=2, precision=precision,
                       on_epoch_end=hook)
     return moco, hist
@@ -231,13 +259,14 @@ def test_scheduler_modes_follow_cosine_warm_restarts(tmp_path):
     assert by_iter["lr"][0] < 1e-3 and by_iter["lr"][1] == pytest.approx(1e-3)  # restart at epoch 2.0
 
 
-def finetune_run(tmp_path, select="val_loss", epochs=4, hook=None, name="ft.pt"):
+def finetune_run(tmp_path, select="val_loss", epochs=4, hook=None, name="ft.pt", **extra):
     x, y = data(n=60)
     torch.manual_seed(0)
     model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
     cfg = {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-2, "weight_decay": 1e-5},
            "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-4},
-           "scheduler_step": "epoch", "select": select, "compile": False}
+           "scheduler_step": "epoch", "select": select, "compile": False, "backbone_lr_mult": 1.0,
+           "early_stop_patience": None, **extra}
     train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
     val = VectorBatches(x[40:], y[40:], 100, shuffle=False)
     res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,
@@ -266,6 +295,85 @@ def test_finetune_resume_equals_uninterrupted(tmp_path):
     assert r1["history"] == r2["history"] and r1["best_epoch"] == r2["best_epoch"]
     np.testing.assert_array_equal(r1["val_scores"], r2["val_scores"])
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+# MulSupCon's fine-tuning recipe (preset mulsupcon-official) on the tiny problem: Adam, plateau
+# scheduler on the validation BCE, backbone at 0.1x, early stopping; lr high enough to overfit fast
+OFFICIAL_FT = {"optimizer": {"name": "Adam", "lr": 3e-2, "weight_decay": 0.0},
+               "scheduler": {"name": "ReduceLROnPlateau", "factor": 0.1, "patience": 1, "cooldown": 1,
+                             "threshold": 0.001},
+               "backbone_lr_mult": 0.1, "early_stop_patience": 3}
+
+
+def test_backbone_lr_mult_makes_two_parameter_groups():
+    model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
+    opt = T.make_optimizer(T.finetune_param_groups(model, 4e-4, 0.1), {"name": "Adam", "lr": 4e-4,
+                                                                       "weight_decay": 0.0})
+    assert isinstance(opt, torch.optim.Adam) and not isinstance(opt, torch.optim.AdamW)
+    backbone, fc = opt.param_groups
+    assert backbone["lr"] == pytest.approx(4e-5) and fc["lr"] == pytest.approx(4e-4)
+    assert [id(p) for p in fc["params"]] == [id(p) for p in model.fc.parameters()]
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in model.backbone.parameters()}
+    # each parameter in exactly one group
+    assert len(backbone["params"]) + len(fc["params"]) == len(list(model.parameters()))
+
+
+def test_official_finetune_recipe_plateau_and_early_stop(tmp_path):
+    epochs = 25
+    _, res, _ = finetune_run(tmp_path, epochs=epochs, **OFFICIAL_FT)
+    h, stopped = res["history"], res["stopped_epoch"]
+    assert stopped < epochs, "the recipe is meant to overfit and stop early here"
+    assert len(h["val_loss"]) == stopped and stopped - res["best_epoch"] == 3
+    assert res["best_epoch"] == int(np.argmin(h["val_loss"])) + 1
+    # ReduceLROnPlateau on the validation loss: the lr only falls, by the factor 0.1, and does fall
+    lrs = h["lr"]
+    assert lrs[0] == pytest.approx(3e-2) and min(lrs) < 3e-2
+    assert all(b == pytest.approx(a) or b == pytest.approx(a * 0.1) for a, b in zip(lrs, lrs[1:]))
+    # a plateau scheduler built by hand, fed the recorded validation losses, gives the same lrs
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-2)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=1, cooldown=1, threshold=0.001)
+    expect = []
+    for v in h["val_loss"]:
+        expect.append(opt.param_groups[0]["lr"])
+        ref.step(v)
+    assert lrs == pytest.approx(expect)
+
+
+@pytest.mark.parametrize("kill", ["mid", "at_stop"])
+def test_plateau_and_early_stop_resume_equals_uninterrupted(tmp_path, kill):
+    epochs = 25
+    m1, r1, _ = finetune_run(tmp_path, epochs=epochs, name="a.pt", **OFFICIAL_FT)
+    k = 3 if kill == "mid" else r1["stopped_epoch"]  # at_stop: killed after the last checkpoint
+    with pytest.raises(Stop):
+        finetune_run(tmp_path, epochs=epochs, hook=stop_after("finetune", k), name="b.pt", **OFFICIAL_FT)
+    state = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert state["epoch"] == k and "best" in state["scheduler"]  # the plateau scheduler's state is saved
+    torch.manual_seed(123)
+    m2, r2, _ = finetune_run(tmp_path, epochs=epochs, name="b.pt", **OFFICIAL_FT)
+    assert r1["history"] == r2["history"] and r1["best_epoch"] == r2["best_epoch"]
+    assert r1["stopped_epoch"] == r2["stopped_epoch"]
+    np.testing.assert_array_equal(r1["val_scores"], r2["val_scores"])
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+def test_pretrain_keeps_best_running_train_loss_and_resumes(tmp_path):
+    extra = {"keep": "best_train_loss", "optimizer": {"name": "Adam", "lr": 1e-2, "weight_decay": 1e-5}}
+    best, hist = run_pretrain(tmp_path, epochs=6, name="a.pt", **extra)
+    running = hist["running_loss"]
+    kept = hist["kept_epoch"]
+    assert kept == int(np.argmin(running)) + 1
+    # the running loss is ignite's RunningAverage: exponential, alpha 0.98, over the iteration losses
+    assert running[0] != pytest.approx(hist["loss"][0])
+    # the kept weights are those at the end of epoch `kept`: a run of `kept` epochs keeping the last
+    last, _ = run_pretrain(tmp_path, epochs=kept, name="c.pt", optimizer=extra["optimizer"])
+    assert all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), last.state_dict().values()))
+    # kill and resume: same history, same kept weights
+    with pytest.raises(Stop):
+        run_pretrain(tmp_path, epochs=6, hook=stop_after("pretrain", 4), name="b.pt", **extra)
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    resumed, hist_res = run_pretrain(tmp_path, epochs=6, name="b.pt", **extra)
+    assert hist_res["running_loss"] == running and hist_res["kept_epoch"] == kept
+    assert all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), resumed.state_dict().values()))
 
 
 def test_progress_plain_lines_when_not_a_terminal(capsys):
@@ -307,7 +415,8 @@ def _compile_finetune(tmp_path, name, compile):
     model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
     cfg = {"epochs": 2, "optimizer": {"name": "AdamW", "lr": 1e-2, "weight_decay": 1e-5},
            "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-4},
-           "scheduler_step": "epoch", "select": "val_loss", "compile": compile}
+           "scheduler_step": "epoch", "select": "val_loss", "compile": compile,
+           "backbone_lr_mult": 1.0, "early_stop_patience": None}
     train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
     val = VectorBatches(x[40:], y[40:], 100, shuffle=False)
     res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,

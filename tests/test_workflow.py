@@ -119,19 +119,20 @@ def default_workdir(tmp_path_factory):
     return make_workdir(tmp_path_factory.mktemp("dry") / "wf")
 
 
-# default config: 5 vector datasets × 5 seeds, 4 image datasets × 1 seed (image_seeds), 3 methods;
+# default config: 5 vector datasets × 5 seeds, 4 image datasets × 1 seed (image_seeds), 4 methods
+# (mulsupcon, rld, cld and our bce control);
 # grid 4 × 4 α, β; 4 ablation variants. "all" counts each shared run once: Table 2's CLD run on
 # Scene (PASCAL: Table 4's) is also the grid cell at the default α, β and Figure 2's full CLD.
 DRY_RUN_TRAIN_JOBS = {
-    "paper_tables/table2.md": 5 * 3 * 5,
-    "paper_tables/table3.md": 5 * 3 * 5,
+    "paper_tables/table2.md": 5 * 4 * 5,
+    "paper_tables/table3.md": 5 * 4 * 5,
     # table4: test_dry_run_table4_every_training_job_asks_for_a_gpu (one dry run for both)
     "paper_tables/table5.md": 16 * 5,
     "paper_tables/table6.md": 16 * 5,
     "paper_tables/table7.md": 16 * 1,
     "paper_tables/table8.md": 16 * 1,
     "paper_tables/figure2.png": 4 * 5 + 4 * 1,
-    "all": 75 + 12 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1,
+    "all": 100 + 16 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1,
 }
 
 
@@ -149,6 +150,18 @@ def test_dry_run_job_counts(default_workdir, target):
         assert counts["table"] == 7 and counts["figure2"] == counts["aggregate"] == counts["diff"] == 1
 
 
+def test_dry_run_preset_in_paths_and_arguments(tmp_path):
+    wd = make_workdir(tmp_path / "wf")
+    config = ("--config", "preset=mulsupcon-official", "datasets=[yeast]", "methods=[bce]", "seeds=[0]")
+    out = snakemake(wd, "-n", "-p", "paper_tables/table3.md", *config)
+    assert "results/runs/paper+mulsupcon-official/yeast/bce/none/ana_bna/seed0/metrics.json" in out.stdout
+    assert job_counts(out.stdout)["train"] == 1
+    # the preset needs vector data: a config with an image dataset stops before any job
+    bad = snakemake(wd, "-n", "paper_tables/table4.md", "--config", "preset=mulsupcon-official",
+                    "datasets=[pascal]", check=False)
+    assert bad.returncode != 0 and "vector datasets only" in bad.stdout + bad.stderr
+
+
 def _default_config() -> dict:
     import yaml
 
@@ -160,11 +173,11 @@ IMAGE_DATASETS = ("mirflickr", "nuswide", "coco", "pascal")  # Table 4's columns
 
 def test_dry_run_table4_every_training_job_asks_for_a_gpu(default_workdir):
     out = snakemake(default_workdir, "-n", "paper_tables/table4.md")
-    assert job_counts(out.stdout)["train"] == 12
+    assert job_counts(out.stdout)["train"] == 16
     rc = plan.RunConfig.from_config({**_default_config(), "datasets": list(plan.DATASET_TITLE)})
-    assert len(plan.runs_for_target("4", rc)) == 12  # the plan the tables read agrees with the DAG
+    assert len(plan.runs_for_target("4", rc)) == 16  # the plan the tables read agrees with the DAG
     train = [job for job in job_blocks(out.stdout) if job["rule"] == "train"]
-    assert len(train) == 12  # 4 image datasets × 3 methods × image_seeds [0]
+    assert len(train) == 16  # 4 image datasets × 4 methods × image_seeds [0]
     image = _default_config()["resources"]["image"]
     assert image["gpu"] == 1
     for job in train:
@@ -173,7 +186,7 @@ def test_dry_run_table4_every_training_job_asks_for_a_gpu(default_workdir):
         assert res.get("gpu") == "1", job
         assert res["mem_mb"] == str(image["mem_mb"]) and res["runtime"] == str(image["runtime"]), job
     assert {(j["wildcards"]["data"], j["wildcards"]["method"]) for j in train} == {
-        (d, m) for d in IMAGE_DATASETS for m in ("mulsupcon", "rld", "cld")}
+        (d, m) for d in IMAGE_DATASETS for m in ("mulsupcon", "rld", "cld", "bce")}
     # download/prepare of image datasets are no GPU jobs
     assert all("gpu" not in j["resources"] for j in job_blocks(out.stdout) if j["rule"] != "train")
 
@@ -206,7 +219,10 @@ def test_synthetic_tables_show_ours_paper_and_mark(synthetic_run):
         ours = cells[cells["status"] == "ok"]
         assert len(ours) > 0 and (ours["dataset"] == "scene").all()
         assert ours["text"].str.startswith("SYNTHETIC ").all()
-        assert ours["text"].str.contains(r" · paper 0\.\d{3} · ").all()  # the paper's value beside ours
+        control = ours["method"] == "BCE (no pretraining, ours)"  # our control: no paper value, ever
+        assert control.any() == (table != "5") and ours.loc[control, "paper"].isna().all()
+        assert ours.loc[control, "text"].str.endswith("paper — (not reported)").all()
+        assert ours.loc[~control, "text"].str.contains(r" · paper 0\.\d{3} · ").all()  # the paper's value beside ours
         assert (ours["n"] == 2).all()
         assert (cells.loc[cells["status"] == "missing", "text"].str.startswith("— (not run")).all()
     t5 = pd.read_csv(wd / "paper_tables/table5.csv")
@@ -224,8 +240,9 @@ def test_synthetic_tables_show_ours_paper_and_mark(synthetic_run):
 def test_synthetic_runs_csv_one_row_per_job(synthetic_run):
     wd, planned = synthetic_run
     runs = pd.read_csv(wd / "results/runs.csv")
-    # Scene: 3 methods + 1 more grid cell + 3 ablation variants, × 2 seeds
-    assert planned["train"] == (3 + 1 + 3) * 2 == len(runs)
+    # Scene: 4 methods (3 + bce) + 1 more grid cell + 3 ablation variants, × 2 seeds
+    assert planned["train"] == (4 + 1 + 3) * 2 == len(runs)
+    assert (runs["preset"] == "paper").all()
     assert "download" not in planned and planned["prepare"] == 1  # synthetic: nothing to download
     assert len(list((wd / "results/runs").rglob("metrics.json"))) == len(runs)
     assert runs["run_id"].is_unique and (runs["status"] == "ok").all() and runs["synthetic"].all()
@@ -296,7 +313,7 @@ def test_table4_synthetic_pascal_cells(table4_run):
     md = (wd / "paper_tables/table4.md").read_text()
     assert "**SYNTHETIC DATA**" in md and "Scale: smoke" in md
     cells = pd.read_csv(wd / "paper_tables/table4.csv")
-    assert len(cells) == 3 * 6 * 4  # methods × metrics × datasets
+    assert len(cells) == 4 * 6 * 4  # methods (3 + our bce control) × metrics × datasets
     pascal, others = cells[cells["dataset"] == "pascal"], cells[cells["dataset"] != "pascal"]
     not_run = pascal[pascal["method"] != "MulSupCon_CLD"]
     assert (not_run["status"] == "missing").all() and not_run["ours_mean"].isna().all()
@@ -310,6 +327,7 @@ def test_table4_synthetic_pascal_cells(table4_run):
     # the other image datasets: no number, the reason in a note
     assert set(others["dataset"]) == {"mirflickr", "nuswide", "coco"}
     assert (others["status"] == "missing").all() and others["ours_mean"].isna().all()
+    others = others[others["method"] != "BCE (no pretraining, ours)"]
     assert others["text"].str.match(r"— \(not run \[\d+\]\) · paper 0\.\d{4}$").all()
     assert others["note"].str.startswith("not run with this configuration").all()
     assert re.search(r"^\[\d+\] not run with this configuration", md, re.M)
@@ -374,7 +392,9 @@ def test_real_prestaged_data(tmp_path):
         ours = cells[cells["status"] != "quoted"]
         real = ours[ours["dataset"].isin(["yeast", "scene"])]
         assert (real["status"] == "ok").all() and not real["synthetic"].any()
-        assert real["text"].str.match(r"0\.\d{3} \(n=1\) · paper 0\.\d{3} · ").all()
+        control = real["method"] == "BCE (no pretraining, ours)"
+        assert control.any() and real.loc[control, "text"].str.match(r"0\.\d{3} \(n=1\) · paper — ").all()
+        assert real.loc[~control, "text"].str.match(r"0\.\d{3} \(n=1\) · paper 0\.\d{3} · ").all()
         media = ours[ours["dataset"] == "mediamill"]
         assert (media["status"] == "unavailable").all() and media["ours_mean"].isna().all()
         assert media["text"].str.startswith("— (dataset not available [").all()

@@ -164,6 +164,6 @@ def unavailable_record(key: RunKey, reason: str) -> dict[str, Any]:
     num = (lambda v: None if v == NA else float(v))
     return {
         "dataset": key.dataset, "method": key.method, "seed": key.seed, "alpha": num(key.alpha),
-        "beta": num(key.beta), "ablation": key.ablation, "scale": key.scale, "synthetic": key.synthetic,
+        "beta": num(key.beta), "ablation": key.ablation, "scale": key.scale, "preset": key.preset, "synthetic": key.synthetic,
         "status": UNAVAILABLE, "reason": f"dataset not available: {reason}", "metrics": None,
     }

@@ -22,14 +22,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..names import ABLATIONS, PAPER_METHOD, TABLE_METRICS
+from ..names import ABLATIONS, CONTROL_METHOD, NO_LD_METHODS, PAPER_METHOD, TABLE_METRICS
 from ..registry import get_dataset
 from ..settings import get_settings
 
 # --------------------------------------------------------------------------------------------
 # names
 
-OUR_METHOD = {v: k for k, v in PAPER_METHOD.items()}
+OUR_METHOD = {v: k for k, v in {**PAPER_METHOD, **CONTROL_METHOD}.items()}
 #: methods of Table 2 whose numbers are quoted from the paper (we do not run them)
 QUOTED_METHODS = ("LaMP", "MPVAE", "ASL", "RBCC", "C-GMVAE")
 METRICS = TABLE_METRICS  # the metric names, in the paper's column order
@@ -37,6 +37,7 @@ ABLATION_LABEL = {"none": "MulSupCon_CLD (full)", "no-alpha": "w/o α", "no-beta
 #: the α, β values of Tables 5–8 ("We select both hyperparameters α and β from {0.001, 0.01, 0.1, 1}")
 PAPER_GRID = (0.001, 0.01, 0.1, 1.0)
 SYNTHETIC_SUFFIX = "-synthetic"
+PRESET_SEP = "+"
 NA = "na"
 
 RUNS_ROOT = "results/runs"
@@ -70,7 +71,11 @@ def split_data_name(data: str) -> tuple[str, bool]:
 
 @dataclass(frozen=True, order=True)
 class RunKey:
-    """One training run: ``mulsupcon-ld run`` with exactly these arguments."""
+    """One training run: ``mulsupcon-ld run`` with exactly these arguments.
+
+    A preset other than ``paper`` is part of the first path segment (``paper+mulsupcon-official``),
+    so results of different presets never share a path and ``paper`` paths stay as they were.
+    """
 
     dataset: str
     method: str
@@ -80,21 +85,28 @@ class RunKey:
     seed: int
     scale: str
     synthetic: bool
+    preset: str = "paper"
 
     @classmethod
     def from_path_parts(cls, scale: str, data: str, method: str, ablation: str, alpha: str, beta: str,
                         seed: int | str) -> "RunKey":
-        """The key of a result path's parts (the training rule's wildcards)."""
+        """The key of a result path's parts (the training rule's wildcards); ``scale`` is the first
+        segment, ``SCALE`` or ``SCALE+PRESET``."""
         dataset, synthetic = split_data_name(data)
-        return cls(dataset, method, ablation, alpha, beta, int(seed), scale, synthetic)
+        scale, _, preset = scale.partition(PRESET_SEP)
+        return cls(dataset, method, ablation, alpha, beta, int(seed), scale, synthetic, preset or "paper")
 
     @property
     def data(self) -> str:
         return data_name(self.dataset, self.synthetic)
 
     @property
+    def scale_dir(self) -> str:
+        return self.scale if self.preset == "paper" else f"{self.scale}{PRESET_SEP}{self.preset}"
+
+    @property
     def run_id(self) -> str:
-        return (f"{self.scale}/{self.data}/{self.method}/{self.ablation}/"
+        return (f"{self.scale_dir}/{self.data}/{self.method}/{self.ablation}/"
                 f"a{self.alpha}_b{self.beta}/seed{self.seed}")
 
     @property
@@ -115,6 +127,8 @@ class RunKey:
         if self.beta != NA:
             args += ["--beta", self.beta]
         args += ["--ablation", self.ablation, "--scale", self.scale]
+        if self.preset != "paper":
+            args += ["--preset", self.preset]
         if self.synthetic:
             args.append("--synthetic")
         return args
@@ -129,7 +143,7 @@ def default_alpha_beta(dataset: str, scale: str = "paper") -> tuple[float, float
 
 def main_alpha_beta(dataset: str, method: str, scale: str) -> tuple[str, str]:
     """``(alpha, beta)`` path text of a Tables 2–4 run: the defaults, or ``na`` for MulSupCon."""
-    if method == "mulsupcon":
+    if method in NO_LD_METHODS:
         return NA, NA
     a, b = default_alpha_beta(dataset, scale)
     return fmt_num(a), fmt_num(b)
@@ -171,7 +185,7 @@ class TableSpec:
 
 _VECTOR5 = ("yeast", "scene", "bookmarks", "delicious", "mediamill")
 _VECTOR5_T = ("Yeast", "Scene", "Bookmarks", "Delicious", "Mediamill")
-_OURS = ("MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD")
+_OURS = ("MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD", CONTROL_METHOD["bce"])
 
 TABLES: dict[str, TableSpec] = {
     "2": TableSpec(
@@ -282,7 +296,7 @@ class RunConfig:
     """The part of the workflow config that decides which runs exist."""
 
     datasets: tuple[str, ...]
-    methods: tuple[str, ...] = tuple(PAPER_METHOD)
+    methods: tuple[str, ...] = tuple(PAPER_METHOD) + tuple(CONTROL_METHOD)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     image_seeds: tuple[int, ...] | None = (0,)
     alphas: tuple[float, ...] = PAPER_GRID
@@ -290,6 +304,7 @@ class RunConfig:
     ablations: tuple[str, ...] = ABLATIONS
     scale: str = "paper"
     synthetic: bool = False
+    preset: str = "paper"
     kinds: Mapping[str, str] = field(default_factory=dict)  # dataset -> "vector" | "image"
 
     @classmethod
@@ -306,6 +321,7 @@ class RunConfig:
             ablations=tuple(config["ablations"]),
             scale=str(config["scale"]),
             synthetic=bool(config["synthetic"]),
+            preset=str(config.get("preset", "paper")),
             kinds={d: dataset_kind(d) for d in datasets},
         )
 
@@ -318,7 +334,7 @@ class RunConfig:
         return self.seeds
 
     def key(self, dataset: str, method: str, ablation: str, alpha: str, beta: str, seed: int) -> RunKey:
-        return RunKey(dataset, method, ablation, alpha, beta, int(seed), self.scale, self.synthetic)
+        return RunKey(dataset, method, ablation, alpha, beta, int(seed), self.scale, self.synthetic, self.preset)
 
 
 def runs_for_table(table_id: str, rc: RunConfig) -> list[RunKey]:

@@ -1,6 +1,6 @@
 """Collect ``metrics.json`` result files into one table, one row per run (``results/runs.csv``).
 
-Columns: the run's parameters (``dataset, method, seed, alpha, beta, ablation, scale, synthetic``),
+Columns: the run's parameters (``dataset, method, seed, alpha, beta, ablation, scale, preset, synthetic``),
 ``status`` (``ok`` or ``unavailable``) and ``reason``; every metric of both protocols
 (``paper.mAP`` … ``val-threshold.ebF1``, ``val-threshold.threshold``); ``wall_time_s.*``;
 provenance (``config_hash``, ``result_hash``, ``git_commit``, ``version.<package>``, ``device``,
@@ -19,8 +19,9 @@ import pandas as pd
 from ..atomic import atomic_path
 from ..names import PROTOCOLS
 from ..pipeline.plan import METRICS, RUNS_ROOT
-ID_COLUMNS = ["run_id", "dataset", "method", "seed", "alpha", "beta", "ablation", "scale", "synthetic",
-              "status", "reason"]
+
+ID_COLUMNS = ["run_id", "dataset", "method", "seed", "alpha", "beta", "ablation", "scale", "preset",
+              "synthetic", "status", "reason"]
 METRIC_COLUMNS = [f"{p}.{m}" for p in PROTOCOLS for m in METRICS] + ["val-threshold.threshold"]
 
 
@@ -32,6 +33,7 @@ def run_row(record: dict[str, Any], path: str | os.PathLike | None = None) -> di
     """Flatten one result record into a row."""
     metrics = record.get("metrics")
     row: dict[str, Any] = {k: record.get(k) for k in ID_COLUMNS if k not in ("run_id", "status", "reason")}
+    row["preset"] = record.get("preset") or "paper"  # records written before presets existed
     row["status"] = record.get("status") or ("ok" if isinstance(metrics, dict) else "unavailable")
     row["reason"] = record.get("reason") or ""
     row["run_id"] = _run_id(path) if path is not None else ""
@@ -71,7 +73,8 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 def read_runs(path: str | os.PathLike) -> pd.DataFrame:
     """Read a runs CSV written by :func:`write_runs` (types restored)."""
-    text_columns = {c: str for c in ("run_id", "dataset", "method", "ablation", "scale", "status", "reason")}
+    text_columns = {c: str for c in ("run_id", "dataset", "method", "ablation", "scale", "preset", "status",
+                                            "reason")}
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text_columns)
     for col in ("alpha", "beta") + tuple(c for c in METRIC_COLUMNS if c in frame.columns):
         if col in frame.columns:

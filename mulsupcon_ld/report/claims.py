@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..atomic import write_text
 from ..errors import UserError
+from ..names import NO_LD_METHODS
 from ..paper_numbers import REPO_ROOT
 from ..pipeline import plan
 from .aggregate import read_runs
@@ -169,7 +170,7 @@ def side_label(claim: dict, side: str) -> str:
     """``cld (α=0.1, β=1)``, ``cld no-alpha (default α, β)``, ``mulsupcon``."""
     method, abl = claim[f"{side}_method"], claim[f"{side}_ablation"]
     text = method + ("" if abl in ("", "none") else f" {abl}")
-    if method in ("mulsupcon", "bce"):
+    if method in NO_LD_METHODS:
         return text
     a, b = claim[f"{side}_alpha"], claim[f"{side}_beta"]
     return text + (f" (α={a}, β={b})" if a or b else " (default α, β)")
@@ -178,7 +179,7 @@ def side_label(claim: dict, side: str) -> str:
 def _config(claim: dict, side: str, scale: str) -> tuple[str, str, str, str, str]:
     ds, method = claim["dataset"], claim[f"{side}_method"]
     a, b = claim[f"{side}_alpha"], claim[f"{side}_beta"]
-    if not a and not b and method not in ("mulsupcon", "bce"):
+    if not a and not b and method not in NO_LD_METHODS:
         a, b = (plan.fmt_num(x) for x in plan.default_alpha_beta(ds, scale))
     return RunIndex.config_key(ds, method, claim[f"{side}_ablation"] or "none", a or None, b or None)
 

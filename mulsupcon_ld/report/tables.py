@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..atomic import write_text
+from ..names import CONTROL_METHOD, NO_LD_METHODS
 from ..paper_numbers import load_paper_numbers
 from ..pipeline import plan
 from .aggregate import metric_column
@@ -38,10 +39,6 @@ from .stats import mean_ci, paper_vs_ci
 GROUPS = (("paper", False), ("smoke", False), ("paper", True), ("smoke", True))
 #: preset of runs recorded before presets existed (and the preferred one when several are present)
 DEFAULT_PRESET = "paper"
-#: methods without a label-distribution loss: their runs carry no α, β
-NO_LD_METHODS = ("mulsupcon", "bce")
-#: our controls: table row label -> method; shown in Tables 2–4 only when runs of them exist
-CONTROL_ROWS = {"BCE (no pretraining, ours)": "bce"}
 NOT_RUN = "not run with this configuration (see config keys datasets, methods, seeds, alphas, betas, ablations)"
 FLAG = "⚠"
 SHORT_REASON = {"unavailable": "dataset not available", "missing": "not run"}
@@ -141,7 +138,7 @@ class RunIndex:
         """
         fallback = None
         for scale, synthetic, preset in self.group_order:
-            key = cell_run_key(cell, scale)
+            key = plan.cell_key(cell, scale)
             rows = self.rows(self.config_key(key["dataset"], key["method"], key["ablation"], key["alpha"],
                                              key["beta"]), (scale, synthetic, preset))
             if not len(rows):
@@ -150,14 +147,6 @@ class RunIndex:
                 return rows, scale, synthetic, preset
             fallback = fallback or (rows, scale, synthetic, preset)
         return fallback or (self.runs.iloc[[]], "", False, "")
-
-
-def cell_run_key(cell: Cell, scale: str) -> dict[str, str]:
-    """:func:`plan.cell_key`, extended to our control rows (no α, β)."""
-    if cell.method in CONTROL_ROWS and cell.method not in plan.OUR_METHOD:
-        return {"dataset": cell.dataset, "method": CONTROL_ROWS[cell.method], "ablation": cell.ablation,
-                "alpha": NA, "beta": NA}
-    return plan.cell_key(cell, scale)
 
 
 def seed_values(rows: pd.DataFrame, metric: str) -> tuple[list[float], list[int]]:
@@ -225,31 +214,11 @@ def _first_reason(rows: pd.DataFrame) -> str:
     return reasons[0] if reasons else "no result (see the run's log)"
 
 
-def control_rows(spec: plan.TableSpec, runs: pd.DataFrame) -> tuple[str, ...]:
-    """Labels of our control rows that Table ``spec`` shows: those with runs on one of its datasets."""
-    if spec.kind != "main" or runs.empty:
-        return ()
-    mine = runs[runs["dataset"].astype(str).isin(spec.datasets)]
-    return tuple(label for label, method in CONTROL_ROWS.items()
-                 if label not in spec.methods and (mine["method"].astype(str) == method).any())
-
-
-def table_rows(spec: plan.TableSpec, runs: pd.DataFrame) -> tuple[str, ...]:
-    """Row labels of a main table: the paper's rows, then our controls that were run."""
-    return tuple(spec.methods) + control_rows(spec, runs)
-
-
-def _control_cells(spec: plan.TableSpec, labels: Iterable[str]) -> list[Cell]:
-    return [Cell(spec.id, "", b, label, title, ds, label, metric)
-            for b, block in enumerate(spec.blocks) for label in labels for metric in block
-            for ds, title in zip(spec.datasets, spec.titles)]
-
-
 def table_frame(table_id: str, runs: pd.DataFrame, paper: pd.DataFrame | None, tolerance: float) -> pd.DataFrame:
     """Cells of Table ``table_id`` with their rendered text (``ours_text``, ``paper_text`` and both
     in one line, ``text``, for the CSV)."""
     spec = plan.TABLES[str(table_id)]
-    cells = plan.table_cells(spec.id) + _control_cells(spec, control_rows(spec, runs))
+    cells = plan.table_cells(spec.id)
     frame = compute_cells(cells, runs, paper, tolerance)
     notes = Footnotes()
     texts = [cell_texts(r, spec.digits, notes) for r in frame.to_dict("records")]
@@ -258,7 +227,7 @@ def table_frame(table_id: str, runs: pd.DataFrame, paper: pd.DataFrame | None, t
     frame["text"] = [cell_text(r, spec.digits) if r["status"] == "quoted" else
                      (f"{o} · paper {p}" if p else o) for r, (o, p) in zip(frame.to_dict("records"), texts)]
     frame.attrs["footnotes"] = notes.items
-    frame.attrs["rows"] = table_rows(spec, runs)
+    frame.attrs["rows"] = tuple(spec.methods)
     return frame
 
 
@@ -359,7 +328,7 @@ def _preamble(spec: plan.TableSpec, frame: pd.DataFrame, tolerance: float) -> li
               f"in the paper · Δ = ours − paper (**⚠** = |Δ| > tolerance {tolerance:g}) · where the paper's "
               "value lies against our interval: *consistent* (inside), *ours lower*, *ours higher*. "
               "— = no number, with the reason in the notes below. Metrics: `paper` protocol.", ""]
-    if any(label in frame["row"].values for label in CONTROL_ROWS):
+    if any(label in frame["row"].values for label in CONTROL_METHOD.values()):
         lines += ["Rows marked *ours* are our controls (e.g. no pretraining), not rows of the paper.", ""]
     return lines
 

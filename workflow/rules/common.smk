@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from mulsupcon_ld.names import ABLATIONS, METHODS
 from mulsupcon_ld.registry import DATASETS
+from mulsupcon_ld.settings import PRESETS
 from mulsupcon_ld.pipeline import plan
 
 # `--config seeds=[0,1]` leaves strings inside lists: convert them to the schema's types first
@@ -20,6 +21,13 @@ if _unknown:
     raise WorkflowError(
         f"config datasets: unknown {', '.join(_unknown)}; known: {', '.join(DATASETS)}"
     )
+
+if config["preset"] != "paper":
+    _image = [d for d in config["datasets"] if DATASETS[d].kind == "image"]
+    if _image:
+        raise WorkflowError(
+            f"config preset {config['preset']}: vector datasets only; drop {', '.join(_image)}"
+        )
 
 # which runs exist: the config part that matters, resolved once (α, β defaults: mulsupcon_ld.settings)
 RUNS = plan.RunConfig.from_config(config)
@@ -35,7 +43,7 @@ _NUMBER = r"na|[0-9][0-9.e+-]*"
 wildcard_constraints:
     dataset=f"(?:{_NAMES})",
     data=f"(?:{_NAMES})(?:{plan.SYNTHETIC_SUFFIX})?",
-    scale="paper|smoke",
+    scale=rf"(?:paper|smoke)(?:\{plan.PRESET_SEP}(?:{'|'.join(p for p in PRESETS if p != 'paper')}))?",  # SCALE[+PRESET], plan.RunKey.scale_dir
     method="|".join(METHODS),
     ablation="|".join(ABLATIONS),
     alpha=_NUMBER,
@@ -108,6 +116,6 @@ def train_gpu(wildcards):
 
 
 def train_runtime(wildcards):
-    if wildcards.scale == "smoke":
+    if wildcards.scale.partition("+")[0] == "smoke":
         return config["resources"]["smoke"]["runtime"]
     return _train_res(wildcards, "runtime")
