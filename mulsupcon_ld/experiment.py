@@ -294,6 +294,7 @@ def _record(ctx: _Context, pretrain_info: dict[str, Any], result: dict[str, Any]
                  "data_dir": str(paths.data_dir(ctx.spec.data_dir))},
         "training": {
             "pretrain": {"loss": pretrain_info["history"].get("loss"),
+                         "parts": pretrain_info["history"].get("parts"),
                          "iters_per_epoch": pretrain_info.get("iters_per_epoch")},
             "pretrain_kept_epoch": pretrain_info["history"].get("kept_epoch"),
             "finetune": {"select": result["select"], "selected_epoch": result["best_epoch"],

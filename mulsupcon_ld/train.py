@@ -278,27 +278,48 @@ def compiled(modules: Iterable[nn.Module], setting: bool | str | None) -> Iterat
 
 
 # ------------------------------------------------------------------------------------ pretraining
+LossParts = dict[str, torch.Tensor]
+
+
 def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float, ablation: str = "none"
-                       ) -> Callable[[MoCoOutput, torch.Tensor, MoCo], torch.Tensor]:
-    """``loss(out, y, moco)`` for ``method`` in mulsupcon / rld / cld."""
+                       ) -> Callable[[MoCoOutput, torch.Tensor, MoCo], tuple[torch.Tensor, LossParts]]:
+    """``loss(out, y, moco) -> (loss, parts)`` for ``method`` in mulsupcon / rld / cld; ``parts`` are the
+    detached terms of the loss (``ld_loss(return_parts=True)``), logged per epoch by :func:`pretrain`."""
     if method == "mulsupcon":
         if ablation != "none":
             raise UserError("ablations apply to rld and cld only; drop --ablation or use --method cld")
 
-        def loss_mulsupcon(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> torch.Tensor:
-            return losses.mulsupcon_loss(out.q, out.keys, y, out.key_labels, temperature=temperature)
+        def loss_mulsupcon(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> tuple[torch.Tensor, LossParts]:
+            loss = losses.mulsupcon_loss(out.q, out.keys, y, out.key_labels, temperature=temperature)
+            return loss, {"contrastive": loss.detach()}
 
         return loss_mulsupcon
     if method not in LD_METHODS:
         raise UserError(f"unknown method {method!r}; choose mulsupcon, rld or cld")
 
-    def loss_ld(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> torch.Tensor:
+    def loss_ld(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> tuple[torch.Tensor, LossParts]:
         return losses.ld_loss(out.q, out.keys, y, out.key_labels, out.dist, out.key_dist, moco.fc.weight,
                               variant=method, alpha=float(loss_cfg["alpha"]), beta=float(loss_cfg["beta"]),
                               sigma=float(loss_cfg["sigma"]), temperature=temperature, ablation=ablation,
-                              options=loss_cfg["options"])
+                              options=loss_cfg["options"], return_parts=True)
 
     return loss_ld
+
+
+class EpochParts:
+    """Per-epoch means of the loss terms (eq. 9/11 parts), summed on the device: no sync per step."""
+
+    def __init__(self) -> None:
+        self.sums: LossParts = {}
+        self.count = 0
+
+    def add(self, parts: LossParts) -> None:
+        for name, value in parts.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: float(v) / max(1, self.count) for name, v in self.sums.items()}
 
 
 def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, seed: int,
@@ -321,7 +342,7 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
     keep = cfg["keep"]
     if keep not in PRETRAIN_KEEP:
         raise UserError(f"pretrain.keep must be one of {', '.join(PRETRAIN_KEEP)}, got {keep!r}")
-    history: dict[str, Any] = {"loss": [], "lr": [], "running_loss": []}
+    history: dict[str, Any] = {"loss": [], "lr": [], "running_loss": [], "parts": []}
     best: dict[str, Any] = {"epoch": 0, "running_loss": math.inf}
     state = _resume(state_path, config_hash, moco, opt, sched, seed, "pretrain-rng")
     start, elapsed = 0, 0.0
@@ -339,12 +360,12 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
             hotpath.fast_dropout_in(moco, hotpath.fast_lane(precision)):
         for epoch in range(start, epochs):
             moco.train()
-            total, count = torch.zeros((), device=device), 0
+            total, count, parts = torch.zeros((), device=device), 0, EpochParts()
             for i, batch in enumerate(batches.epoch(epoch)):
                 v1, v2, y = _to(batch, device)
                 with autocast(device, precision):
                     out = moco(v1, v2, y)
-                    loss = loss_fn(out, out.key_labels[: y.shape[0]], moco)
+                    loss, step_parts = loss_fn(out, out.key_labels[: y.shape[0]], moco)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch + 1}, "
                                              f"iteration {i + 1}")
@@ -355,6 +376,7 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
                 moco.enqueue(out.k, out.key_labels[: y.shape[0]], out.dist)
                 total += loss.detach()
                 count += 1
+                parts.add(step_parts)
                 if keep == "best_train_loss":  # one sync per iteration, only when this reading is on
                     value = float(loss.detach())
                     running = value if running is None else RUNNING_ALPHA * running + (1 - RUNNING_ALPHA) * value
@@ -363,6 +385,7 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
             _epoch_end_step(sched, mode, mean_loss)
             history["loss"].append(mean_loss)
             history["running_loss"].append(running)
+            history["parts"].append(parts.means())
             if keep == "best_train_loss" and running < best["running_loss"]:
                 best = {"epoch": epoch + 1, "running_loss": running,
                         "model": {k: v.detach().clone().cpu() for k, v in moco.state_dict().items()}}

@@ -73,6 +73,13 @@ def test_run_cld_writes_metrics_and_arrays(reference, data_dir):
     assert np.load(reference / "val_scores.npy").shape[0] == rec["data"]["n_val"]
     assert (reference / "pretrained.pt").exists() and not (reference / "state").exists()
     assert 1 <= rec["training"]["finetune"]["selected_epoch"] <= 3
+    # the terms of eqs. 9/11 per pretraining epoch (issue: the scale of the LD terms); they add up to the loss
+    parts = rec["training"]["pretrain"]["parts"]
+    assert len(parts) == len(rec["training"]["pretrain"]["loss"])
+    assert set(parts[0]) == {"contrastive", "g", "h", "alpha_h", "w_sq", "beta_w", "loss"}
+    for p, loss in zip(parts, rec["training"]["pretrain"]["loss"]):
+        assert p["loss"] == pytest.approx(loss, rel=1e-5)
+        assert p["contrastive"] + p["g"] + p["alpha_h"] + p["beta_w"] == pytest.approx(p["loss"], rel=1e-4)
 
 
 class _Reached(Exception):

@@ -188,7 +188,8 @@ def simple_loss(out, y, moco):
     sim = out.q @ out.keys.T / 0.1
     pos = (y @ out.key_labels.T > 0).float()
     logp = torch.log_softmax(sim, 1)
-    return -(logp * pos).sum() / pos.sum() + 0.01 * ((y - out.dist) ** 2).sum(1).mean()
+    loss = -(logp * pos).sum() / pos.sum() + 0.01 * ((y - out.dist) ** 2).sum(1).mean()
+    return loss, {"loss": loss.detach()}
 
 
 def pretrain_cfg(epochs=4, step="epoch", **extra):
