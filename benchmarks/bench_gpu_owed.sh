@@ -3,7 +3,8 @@
 #   1. Yeast pretraining iteration (CLD, batch 128 / queue 256) per precision, eager and
 #      compile(mode="reduce-overhead"), and the extrapolated 400 x 1000-iteration time;
 #   2. the MulSupCon loss at (128, 8192, 208) and the Delicious LD loss step on the GPU;
-#   3. image loader vs model step (benchmarks/bench_images.py, if its data is present).
+#   3. image loader vs model step (benchmarks/bench_images.py, if its data is present);
+#   4. end-to-end image pretraining with device-side augmentation vs the model-only step.
 # Usage: bash benchmarks/bench_gpu_owed.sh [OUT_DIR]   (writes OUT_DIR/*.jsonl; default ./gpu_owed)
 set -euo pipefail
 out="${1:-gpu_owed}"
@@ -48,3 +49,7 @@ python3 benchmarks/bench_loss.py --device cuda --shapes bookmarks-b128,delicious
 if [ -n "${IMAGE_BENCH_ARGS:-}" ]; then
     timeout 150 python3 benchmarks/bench_images.py $IMAGE_BENCH_ARGS | tee "$out/images_gpu.jsonl"
 fi
+# 4. issue 10 item 3: end-to-end images/s with the SimCLR views made on the GPU vs the model-only
+#    step (bf16 + channels_last + compile, batch 128, 224 px); target ratio_to_model >= 0.9
+timeout 240 python3 benchmarks/bench_images.py --modes bf16-cl-compile,loader-device,e2e-device,e2e-cpu \
+    --iters 20 --max-seconds 220 | tee "$out/images_e2e_gpu.jsonl"

@@ -26,6 +26,7 @@ measurements are skipped with a ``{"mode": …, "skipped": …}`` line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -171,14 +172,16 @@ def synthetic_photo(rng: np.random.Generator, h: int = 256, w: int = 340) -> np.
     return np.clip(big, 0, 255).astype(np.uint8)
 
 
-def time_loader(args, device: torch.device) -> dict:
+@contextlib.contextmanager
+def loader_batches(args, device: torch.device, augment_on: str):
+    """Pretraining batches of ``data.images.image_epoch`` over a synthetic JPEG store, and facts
+    about the store; ``augment_on``: ``cpu`` (views in workers) or ``device`` (views on ``device``)."""
     from mulsupcon_ld.data.image_prepare import write_image_dataset
     from mulsupcon_ld.data.images import clear_loader_cache, default_num_workers, image_epoch as make_batches
     from mulsupcon_ld.settings import get_settings
 
     workers = default_num_workers(device) if args.workers is None else args.workers
-    n_batches = args.loader_iters + args.warmup
-    n_img = max(args.batch * n_batches, args.batch * 2)
+    n_img = max(args.batch * (args.loader_iters + args.warmup), args.batch * 2)
     n_unique = min(n_img, args.loader_unique)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
@@ -189,34 +192,53 @@ def time_loader(args, device: torch.device) -> dict:
         meta = write_image_dataset(tmp, "bench", [f"l{i}" for i in range(20)],
                                    {"train": (imgs, y), "val": (imgs[:1], y[:1]), "test": (imgs[:1], y[:1])},
                                    synthetic=False)
-        store_s = time.monotonic() - t0
-        bytes_per_image = os.path.getsize(Path(tmp) / "images.bin") / n_img
+        info = {"num_workers": workers, "store_images": n_img, "store_write_s": round(time.monotonic() - t0, 2),
+                "jpeg_bytes_per_image": int(os.path.getsize(Path(tmp) / "images.bin") / n_img),
+                "stored_size": [256, 340], "meta_short_side": meta["image_store"]["short_side"],
+                "augment_on": augment_on}
         s = get_settings("pascal")
         s["pretrain"]["batch_size"] = args.batch
-        s["data"] = {"image_size": args.px, "num_workers": workers}
+        s["data"] = {"image_size": args.px, "num_workers": workers, "augment_on": augment_on}
         s["model"]["channels_last"] = device.type == "cuda"
         batches = make_batches(tmp, "train", dict(s, phase="pretrain"), train=True, seed=0, device=device)
-        it = iter(batches)
+        try:
+            yield iter(batches), info
+        finally:
+            del batches
+            clear_loader_cache()
+
+
+def time_loader(args, device: torch.device, augment_on: str = "cpu", step=None) -> dict:
+    """Loader alone (``step`` None) or loader feeding ``step`` (end to end), in samples/s."""
+    with loader_batches(args, device, augment_on) as (it, info):
         t0 = time.monotonic()
-        for _ in range(args.warmup):          # includes worker start-up
-            next(it)
+        for _ in range(args.warmup):          # includes worker start-up (and compilation)
+            v1, v2, _ = next(it)
+            if step is not None:
+                step(v1, v2)
         sync(device)
         warm_s = time.monotonic() - t0
         t0 = time.monotonic()
         n = 0
         for _ in range(args.loader_iters):
             v1, v2, yy = next(it)
+            if step is not None:
+                step(v1, v2)
             n += v1.shape[0]
         sync(device)
         dt = time.monotonic() - t0
-        del it, batches
-        clear_loader_cache()
-    return {"mode": "loader", "batch": args.batch, "px": args.px, "images_per_s": round(n / dt, 2),
+    return {"batch": args.batch, "px": args.px, "images_per_s": round(n / dt, 2),
             "views_per_s": round(2 * n / dt, 2), "ms_per_iter": round(1000 * dt / args.loader_iters, 2),
-            "iters": args.loader_iters, "warmup": args.warmup, "warmup_s": round(warm_s, 2),
-            "num_workers": workers, "store_images": n_img, "store_write_s": round(store_s, 2),
-            "jpeg_bytes_per_image": int(bytes_per_image), "stored_size": [256, 340],
-            "meta_short_side": meta["image_store"]["short_side"]}
+            "iters": args.loader_iters, "warmup": args.warmup, "warmup_s": round(warm_s, 2), **info}
+
+
+def time_e2e(args, device: torch.device, augment_on: str, compile_: bool) -> dict:
+    """End to end: the loader (views on ``augment_on``) feeding the bf16 + channels_last step."""
+    torch.manual_seed(0)
+    step = MoCoStep(device, True, device.type == "cuda", compile_)
+    row = time_loader(args, device, augment_on, step)
+    del step
+    return {**row, "bf16_autocast": True, "compile": compile_}
 
 
 def main(argv=None) -> int:
@@ -229,7 +251,10 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                     help="also time bf16 + channels_last + torch.compile (auto: on for CUDA)")
     ap.add_argument("--modes", default="fp32-eager,bf16-cl-eager,bf16-cl-compile,loader",
-                    help="comma-separated subset of fp32-eager, bf16-cl-eager, bf16-cl-compile, loader")
+                    help="comma-separated subset of fp32-eager, bf16-cl-eager, bf16-cl-compile, loader, "
+                         "loader-device (views made on the device), e2e-cpu, e2e-device (loader feeding "
+                         "the bf16 + channels_last step, compiled when --compile is on; ratio_to_model "
+                         "divides by the model-only row of the same run)")
     ap.add_argument("--workers", type=int, default=None, help="loader workers (default: data.images default)")
     ap.add_argument("--loader-iters", type=int, default=None, help="timed loader batches (default: --iters)")
     ap.add_argument("--loader-unique", type=int, default=512, help="distinct images encoded for the loader store")
@@ -257,6 +282,7 @@ def main(argv=None) -> int:
     plan = {"fp32-eager": (False, False, False), "bf16-cl-eager": (True, True, False),
             "bf16-cl-compile": (True, True, True)}
     status = 0
+    model_rate: dict[str, float] = {}
     for mode in modes:
         elapsed = time.monotonic() - T_START
         if elapsed > args.max_seconds:
@@ -266,10 +292,15 @@ def main(argv=None) -> int:
             emit({"mode": mode, "skipped": "--compile off (auto: off on CPU)", **common})
             continue
         try:
-            if mode == "loader":
-                row = time_loader(args, device)
+            if mode in ("loader", "loader-device"):
+                row = {"mode": mode, **time_loader(args, device, "device" if mode == "loader-device" else "cpu")}
+            elif mode in ("e2e-cpu", "e2e-device"):
+                row = {"mode": mode, **time_e2e(args, device, mode.split("-")[1], compile_on)}
+                ref = model_rate.get("bf16-cl-compile" if compile_on else "bf16-cl-eager")
+                row["ratio_to_model"] = round(row["images_per_s"] / ref, 3) if ref else None
             elif mode in plan:
                 row = time_model(mode, args, device, *plan[mode])
+                model_rate[mode] = row["images_per_s"]
             else:
                 emit({"mode": mode, "skipped": "unknown mode", **common})
                 continue

@@ -183,6 +183,10 @@ def _build(dataset: str) -> dict[str, Any]:
             "image_size": None,          # None: 224 ("we will resize the images to 224×224"); synthetic: its own size
             "num_workers": None,         # None: data/images.py's default for the device
             "prefetch_factor": None,
+            "augment_on": "auto",        # ours: SimCLR views made in DataLoader workers ("cpu"), batched on the
+                                         # device ("device"), or "device" on CUDA only ("auto"); docs/images.md
+            "precrop_size": None,        # ours: device path: workers resize the whole image to S × S
+                                         # (None: image_size * 320 / 224)
         }}),
         "threads": None,                 # CPU threads for torch (None: torch's default); 1 is fastest for the
                                          # small MLPs on a shared CPU (docs/method.md (Part 2))
@@ -328,6 +332,8 @@ def validate(s: dict[str, Any]) -> None:
         check(sched["name"] != "ReduceLROnPlateau" or s[phase]["scheduler_step"] == "epoch",
               f"{phase}.scheduler ReduceLROnPlateau steps once per epoch; set {phase}.scheduler_step=epoch")
     check(s["model"]["fc_input"] in ("rep", "proj"), "model.fc_input must be 'rep' or 'proj'")
+    aug = s["data"].get("augment_on", "cpu")
+    check(aug in ("cpu", "device", "auto"), "data.augment_on must be 'cpu', 'device' or 'auto'")
     check(s["threads"] is None or (isinstance(s["threads"], int) and s["threads"] >= 1),
           "threads must be null or an integer >= 1")
     check(s["precision"] in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'")

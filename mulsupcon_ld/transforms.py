@@ -66,8 +66,11 @@ def eval_transform(px: int = 224) -> v2.Compose:
 
 
 def normalize_batch(x: torch.Tensor, device: torch.device | str | None = None,
-                    channels_last: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                    channels_last: bool = False, dtype: torch.dtype = torch.float32,
+                    max_value: float = 255.0) -> torch.Tensor:
     """uint8 ``[N, 3, H, W]`` (CPU, ideally pinned) → normalised float on ``device``.
+
+    ``max_value``: 255 for uint8 pixels, 1 for float views in [0, 1] (device-side augmentation).
 
     The copy is asynchronous when the source is pinned and the target is CUDA.
     """
@@ -75,8 +78,8 @@ def normalize_batch(x: torch.Tensor, device: torch.device | str | None = None,
         x = x.to(device, non_blocking=True)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=dtype).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=dtype).view(1, 3, 1, 1) * 255.0
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=dtype).view(1, 3, 1, 1) * max_value
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=dtype).view(1, 3, 1, 1) * max_value
     out = (x.to(dtype) - mean) / std
     if channels_last:
         out = out.contiguous(memory_format=torch.channels_last)

@@ -201,6 +201,25 @@ SYNTHETIC_CONFIG = ("--config", "synthetic=true", "scale=smoke", "seeds=[0,1]", 
                     "alphas=[0.1]", "betas=[0.01,1]")
 
 
+def test_dry_run_prints_cost_line_per_target(tmp_path):
+    """Workflow start (here a dry run): one cost line per requested table target, with the plan's
+    run count and the estimate `mulsupcon-ld cost` gives; other targets get no line."""
+    from mulsupcon_ld.pipeline.cost import table_costs
+
+    wd = make_workdir(tmp_path / "wf")
+    targets = ("paper_tables/table3.md", "paper_tables/table4.md", "results/runs.csv")
+    out = snakemake(wd, "-n", *targets, "--config", "seeds=[0]", "image_seeds=[0]")
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("cost: ")]
+    assert len(lines) == 2, out.stderr[-3000:]
+    cfg = {**_default_config(), "seeds": [0], "image_seeds": [0]}
+    for line, row in zip(lines, table_costs(list(targets[:2]), cfg, "cuda")):
+        assert line.startswith(f"cost: {row['target']}: {row['runs']} runs, ~{row['cpu_hours']:,.1f} CPU-hours, "
+                               f"~{row['gpu_hours']:,.1f} GPU-hours"), line
+    assert ": 0 runs" not in lines[0] and "~0.0 GPU-hours" not in lines[1]   # table 3 on CPU, table 4 on GPU
+    # runs.csv wants every run of the config, a superset of the two tables' runs
+    assert job_counts(out.stdout)["train"] >= sum(int(ln.split(": ")[2].split()[0]) for ln in lines)
+
+
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
     wd = make_workdir(tmp_path_factory.mktemp("synthetic") / "wf")

@@ -11,6 +11,7 @@ Preparing image datasets lives in :mod:`.image_prepare`; see docs/images.md for 
 from __future__ import annotations
 
 import collections
+import io
 import json
 import math
 import os
@@ -23,7 +24,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as TF
 
+from .. import device_augment as DA
 from .. import transforms as T
 from ..errors import UserError
 from .image_store import STORE_BLOB, ImageStore
@@ -65,10 +68,14 @@ class ImageDataset(torch.utils.data.Dataset):
     augmentation), ``"eval"`` → ``(centre crop, y)``. Keys are ``(row, aug_seed)`` pairs from
     :class:`SeededSampler`; the augmentation of a sample depends only on its seed, never on
     which worker handles it (the CPU generator is reseeded and restored around it).
+
+    ``precrop`` (device-side augmentation, :mod:`mulsupcon_ld.device_augment`): training modes
+    return ``(whole image resized to precrop × precrop, original (H, W), aug_seed, y)`` instead,
+    and the views are made on the device.
     """
 
     def __init__(self, root: Path | None, index: np.ndarray, y: np.ndarray, mode: str, px: int, *,
-                 arrays: np.ndarray | None = None):
+                 arrays: np.ndarray | None = None, precrop: int | None = None):
         self.store = ImageStore(root) if arrays is None else None
         self.arrays = arrays
         self.index = np.asarray(index, dtype=np.int64)
@@ -76,6 +83,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.mode, self.px = mode, int(px)
         self.tf = T.eval_transform(self.px) if mode == "eval" else T.simclr_transform(self.px)
         self._draft = (T.eval_resize(self.px),) * 2 if mode == "eval" else None
+        self.precrop = int(precrop) if precrop and mode != "eval" else None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -89,10 +97,27 @@ class ImageDataset(torch.utils.data.Dataset):
             return Image.fromarray(np.ascontiguousarray(a), "RGB")
         return self.store.image(row, draft=self._draft)  # type: ignore[union-attr]
 
+    def _precropped(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole image → uint8 ``[3, S, S]`` (aspect not kept) and its stored size ``(H, W)``."""
+        s = self.precrop
+        if self.arrays is not None:
+            img = self._image(i)
+            hw = (img.height, img.width)
+        else:
+            img = Image.open(io.BytesIO(self.store.get(int(self.index[i]))))  # type: ignore[union-attr]
+            hw = (img.height, img.width)
+            img.draft("RGB", (s, s))          # JPEG: decode at a reduced scale >= S
+            img = img.convert("RGB")
+        img = img.resize((s, s), Image.BILINEAR)
+        return TF.pil_to_tensor(img), torch.tensor(hw, dtype=torch.int64)
+
     def __getitem__(self, key):
         i, seed = key if isinstance(key, tuple) else (key, None)
-        img = self._image(i)
         y = self.y[i]
+        if self.precrop:
+            x, hw = self._precropped(i)
+            return x, hw, torch.tensor(0 if seed is None else int(seed), dtype=torch.int64), y
+        img = self._image(i)
         if self.mode == "eval":
             return self.tf(img), y
         # seed only the CPU generator (torch.manual_seed would also reseed CUDA in the main
@@ -226,15 +251,30 @@ def batch_plan(settings: dict[str, Any], phase: str, n: int) -> tuple[int, int, 
 
 
 class ImageEpoch:
-    """One epoch of image batches (iterable, with ``__len__``), normalised on ``device``."""
+    """One epoch of image batches (iterable, with ``__len__``), normalised on ``device``.
+
+    ``device_px``: the loader yields pre-crop batches and the SimCLR views are made on
+    ``device`` at this size (:func:`mulsupcon_ld.device_augment.simclr_views`).
+    """
 
     def __init__(self, entry: _Loader, seed: int, n_batches: int, phase: str, device: torch.device,
-                 channels_last: bool):
+                 channels_last: bool, device_px: int | None = None):
         self.entry, self.seed, self.n_batches = entry, int(seed), int(n_batches)
         self.phase, self.device, self.channels_last = phase, device, channels_last
+        self.device_px = device_px
 
     def __len__(self) -> int:
         return self.n_batches
+
+    def _views(self, batch) -> tuple[list[torch.Tensor], torch.Tensor, float]:
+        """The batch's views (uint8 range, or [0, 1] floats made here), labels, and their max value."""
+        if self.device_px is None:
+            *views, y = batch
+            return views, y, 255.0
+        x, hw, seeds, y = batch
+        x = x.to(self.device, non_blocking=True)
+        n_views = 2 if self.phase == "pretrain" else 1
+        return DA.simclr_views(x, hw, seeds, self.device_px, n_views), y, 1.0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         with self.entry.lock:
@@ -244,9 +284,22 @@ class ImageEpoch:
         for count, batch in enumerate(it):
             if count >= self.n_batches:
                 break
-            *views, y = batch
-            out = [T.normalize_batch(v, self.device, channels_last=cl) for v in views]
+            views, y, top = self._views(batch)
+            out = [T.normalize_batch(v, self.device, channels_last=cl, max_value=top) for v in views]
             yield (*out, y.to(self.device, non_blocking=True).float())
+
+
+def augment_plan(settings: dict[str, Any], phase: str, px: int, device: torch.device) -> int | None:
+    """Pre-crop size when this phase's SimCLR views are made on the device, else None.
+
+    ``settings['data']['augment_on']``: ``cpu`` (DataLoader workers, PIL), ``device`` (batched on
+    ``device``) or ``auto`` (``device`` on CUDA); evaluation views are always made on the CPU.
+    """
+    data_cfg = settings["data"]
+    choice = DA.resolve_augment_on(data_cfg.get("augment_on") or "cpu", device)
+    if phase == "eval" or choice == "cpu":
+        return None
+    return DA.precrop_size(px, data_cfg.get("precrop_size"))
 
 
 def image_epoch(prepared: PreparedDataset | str | os.PathLike, split: str, settings: dict[str, Any],
@@ -287,11 +340,12 @@ def image_epoch(prepared: PreparedDataset | str | os.PathLike, split: str, setti
     workers = data_cfg["num_workers"]
     workers = default_num_workers(device) if workers is None else int(workers)
     channels_last = bool(settings["model"]["channels_last"])
-    key = (str(root.resolve()), split, phase, bs, px, n_items, drop_last, workers, device.type,
+    precrop = augment_plan(settings, phase, px, device)
+    key = (str(root.resolve()), split, phase, bs, px, precrop, n_items, drop_last, workers, device.type,
            id(mem) if mem is not None else None, (root / STORE_BLOB).stat().st_mtime if mem is None else 0)
 
     def build() -> _Loader:
-        ds = ImageDataset(root if mem is None else None, index, y, phase, px, arrays=mem)
+        ds = ImageDataset(root if mem is None else None, index, y, phase, px, arrays=mem, precrop=precrop)
         sampler = SeededSampler(n, shuffle, n_items)
         kw: dict[str, Any] = {}
         if workers > 0:
@@ -304,4 +358,5 @@ def image_epoch(prepared: PreparedDataset | str | os.PathLike, split: str, setti
                                              generator=g, **kw)
         return _Loader(loader, sampler)
 
-    return ImageEpoch(_get_loader(key, build), seed, n_batches, phase, device, channels_last)
+    return ImageEpoch(_get_loader(key, build), seed, n_batches, phase, device, channels_last,
+                      device_px=px if precrop else None)

@@ -43,6 +43,32 @@ def table_costs(targets: list[str], config: dict[str, Any], device: str, precisi
     return rows
 
 
+def costed_targets(targets: list[str]) -> list[str]:
+    """The requested targets that are tables or Figure 2 (what :func:`table_costs` knows);
+    no targets means the default target, ``all``."""
+    if not targets:
+        return ["all"]
+    keep = []
+    for target in targets:
+        t = target.rsplit("/", 1)[-1].split(".")[0].replace("table", "")
+        if t in plan.TABLE_IDS or t in ("figure2", "all"):
+            keep.append(target)
+    return keep
+
+
+def start_lines(targets: list[str], config: dict[str, Any], device: str = "cuda") -> list[str]:
+    """One line per requested table target, printed when the workflow starts: runs and the
+    estimated CPU-/GPU-hours (image runs on ``device``: the workflow asks a GPU for them).
+    An estimate that cannot be made is one line saying why; it never stops the workflow."""
+    try:
+        rows = table_costs(costed_targets(targets), config, device)
+    except UserError as e:
+        return [f"cost: no estimate ({e})"]
+    return [f"cost: {r['target']}: {r['runs']} runs, ~{r['cpu_hours']:,.1f} CPU-hours, "
+            f"~{r['gpu_hours']:,.1f} GPU-hours (scale {r['scale']}; `mulsupcon-ld cost` for details)"
+            for r in rows]
+
+
 def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
     cfg_path = Path(path or "config/config.yaml")
     if not cfg_path.exists():

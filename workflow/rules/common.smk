@@ -1,15 +1,17 @@
 import os
+import sys
 from pathlib import Path
 
 import yaml
 
+from snakemake.cli import get_argument_parser
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from mulsupcon_ld.names import ABLATIONS, METHODS
 from mulsupcon_ld.registry import DATASETS
 from mulsupcon_ld.settings import PRESETS
-from mulsupcon_ld.pipeline import plan
+from mulsupcon_ld.pipeline import cost, plan
 
 # `--config seeds=[0,1]` leaves strings inside lists: convert them to the schema's types first
 with open(workflow.source_path("../schemas/config.schema.yaml")) as _fh:
@@ -31,6 +33,22 @@ if config["preset"] != "paper":
 
 # which runs exist: the config part that matters, resolved once (α, β defaults: mulsupcon_ld.settings)
 RUNS = plan.RunConfig.from_config(config)
+
+
+def _requested_targets():
+    """The targets on snakemake's command line (the DAG settings do not exist yet at parse time)."""
+    try:
+        return get_argument_parser().parse_known_args(sys.argv[1:])[0].targets or []
+    except SystemExit:  # not started from the snakemake CLI (API use): say nothing
+        return None
+
+
+# what the requested targets cost, once, in the main snakemake process (jobs re-parse this file;
+# onstart would miss dry runs, which is when a user most wants to know)
+if workflow.is_main_process:
+    _targets = _requested_targets()
+    for _line in cost.start_lines(_targets, config) if _targets is not None else []:
+        print(_line, file=sys.stderr)
 
 # envs/mulsupcon.post-deploy.sh installs the project from here into the conda env (--sdm conda)
 os.environ.setdefault("MULSUPCON_LD_ROOT", str(Path(workflow.basedir).resolve()))
