@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..atomic import atomic_path
+from ..errors import UserError
 from ..names import PROTOCOLS
 from ..pipeline.plan import METRICS, RUNS_ROOT
 
@@ -85,6 +86,14 @@ def read_runs(path: str | os.PathLike) -> pd.DataFrame:
         if col in frame.columns:
             frame[col] = frame[col].fillna("")
     return frame
+
+
+def read_runs_arg(path: str | os.PathLike) -> pd.DataFrame:
+    """:func:`read_runs` for a command's ``--runs``: a missing file is one clear error."""
+    if not Path(path).is_file():
+        raise UserError(f"{path} does not exist; build it with `snakemake --cores N results/runs.csv` "
+                        "(or pass --runs PATH)")
+    return read_runs(path)
 
 
 def _truthy(v: Any) -> bool:

@@ -35,7 +35,7 @@ from ..errors import UserError
 from ..names import NO_LD_METHODS
 from ..paper_numbers import REPO_ROOT
 from ..pipeline import plan
-from .aggregate import read_runs
+from .aggregate import read_runs_arg
 from .delta import write_delta
 from .diff import write_diff
 from .stats import ALPHA, compare, holm
@@ -319,11 +319,7 @@ def write_claims(runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | o
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    runs_path = Path(args.runs)
-    if not runs_path.is_file():
-        raise UserError(f"{runs_path} does not exist; build it with `snakemake --cores N results/runs.csv` "
-                        "(or pass --runs PATH)")
-    runs = read_runs(runs_path)
+    runs = read_runs_arg(args.runs)
     frame = write_claims(runs, args.out, args.csv, load_claims(args.registry) if args.registry else None)
     if args.figure:
         stem = Path(args.figure).with_suffix("")

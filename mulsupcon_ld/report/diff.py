@@ -22,7 +22,7 @@ import pandas as pd
 from ..atomic import write_text
 from ..errors import UserError
 from ..pipeline import plan
-from .aggregate import read_runs
+from .aggregate import read_runs_arg
 from .tables import FLAG, load_paper, markdown_table, ours_text, summary_counts, table_frame
 
 
@@ -100,13 +100,9 @@ def write_diff(runs: pd.DataFrame, tolerance: float, out: str | None = None,
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    runs_path = Path(args.runs)
-    if not runs_path.is_file():
-        raise UserError(f"{runs_path} does not exist; build it with `snakemake --cores N results/runs.csv` "
-                        "(or pass --runs PATH)")
     if not (args.tolerance >= 0):
         raise UserError(f"--tolerance must be >= 0, got {args.tolerance}")
-    frame = write_diff(read_runs(runs_path), args.tolerance, args.out)
+    frame = write_diff(read_runs_arg(args.runs), args.tolerance, args.out)
     if args.out:
         s = summary_counts(frame)
         print(f"{args.out}: {s['within']} / {s['total']} cells within tolerance {args.tolerance:g} "
