@@ -3,10 +3,12 @@
 Prints one JSON line per measurement::
 
     python benchmarks/bench_pretrain.py [--raw-dir ../shared/data] [--data-dir ./data] [--iters 100]
-        [--rounds 5] [--precisions fp32,bf16] [--peer /work/perf-peer/MulSupCon/codes] [--threads 1]
+        [--rounds 5] [--lanes fp32-reference,fp32-fast,bf16-fast] [--peer /work/perf-peer/MulSupCon/codes]
+        [--threads 1]
 
-For every precision: the machine's measured matrix-product peak for that dtype (2048^3, same
-run), then :func:`mulsupcon_ld.train.pretrain` end to end (batches from
+First a line naming the CPU (model, the instruction sets that decide the bf16 rate: AVX-512,
+AVX512-BF16, AMX). For every lane (precision + ``pretrain.hotpath``): the machine's measured
+matrix-product peak for that dtype (2048^3, same run), then :func:`mulsupcon_ld.train.pretrain` end to end (batches from
 :class:`~mulsupcon_ld.augment.VectorBatches` with 50% masking of two views, MoCo forward, loss,
 backward, AdamW, scheduler, enqueue, and the one checkpoint at the end) for batch 128 / queue 256
 (the paper's Yeast setting) and batch 64 / queue 256 (MulSupCon's Yeast config), with achieved
@@ -81,11 +83,31 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-class OurStep:
-    """``iters`` iterations of :func:`train.pretrain` for one (method, batch, queue, precision)."""
+def cpu_facts() -> dict[str, object]:
+    """The CPU model and the instruction sets that decide the fp32 and bf16 matrix-product rates."""
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"cpu": model, "isa": {f: f in flags for f in wanted},
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
-    def __init__(self, x, y, method: str, batch: int, queue: int, precision: str, tmp: Path):
-        self.s = get_settings("yeast", overrides=[f"pretrain.batch_size={batch}", f"pretrain.queue_size={queue}"])
+
+class OurStep:
+    """``iters`` iterations of :func:`train.pretrain` for one (method, batch, queue, precision, lane)."""
+
+    def __init__(self, x, y, method: str, batch: int, queue: int, precision: str, tmp: Path,
+                 hotpath: str = "reference"):
+        self.s = get_settings("yeast", overrides=[f"pretrain.batch_size={batch}", f"pretrain.queue_size={queue}",
+                                                  f"pretrain.hotpath={hotpath}"])
         self.loss_fn = T.make_pretrain_loss(method, self.s["loss"], self.s["pretrain"]["temperature"])
         self.x, self.y, self.batch, self.precision, self.tmp = x, y, batch, precision, tmp
         self.calls = 0
@@ -178,7 +200,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--methods", default="cld,rld,mulsupcon")
-    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--lanes", default="fp32-reference,fp32-fast,bf16-fast",
+                    help="PRECISION-HOTPATH pairs (precision fp32|bf16, pretrain.hotpath reference|fast)")
     ap.add_argument("--peer", default=os.environ.get("MULSUPCON_PEER"),
                     help="codes/ folder of a clone of the published MulSupCon (env MULSUPCON_PEER)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the jobs run)")
@@ -192,16 +215,22 @@ def main() -> None:
     def emit(**row):
         print(json.dumps({**common, **row, "load_1min": load()}), flush=True)
 
+    emit(what="machine", **cpu_facts())
     peer = peer_step(Path(args.peer)) if args.peer else None
+    peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for precision in args.precisions.split(","):
+        for lane in args.lanes.split(","):
+            precision, _, hotpath = lane.partition("-")
+            hotpath = hotpath or "reference"
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            peak = matmul_peak(dtype)
-            emit(what="matmul peak 2048^3", precision=precision, gflops=round(peak, 1))
+            if precision not in peaks:
+                peaks[precision] = matmul_peak(dtype)
+                emit(what="matmul peak 2048^3", precision=precision, gflops=round(peaks[precision], 1))
+            peak = peaks[precision]
             for batch, queue in ((128, 256), (64, 256)):
                 methods = args.methods.split(",") if batch == 128 else ["mulsupcon"]
                 for method in methods:
-                    ours = OurStep(x, y, method, batch, queue, precision, Path(tmp))
+                    ours = OurStep(x, y, method, batch, queue, precision, Path(tmp), hotpath)
                     flops = ours.flops()
                     ours.run(10)                                         # warm-up
                     times, peer_times = [], []
@@ -210,7 +239,8 @@ def main() -> None:
                         if peer is not None and batch == 64:
                             peer_times.append(peer(args.iters) / args.iters)
                     ms = min(times) * 1e3
-                    row = dict(what="pretrain iteration incl. data", precision=precision, method=method,
+                    row = dict(what="pretrain iteration incl. data", precision=precision, hotpath=hotpath,
+                               method=method,
                                batch=batch, queue=queue, ms_per_iter=round(ms, 3),
                                ms_per_iter_median=round(float(np.median(times)) * 1e3, 3),
                                mflop_per_iter=round(flops / 1e6, 1), gflops=round(flops / ms / 1e6, 1),
@@ -225,7 +255,7 @@ def main() -> None:
                     if batch == 128 and method == "cld":
                         ft_s, ft_iters = finetune_epoch_s(x, y, precision, min(3, args.rounds))
                         total = PAPER_PRETRAIN_ITERS * ms / 1e3 + 100 * ft_s
-                        emit(what="paper-budget Yeast CLD estimate", precision=precision,
+                        emit(what="paper-budget Yeast CLD estimate", precision=precision, hotpath=hotpath,
                              pretrain_iters=PAPER_PRETRAIN_ITERS, pretrain_ms_per_iter=round(ms, 3),
                              finetune_epochs=100, finetune_s_per_epoch=round(ft_s, 3),
                              finetune_iters_per_epoch=ft_iters, minutes=round(total / 60, 1))

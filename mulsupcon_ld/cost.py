@@ -6,7 +6,8 @@ names the machine, commit and load). FLOPs per sample are counted from the netwo
 
 * vector (MLP 256-512-256 + projection head 256-256 + fc): pretraining = query forward+backward
   (3x) + key forward (1x) + the similarity/loss products (4 K d); fine-tuning = 3x backbone + fc;
-  the rate is the achieved GFLOP/s of Yeast's CLD pretraining iteration (data included).
+  the rate is the achieved GFLOP/s of Yeast's CLD pretraining iteration (data included), per
+  precision and pretraining lane (``pretrain.hotpath``: reference or fast).
 * image (ResNet-50 at 224 px, 4.1 GMAC forward): on CUDA the measured end-to-end milliseconds per
   batch-128 iteration (one H100, loader included); on CPU the FLOPs over the measured fp32
   matrix-product peak (a lower bound: convolutions do not reach it).
@@ -22,7 +23,7 @@ from typing import Any
 
 from .errors import UserError
 from .registry import get_dataset
-from .settings import get_settings
+from .settings import fast_lane, get_settings
 
 MEASUREMENTS = Path(__file__).with_name("cost_measurements.json")
 RESNET50_GFLOP = 2 * 4.1          # forward, one 224 px image (torchvision: 4.09 GMAC)
@@ -77,7 +78,8 @@ def run_cost(dataset: str, scale: str, device: str, precision: str = "fp32",
         loss = 4 * (pre["queue_size"] + pre["batch_size"]) * proj / 1e9   # label products are sparse
         gflop = (pre_iters * pre["batch_size"] * (3 * (enc + fc) + enc + loss)
                  + ft_iters * ft["batch_size"] * 3 * (_mlp_gflop(backbone) + fc))
-        seconds = gflop / m["cpu"]["vector_pretrain_gflops"][precision]
+        lane = "fast" if fast_lane(precision, pre["hotpath"]) else "reference"
+        seconds = gflop / m["cpu"]["vector_pretrain_gflops"][f"{precision}-{lane}"]
     return RunCost(s["dataset"], s["kind"], pre_iters, ft_iters, gflop, seconds / 3600, device)
 
 

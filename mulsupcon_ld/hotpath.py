@@ -1,79 +1,214 @@
-"""The pretraining step's fast lane (``precision="bf16"``): cheaper dropout masks and a fused AdamW.
+"""The pretraining step's fast lane (``pretrain.hotpath="fast"``, implied by ``precision="bf16"``).
 
-``precision="fp32"`` (the default) is the reference arithmetic and stays bit for bit what it was:
-``nn.Dropout`` and the per-parameter AdamW loop. ``precision="bf16"`` already changes every
-product (bf16 autocast), so it also takes the two non-arithmetic savings below; docs/workflow.md
-("Costs and speed") has the measured effect and the 3-seed validation against fp32.
+``hotpath="reference"`` (the default) is the reference arithmetic and stays bit for bit what it was:
+``nn.Linear`` → ``nn.ReLU`` → ``nn.Dropout`` module by module, the per-parameter AdamW loop and the
+momentum update as ``mul`` + ``add``. The fast lane removes what is not arithmetic from a step whose
+matrix products are small (docs/workflow.md, "Costs and speed", has the measured effect and the
+3-seed validation against the reference):
 
+* Fused blocks. Inside any ``nn.Sequential``, ``Linear → ReLU → Dropout`` runs as one autograd node
+  (:class:`_LinearReLUDropout`: ``addmm``, one in-place clamp, one in-place mask multiply; backward
+  three products and one mask) and ``ReLU → Dropout`` (after the projection head's BatchNorm) as
+  another (:class:`_ReLUDropout`). The reference's four nodes and about ten element-wise passes
+  per block become one node and three passes; no gradient is computed for the network's input.
 * Dropout masks from 16 random bits per element. ``nn.Dropout`` draws one Bernoulli per element
-  (``bernoulli_``, ~7 ns per element on one core of this machine, 2.5 ms of a 14 ms Yeast step);
-  here one 64-bit ``random_`` word gives four 16-bit uniforms, compared with ``round(p * 2^16)``
-  in float arithmetic (bool -> float conversion is slow on CPU). The drop probability is
-  ``round(p * 65536) / 65536`` (0.2 -> 0.199997), the kept values are scaled by ``1 / (1 - p)``
-  as ``nn.Dropout`` does, and the randomness comes from torch's global generator (so checkpoints
-  and resume keep working exactly as before).
+  (``bernoulli_``, ~5-7 ns per element on one core); here one 64-bit ``random_`` word gives four
+  16-bit integers, kept iff ``u >= round(p * 2^16) - 2^15``, so P(dropped) = ``round(p * 65536) /
+  65536`` (0.2 -> 0.199997). Kept values are scaled by ``1 / (1 - p)`` as ``nn.Dropout`` does, and
+  the bits come from torch's global generator (checkpoints and resume keep working as before).
 * AdamW with ``fused=True``: one kernel over all parameters instead of a Python loop of ~10 ops
-  per parameter (bit-equal up to the last ulp; measured 0.87 -> 0.32 ms for the MLP's step).
+  per parameter (equal up to the last ulp; measured 3.2 -> 0.35 ms for the MLP's step).
+* The momentum update as one ``_foreach_lerp_`` (one pass instead of two; equal up to rounding).
+
+The fused blocks give the same numbers as ReLU then :func:`fast_dropout` module by module (tested:
+same seed, same outputs and gradients bit for bit), so the fast lane differs from the reference
+only by its dropout bits and the two rounding-level changes above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+import torch.nn.functional as F
+
+from .names import HOTPATHS
+from .settings import fast_lane
+
+__all__ = ["HOTPATHS", "fast_lane", "fast_lane_in", "fast_dropout", "keep_mask", "linear_relu_dropout",
+           "relu_dropout", "fused_plan", "momentum_update_", "optimizer_kwargs"]
 
 _BITS = 16
-_LEVELS = 1 << _BITS          # uniforms in [-2^15, 2^15) after viewing int64 words as int16
+_LEVELS = 1 << _BITS          # integers in [-2^15, 2^15) after viewing int64 words as int16
 
 
-def fast_lane(precision: str) -> bool:
-    """Whether ``precision`` selects the fast lane (bf16 autocast + the savings of this module)."""
-    return precision == "bf16"
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
+    """A float32 ``shape`` tensor of 1 (kept, probability ``1 - round(p 2^16) / 2^16``) and 0.
 
-
-def dropout_keep_scale(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A ``shape`` tensor of ``1/(1-p)`` (kept) and ``0`` (dropped), P(dropped) = round(p 2^16) / 2^16."""
+    Float, not bool: on CPU a comparison to bool and a product with a bool tensor each cost about
+    five float passes (measured 47 and 57 us vs 6-12 us for a 128 x 512 pass)."""
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
     u = words.view(torch.int16)[:n].view(shape).to(torch.float32)      # exact: |u| <= 2^15
-    threshold = -(_LEVELS // 2) + round(p * _LEVELS)                    # keep iff u >= threshold
+    threshold = -(_LEVELS // 2) + round(p * _LEVELS)                    # kept iff u >= threshold
     # integers: u - threshold + 1 >= 1 iff kept, <= 0 otherwise, so clamp(0, 1) is the 0/1 mask
-    keep = u.sub_(threshold - 1).clamp_(0.0, 1.0).mul_(1.0 / (1.0 - p))
-    return keep.to(dtype)
+    return u.sub_(threshold - 1).clamp_(0.0, 1.0)
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """``F.dropout(x, p, training)`` with :func:`dropout_keep_scale`'s mask."""
+    """``F.dropout(x, p, training)`` with :func:`keep_mask`'s bits."""
     if not training or p <= 0.0:
         return x
     if p >= 1.0:
         return x * 0.0
-    return x * dropout_keep_scale(x.shape, p, x.dtype, x.device)
+    return x * keep_mask(x.shape, p, x.device).mul_(1.0 / (1.0 - p)).to(x.dtype)
 
 
-def _dropout_forward(module: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
-    return fast_dropout(x, module.p, module.training)
+def _autocast_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype autocast would give a product of ``t`` here (``t.dtype`` outside autocast)."""
+    kind = t.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else t.dtype
+
+
+def _relu_drop_(z: torch.Tensor, p: float) -> torch.Tensor:
+    """In place: ``relu(z)`` times the kept/scaled mask (``p > 0``) — what ReLU then Dropout give."""
+    z.clamp_min_(0.0)
+    if p > 0.0:
+        z.mul_(keep_mask(z.shape, p, z.device).to(z.dtype)).mul_(1.0 / (1.0 - p))
+    return z
+
+
+def _masked_grad(grad: torch.Tensor, out: torch.Tensor, p: float) -> torch.Tensor:
+    """The gradient through ReLU and Dropout: ``out > 0`` iff the unit was positive and kept, and
+    ``sign(out)`` (``out >= 0``) is that indicator as a float (cheaper than a bool mask on CPU)."""
+    g = grad.mul(out.sign())
+    return g.mul_(1.0 / (1.0 - p)) if p > 0.0 else g
+
+
+class _LinearReLUDropout(torch.autograd.Function):
+    """``dropout(relu(x W^T + b), p)`` as one node (the products in autocast's dtype, if on)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, p: float):
+        dt = _autocast_dtype(x)
+        x, w = x.to(dt), weight.to(dt)
+        z = x @ w.t() if bias is None else torch.addmm(bias.to(dt), x, w.t())
+        out = _relu_drop_(z, p)
+        ctx.save_for_backward(x, w, out)
+        ctx.p, ctx.has_bias = p, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, w, out = ctx.saved_tensors
+        g = _masked_grad(grad.to(out.dtype), out, ctx.p)
+        grad_x = g @ w if ctx.needs_input_grad[0] else None
+        grad_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, g.t() @ x, grad_b, None
+
+
+class _ReLUDropout(torch.autograd.Function):
+    """``dropout(relu(z), p)`` as one node."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, p: float):
+        out = _relu_drop_(z.clone(), p)
+        ctx.save_for_backward(out)
+        ctx.p = p
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (out,) = ctx.saved_tensors
+        return _masked_grad(grad, out, ctx.p), None
+
+
+def linear_relu_dropout(x: torch.Tensor, linear: nn.Linear, dropout: nn.Dropout) -> torch.Tensor:
+    """``dropout(relu(linear(x)))`` in one autograd node (eval mode: no mask)."""
+    p = dropout.p if dropout.training else 0.0
+    return _LinearReLUDropout.apply(x, linear.weight, linear.bias, p)
+
+
+def relu_dropout(z: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
+    """``dropout(relu(z))`` in one autograd node (eval mode: plain ReLU)."""
+    if not dropout.training or dropout.p <= 0.0:
+        return F.relu(z)
+    return _ReLUDropout.apply(z, dropout.p)
+
+
+def _is(mods: list[nn.Module], i: int, *kinds: type) -> bool:
+    """Whether ``mods[i:]`` starts with modules of exactly these types (plain Dropout only)."""
+    if i + len(kinds) > len(mods):
+        return False
+    ok = all(type(m) is k for m, k in zip(mods[i:], kinds))
+    return ok and all(not getattr(m, "inplace", False) or type(m) is nn.ReLU for m in mods[i:i + len(kinds)])
+
+
+def fused_plan(seq: nn.Sequential) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """The steps of ``seq`` with Linear-ReLU-Dropout and ReLU-Dropout runs fused, other Dropouts fast."""
+    mods, plan, i = list(seq), [], 0
+    while i < len(mods):
+        if _is(mods, i, nn.Linear, nn.ReLU, nn.Dropout):
+            lin, drop = mods[i], mods[i + 2]
+            plan.append(lambda x, lin=lin, drop=drop: linear_relu_dropout(x, lin, drop))
+            i += 3
+        elif _is(mods, i, nn.ReLU, nn.Dropout):
+            drop = mods[i + 1]
+            plan.append(lambda x, drop=drop: relu_dropout(x, drop))
+            i += 2
+        elif _is(mods, i, nn.Dropout):
+            drop = mods[i]
+            plan.append(lambda x, drop=drop: fast_dropout(x, drop.p, drop.training))
+            i += 1
+        else:
+            plan.append(mods[i])
+            i += 1
+    return plan
+
+
+def _run_plan(plan: list[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+    for step in plan:
+        x = step(x)
+    return x
 
 
 @contextlib.contextmanager
-def fast_dropout_in(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Inside the block every ``nn.Dropout`` of ``model`` uses :func:`fast_dropout`."""
-    mods = [m for m in model.modules() if type(m) is nn.Dropout and not m.inplace] if enabled else []
-    for m in mods:
-        m.forward = _dropout_forward.__get__(m)      # instance attribute shadows the class method
+def fast_lane_in(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside the block every ``nn.Sequential`` of ``model`` runs its :func:`fused_plan`, and every
+    module with a ``fast_lane`` flag (MoCo: the momentum update) has it set."""
+    mods = list(model.modules()) if enabled else []
+    seqs = [m for m in mods if type(m) is nn.Sequential]
+    flagged = [m for m in mods if isinstance(getattr(m, "fast_lane", None), bool)]
+    for m in seqs:
+        plan = fused_plan(m)
+        m.forward = lambda x, plan=plan: _run_plan(plan, x)   # instance attribute shadows the method
+    for m in flagged:
+        m.fast_lane = True
     try:
         yield
     finally:
-        for m in mods:
+        for m in seqs:
             del m.forward
+        for m in flagged:
+            m.fast_lane = False
 
 
-def optimizer_kwargs(precision: str, params: list[torch.Tensor]) -> dict[str, Any]:
+def momentum_update_(key_params: list[torch.Tensor], query_params: list[torch.Tensor], momentum: float,
+                     fast: bool) -> None:
+    """``θ_k ← m θ_k + (1 − m) θ_q``: ``mul`` + ``add`` (reference) or one ``lerp`` (fast lane)."""
+    if fast:
+        torch._foreach_lerp_(key_params, query_params, 1.0 - momentum)
+    else:
+        torch._foreach_mul_(key_params, momentum)
+        torch._foreach_add_(key_params, query_params, alpha=1.0 - momentum)
+
+
+def optimizer_kwargs(fast: bool, params: list[torch.Tensor]) -> dict[str, Any]:
     """Extra ``torch.optim.AdamW`` arguments: ``fused=True`` in the fast lane on CPU/CUDA float32."""
-    if not fast_lane(precision) or not params:
+    if not fast or not params:
         return {}
     ok = all(p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params)
     return {"fused": True} if ok else {}

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import hotpath
 from .encoders import FC_INPUTS, Encoder
 
 
@@ -69,6 +70,7 @@ class MoCo(nn.Module):
         self.fc_input = fc_input
         self.fc = nn.Linear(encoder.rep_dim if fc_input == "rep" else encoder.out_dim, n_labels)
         self.momentum = float(momentum)
+        self.fast_lane = False       # set by hotpath.fast_lane_in: the momentum update as one lerp
         self.queue_size = int(queue_size)
         dim = encoder.out_dim
         self.register_buffer("queue", torch.zeros(queue_size, dim))                 # Q
@@ -82,11 +84,8 @@ class MoCo(nn.Module):
     def momentum_update(self) -> None:
         """``θ_k ← m θ_k + (1 − m) θ_q`` over parameters (as MoCo; the key encoder's BatchNorm
         statistics are its own and never used, since it always runs in training mode)."""
-        m = self.momentum
-        q_params = list(self.encoder_q.parameters())
-        k_params = list(self.encoder_k.parameters())
-        torch._foreach_mul_(k_params, m)
-        torch._foreach_add_(k_params, q_params, alpha=1.0 - m)
+        hotpath.momentum_update_(list(self.encoder_k.parameters()), list(self.encoder_q.parameters()),
+                                 self.momentum, self.fast_lane)
 
     # ---------------------------------------------------------------- queue
     def queue_view(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -26,6 +26,8 @@ PROTOCOLS: tuple[str, ...] = ("paper", "val-threshold")
 METRIC_KEYS: tuple[str, ...] = ("mAP", "p_at_1", "maF1", "miF1", "HA", "ebF1")
 # the same metrics in the paper's column order (Tables 2-4)
 TABLE_METRICS: tuple[str, ...] = ("HA", "ebF1", "miF1", "maF1", "p_at_1", "mAP")
+# pretraining step implementations (mulsupcon_ld/hotpath.py): the reference arithmetic, or the fast lane
+HOTPATHS: tuple[str, ...] = ("reference", "fast")
 # file names of one run's output folder
 METRICS_FILE = "metrics.json"
 PRETRAINED_FILE = "pretrained.pt"

@@ -39,6 +39,7 @@ import json
 from typing import Any, Iterable
 
 from .errors import UserError
+from .names import HOTPATHS
 from .registry import canonical_name as registry_name
 
 # --------------------------------------------------------------------------------------------
@@ -153,6 +154,8 @@ def _build(dataset: str) -> dict[str, Any]:
             "keep": "last",              # ours: weights handed to fine-tuning: "last" epoch, or "best_train_loss"
                                          # (MulSupCon code: lowest running train loss, preset mulsupcon-official)
             "compile": False,            # ours: torch.compile the query/key encoders (true or a mode string)
+            "hotpath": "reference",      # ours: "fast" = fused Linear-ReLU-Dropout nodes, 16-bit dropout masks,
+                                         # fused AdamW, lerp momentum (mulsupcon_ld/hotpath.py; bf16 implies it)
         },
         "finetune": {
             "epochs": c["finetune_epochs"],
@@ -294,6 +297,12 @@ def get_settings(dataset: str, scale: str = "paper", overrides: Iterable[str] = 
     return copy.deepcopy(settings)
 
 
+def fast_lane(precision: str, hotpath: str = "reference") -> bool:
+    """Whether pretraining takes the fast lane (mulsupcon_ld/hotpath.py): ``pretrain.hotpath="fast"``,
+    or ``precision="bf16"`` (which changes every product anyway and was validated with it on)."""
+    return hotpath == "fast" or precision == "bf16"
+
+
 def validate(s: dict[str, Any]) -> None:
     """Reject values that would fail later with a confusing error."""
     def check(cond: bool, msg: str) -> None:
@@ -310,6 +319,7 @@ def validate(s: dict[str, Any]) -> None:
         check(ipe is None or (isinstance(ipe, int) and ipe >= 1), f"{phase}.iters_per_epoch must be null or >= 1")
         check(isinstance(p["compile"], bool) or (isinstance(p["compile"], str) and p["compile"] in COMPILE_MODES),
               f"{phase}.compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)})")
+    check(s["pretrain"]["hotpath"] in HOTPATHS, f"pretrain.hotpath must be one of {', '.join(HOTPATHS)}")
     check(isinstance(s["pretrain"]["queue_size"], int) and s["pretrain"]["queue_size"] >= 1,
           "pretrain.queue_size must be an integer >= 1")
     check(s["finetune"]["select"] in ("val_loss", "val_mAP"), "finetune.select must be 'val_loss' or 'val_mAP'")

@@ -336,7 +336,8 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
     between epochs (ignite's default ``RunningBatchWise`` usage).
     """
     params = [p for p in moco.parameters() if p.requires_grad]
-    opt = make_optimizer(params, cfg["optimizer"], **hotpath.optimizer_kwargs(precision, params))
+    fast = hotpath.fast_lane(precision, cfg["hotpath"])
+    opt = make_optimizer(params, cfg["optimizer"], **hotpath.optimizer_kwargs(fast, params))
     sched = make_scheduler(opt, cfg["scheduler"])
     epochs, mode = int(cfg["epochs"]), cfg["scheduler_step"]
     keep = cfg["keep"]
@@ -357,7 +358,7 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
     progress = EpochProgress("pretrain", epochs, start, log_every)
     t0 = time.monotonic()
     with compiled([moco.encoder_q, moco.encoder_k], cfg["compile"]), \
-            hotpath.fast_dropout_in(moco, hotpath.fast_lane(precision)):
+            hotpath.fast_lane_in(moco, fast):
         for epoch in range(start, epochs):
             moco.train()
             total, count, parts = torch.zeros((), device=device), 0, EpochParts()

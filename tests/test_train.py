@@ -195,7 +195,7 @@ def simple_loss(out, y, moco):
 def pretrain_cfg(epochs=4, step="epoch", **extra):
     return {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4},
             "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-5},
-            "scheduler_step": step, "compile": False, "keep": "last", **extra}
+            "scheduler_step": step, "compile": False, "keep": "last", "hotpath": "reference", **extra}
 
 
 def new_moco(d=7, c=4, queue=24):
@@ -223,6 +223,16 @@ def test_pretrain_fills_queue_trains_fc_and_checkpoints(tmp_path):
     assert state["epoch"] == 4 and "queue" in state["model"] and "rng" in state
 
 
+def test_fast_lane_trains_as_the_reference_does_but_with_its_own_dropout_bits(tmp_path):
+    ref, hist_ref = run_pretrain(tmp_path, epochs=2, name="r.pt")
+    fast, hist_fast = run_pretrain(tmp_path, epochs=2, name="f.pt", hotpath="fast")
+    again, hist_again = run_pretrain(tmp_path, epochs=2, name="g.pt", hotpath="fast")
+    assert hist_fast["loss"] == hist_again["loss"]                     # same seed, same numbers
+    assert hist_fast["loss"] != hist_ref["loss"]                       # other dropout bits
+    assert np.allclose(hist_fast["loss"], hist_ref["loss"], rtol=0.2)  # the same training, though
+    assert "forward" not in vars(fast.encoder_q.backbone.net) and fast.fast_lane is False  # lane undone
+
+
 def test_pretrain_bf16_autocast_runs(tmp_path):
     moco, hist = run_pretrain(tmp_path, epochs=1, precision="bf16")
     assert np.isfinite(hist["loss"][0]) and moco.queue.dtype == torch.float32 and int(moco.queue_count) > 0
@@ -239,14 +249,14 @@ def stop_after(phase, k):
     return hook
 
 
-@pytest.mark.parametrize("step", ["epoch", "iter"])
-def test_pretrain_resume_equals_uninterrupted(tmp_path, step):
-    full, hist_full = run_pretrain(tmp_path, step=step, name="a.pt")
+@pytest.mark.parametrize("step,hotpath", [("epoch", "reference"), ("iter", "reference"), ("epoch", "fast")])
+def test_pretrain_resume_equals_uninterrupted(tmp_path, step, hotpath):
+    full, hist_full = run_pretrain(tmp_path, step=step, name="a.pt", hotpath=hotpath)
     with pytest.raises(Stop):
-        run_pretrain(tmp_path, hook=stop_after("pretrain", 2), step=step, name="b.pt")
+        run_pretrain(tmp_path, hook=stop_after("pretrain", 2), step=step, name="b.pt", hotpath=hotpath)
     assert torch.load(tmp_path / "b.pt", weights_only=True)["epoch"] == 2
     random.seed(99), np.random.seed(99), torch.manual_seed(99)  # a fresh process has other RNG states
-    resumed, hist_res = run_pretrain(tmp_path, step=step, name="b.pt")
+    resumed, hist_res = run_pretrain(tmp_path, step=step, name="b.pt", hotpath=hotpath)
     assert hist_res["loss"] == hist_full["loss"]
     sd_a, sd_b = full.state_dict(), resumed.state_dict()
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)

@@ -62,8 +62,8 @@ def start_lines(targets: list[str], config: dict[str, Any], device: str = "cuda"
     An estimate that cannot be made is one line saying why; it never stops the workflow."""
     try:
         rows = table_costs(costed_targets(targets), config, device)
-    except UserError as e:
-        return [f"cost: no estimate ({e})"]
+    except (UserError, KeyError, ValueError, OSError) as e:   # a bad measurements file included
+        return [f"cost: no estimate ({type(e).__name__}: {e})"]
     return [f"cost: {r['target']}: {r['runs']} runs, ~{r['cpu_hours']:,.1f} CPU-hours, "
             f"~{r['gpu_hours']:,.1f} GPU-hours (scale {r['scale']}; `mulsupcon-ld cost` for details)"
             for r in rows]
