@@ -1,10 +1,10 @@
-"""The pretraining step's fast lane (``pretrain.hotpath="fast"``, implied by ``precision="bf16"``).
+"""The pretraining step's fast lane (``pretrain.hotpath="fast"``, the default; ``precision="bf16"`` implies it).
 
-``hotpath="reference"`` (the default) is the reference arithmetic and stays bit for bit what it was:
+``hotpath="reference"`` is the reference arithmetic and stays bit for bit what it was before the lane:
 ``nn.Linear`` → ``nn.ReLU`` → ``nn.Dropout`` module by module, the per-parameter AdamW loop and the
 momentum update as ``mul`` + ``add``. The fast lane removes what is not arithmetic from a step whose
-matrix products are small (docs/workflow.md, "Costs and speed", has the measured effect and the
-3-seed validation against the reference):
+matrix products are small (docs/workflow.md, "Cost", has the measured effect and the 3-seed
+validation against the reference that made it the default):
 
 * Fused blocks. Inside any ``nn.Sequential``, ``Linear → ReLU → Dropout`` runs as one autograd node
   (:class:`_LinearReLUDropout`: ``addmm``, one in-place clamp, one in-place mask multiply; backward

@@ -154,8 +154,9 @@ def _build(dataset: str) -> dict[str, Any]:
             "keep": "last",              # ours: weights handed to fine-tuning: "last" epoch, or "best_train_loss"
                                          # (MulSupCon code: lowest running train loss, preset mulsupcon-official)
             "compile": False,            # ours: torch.compile the query/key encoders (true or a mode string)
-            "hotpath": "reference",      # ours: "fast" = fused Linear-ReLU-Dropout nodes, 16-bit dropout masks,
-                                         # fused AdamW, lerp momentum (mulsupcon_ld/hotpath.py; bf16 implies it)
+            "hotpath": "fast",           # ours: fused Linear-ReLU-Dropout nodes, 16-bit dropout masks, fused AdamW,
+                                         # lerp momentum (mulsupcon_ld/hotpath.py; validated against "reference",
+                                         # the module-by-module arithmetic, in docs/workflow.md "Cost")
         },
         "finetune": {
             "epochs": c["finetune_epochs"],

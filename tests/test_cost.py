@@ -74,8 +74,18 @@ def test_workflow_start_line_survives_a_bad_measurements_file(monkeypatch):
 
 
 def test_cost_uses_the_rate_of_the_configured_lane():
-    fast = cost.run_cost("yeast", "paper", "cpu", overrides=("pretrain.hotpath=fast",))
-    ref = cost.run_cost("yeast", "paper", "cpu")
+    fast = cost.run_cost("yeast", "paper", "cpu")
+    ref = cost.run_cost("yeast", "paper", "cpu", overrides=("pretrain.hotpath=reference",))
     rates = cost.measurements()["cpu"]["vector_pretrain_gflops"]
     assert fast.gflop == ref.gflop
     assert fast.hours / ref.hours == pytest.approx(rates["fp32-reference"] / rates["fp32-fast"])
+
+
+def test_cost_cli_takes_the_pretraining_lane(capsys):
+    hours = {}
+    for lane in ("reference", "fast"):
+        assert cli.main(["cost", "2", "--configfile", CONFIG, "--hotpath", lane]) == 0
+        hours[lane] = float(capsys.readouterr().out.strip().splitlines()[-1].split()[2].replace(",", ""))
+    rates = cost.measurements()["cpu"]["vector_pretrain_gflops"]
+    assert hours["reference"] > hours["fast"] > 0
+    assert hours["reference"] / hours["fast"] == pytest.approx(rates["fp32-fast"] / rates["fp32-reference"], rel=0.02)

@@ -128,7 +128,7 @@ def test_lane_switches_and_optimizer_arguments():
     assert hotpath.fast_lane("fp32", "fast") and hotpath.fast_lane("bf16")
     assert hotpath.optimizer_kwargs(False, list(net.parameters())) == {}
     assert hotpath.optimizer_kwargs(True, list(net.parameters())) == {"fused": True}
-    assert get_settings("yeast")["pretrain"]["hotpath"] == "reference"
-    assert get_settings("yeast", overrides=["pretrain.hotpath=fast"])["pretrain"]["hotpath"] == "fast"
+    assert get_settings("yeast")["pretrain"]["hotpath"] == "fast"
+    assert get_settings("yeast", overrides=["pretrain.hotpath=reference"])["pretrain"]["hotpath"] == "reference"
     with pytest.raises(UserError, match="pretrain.hotpath"):
         get_settings("yeast", overrides=["pretrain.hotpath=turbo"])

@@ -17,8 +17,11 @@ from ..errors import UserError
 from . import plan
 
 
-def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str = "fp32") -> list[dict]:
-    """Per target: runs, and CPU- or GPU-hours (image runs on ``device``, vector runs on CPU)."""
+def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str = "fp32",
+                hotpath: str | None = None) -> list[dict]:
+    """Per target: runs, and CPU- or GPU-hours (image runs on ``device``, vector runs on CPU in
+    ``precision`` and the pretraining lane ``hotpath``; None: the settings' default)."""
+    overrides = () if hotpath is None else (f"pretrain.hotpath={hotpath}",)
     rc = plan.RunConfig.from_config(config)
     rows = []
     for target in targets:
@@ -33,7 +36,7 @@ def table_costs(targets: list[str], config: dict[str, Any], device: str, precisi
             kind = rc.kind(key.dataset)
             dev = device if kind == "image" else "cpu"
             if (key.dataset, dev) not in cache:
-                cache[key.dataset, dev] = run_cost(key.dataset, rc.scale, dev, precision)
+                cache[key.dataset, dev] = run_cost(key.dataset, rc.scale, dev, precision, overrides)
             if dev == "cuda":
                 gpu_h += cache[key.dataset, dev].hours
             else:
@@ -84,7 +87,7 @@ def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
 
 def cmd_cost(args: argparse.Namespace) -> int:
     config = _load_config(args.configfile, args.config)
-    rows = table_costs(args.targets, config, args.device, args.precision)
+    rows = table_costs(args.targets, config, args.device, args.precision, args.hotpath)
     m = measurements()
     print(f"# per-iteration costs measured on: CPU {m['cpu']['machine']} ({m['cpu']['commit']}); "
           f"GPU {m['cuda']['machine']} ({m['cuda']['source']})")
