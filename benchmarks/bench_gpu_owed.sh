@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures the perf note owes, on one CUDA GPU (H200/H100), in < 5 minutes:
-#   1. Yeast pretraining iteration (CLD, batch 128 / queue 256) per precision, eager and
+#   1. Yeast pretraining iteration (CLD, batch 128 / queue 256) per lane (precision, pretrain.hotpath), eager and
 #      compile(mode="reduce-overhead"), and the extrapolated 400 x 1000-iteration time;
 #   2. the MulSupCon loss at (128, 8192, 208) and the Delicious LD loss step on the GPU;
 #   3. image loader vs model step (benchmarks/bench_images.py, if its data is present);
@@ -21,9 +21,9 @@ from pathlib import Path
 dev = torch.device("cuda")
 rng = np.random.default_rng(0)
 x = rng.normal(size=(1200, 103)).astype(np.float32); y = (rng.random((1200, 14)) < 0.3).astype(np.uint8)
-for precision in ("fp32", "bf16"):
+for precision, hotpath in (("fp32", "reference"), ("fp32", "fast"), ("bf16", "fast")):
     for comp in (False, "reduce-overhead"):
-        s = get_settings("yeast")
+        s = get_settings("yeast", overrides=[f"pretrain.hotpath={hotpath}"])
         loss_fn = T.make_pretrain_loss("cld", s["loss"], 0.1)
         best = float("inf")
         for rep in range(2):
@@ -40,6 +40,7 @@ for precision in ("fp32", "bf16"):
             if rep:   # the first repetition compiles / warms up
                 best = min(best, el / iters)
         print(json.dumps({"what": "yeast cld pretrain iteration (data on device)", "precision": precision,
+                          "hotpath": hotpath,
                           "compile": comp, "ms_per_iter": round(best * 1e3, 3),
                           "paper_budget_400x1000_min": round(best * 400_000 / 60, 1),
                           "gpu": torch.cuda.get_device_name()}), flush=True)

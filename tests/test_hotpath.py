@@ -132,3 +132,16 @@ def test_lane_switches_and_optimizer_arguments():
     assert get_settings("yeast", overrides=["pretrain.hotpath=reference"])["pretrain"]["hotpath"] == "reference"
     with pytest.raises(UserError, match="pretrain.hotpath"):
         get_settings("yeast", overrides=["pretrain.hotpath=turbo"])
+
+
+def test_fused_blocks_trace_into_one_compiled_graph():
+    """torch.compile (CUDA graphs in particular) needs the fast lane without graph breaks: under
+    compilation the mask comes from an out-of-place ``rand`` instead of the in-place ``random_``."""
+    import torch._dynamo
+
+    enc, x = _encoder(), torch.randn(16, 103)
+    torch._dynamo.reset()
+    with hotpath.fast_lane_in(enc):
+        explained = torch._dynamo.explain(enc)(x)
+    torch._dynamo.reset()
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
