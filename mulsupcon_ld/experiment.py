@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from . import paths
+from . import hotpath, paths
 from . import train as T
 from .atomic import atomic_path, save_npy, write_json
 from .batches import make_batches, release_image_loaders
@@ -340,6 +340,9 @@ def _run(spec: ExperimentSpec, on_epoch_end: T.EpochCallback | None) -> Path | N
         return metrics_path
     guard_image_run(config["settings"], spec.device, torch.cuda.is_available(), config["synthetic"])  # before any download
     device = resolve_device(spec.device)
+    note = hotpath.bf16_cpu_note(config["settings"]["precision"], device)
+    if note:
+        print(note, file=sys.stderr)
     if config["settings"]["threads"]:
         torch.set_num_threads(int(config["settings"]["threads"]))
     ctx = _Context(spec, config, out, device, load_data(config, spec), full_hash,

@@ -39,7 +39,7 @@ from .names import HOTPATHS
 from .settings import fast_lane
 
 __all__ = ["HOTPATHS", "fast_lane", "fast_lane_in", "fast_dropout", "keep_mask", "linear_relu_dropout",
-           "relu_dropout", "fused_plan", "momentum_update_", "optimizer_kwargs"]
+           "relu_dropout", "fused_plan", "momentum_update_", "optimizer_kwargs", "bf16_cpu_note"]
 
 _BITS = 16
 _LEVELS = 1 << _BITS          # integers in [-2^15, 2^15) after viewing int64 words as int16
@@ -208,6 +208,15 @@ def momentum_update_(key_params: list[torch.Tensor], query_params: list[torch.Te
     else:
         torch._foreach_mul_(key_params, momentum)
         torch._foreach_add_(key_params, query_params, alpha=1.0 - momentum)
+
+
+def bf16_cpu_note(precision: str, device: torch.device) -> str | None:
+    """A warning line when ``precision="bf16"`` runs on a CPU without native bf16 products
+    (AVX512-BF16 or AMX, as oneDNN reports): there bf16 is emulated, ~8x slower than fp32."""
+    if precision != "bf16" or device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return ("warning: precision=bf16 on a CPU without AVX512-BF16/AMX: bf16 products are emulated here, "
+            "about 8x slower than fp32 (docs/workflow.md, \"Cost\"); --set precision=fp32 is faster")
 
 
 def optimizer_kwargs(fast: bool, params: list[torch.Tensor]) -> dict[str, Any]:

@@ -145,3 +145,13 @@ def test_fused_blocks_trace_into_one_compiled_graph():
         explained = torch._dynamo.explain(enc)(x)
     torch._dynamo.reset()
     assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_announced(monkeypatch):
+    cpu = torch.device("cpu")
+    assert hotpath.bf16_cpu_note("fp32", cpu) is None
+    assert hotpath.bf16_cpu_note("bf16", torch.device("cuda")) is None
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert "8x slower" in hotpath.bf16_cpu_note("bf16", cpu)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert hotpath.bf16_cpu_note("bf16", cpu) is None
