@@ -73,15 +73,35 @@ def test_workflow_start_line_survives_a_bad_measurements_file(monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("cost: no estimate (KeyError")
 
 
-def test_cost_uses_the_rate_of_the_configured_lane():
+def _without_shapes(monkeypatch) -> dict:
+    m = cost.measurements()
+    m["cpu"].pop("vector_pretrain_ms_per_iter", None)
+    monkeypatch.setattr(cost, "measurements", lambda: m)
+    return m
+
+
+def test_cost_uses_the_rate_of_the_configured_lane(monkeypatch):
+    rates = _without_shapes(monkeypatch)["cpu"]["vector_pretrain_gflops"]
     fast = cost.run_cost("yeast", "paper", "cpu")
     ref = cost.run_cost("yeast", "paper", "cpu", overrides=("pretrain.hotpath=reference",))
-    rates = cost.measurements()["cpu"]["vector_pretrain_gflops"]
     assert fast.gflop == ref.gflop
     assert fast.hours / ref.hours == pytest.approx(rates["fp32-reference"] / rates["fp32-fast"])
 
 
-def test_cost_cli_takes_the_pretraining_lane(capsys):
+def test_cost_takes_a_measured_iteration_of_the_dataset_shape(monkeypatch):
+    m = cost.measurements()
+    ms = m["cpu"]["vector_pretrain_ms_per_iter"]["fp32-fast"]["delicious"]
+    with_shape = cost.run_cost("delicious", "paper", "cpu")
+    flop_model = cost.run_cost("delicious", "paper", "cpu", overrides=("pretrain.queue_size=4000",))
+    assert with_shape.hours * 3600 >= with_shape.pretrain_iters * ms / 1e3          # + fine-tuning
+    assert with_shape.hours * 3600 < with_shape.pretrain_iters * ms / 1e3 * 1.5
+    _without_shapes(monkeypatch)
+    assert cost.run_cost("delicious", "paper", "cpu").hours == pytest.approx(
+        flop_model.hours * with_shape.gflop / flop_model.gflop, rel=0.05)           # no table: FLOPs only
+
+
+def test_cost_cli_takes_the_pretraining_lane(capsys, monkeypatch):
+    _without_shapes(monkeypatch)
     hours = {}
     for lane in ("reference", "fast"):
         assert cli.main(["cost", "2", "--configfile", CONFIG, "--hotpath", lane]) == 0
