@@ -14,7 +14,7 @@ difference divided by ``3 x --iters``: the marginal cost of an iteration, withou
 optimiser set-up and checkpoint (which a 400-epoch run pays per epoch; see ``per_call_ms``). The numbers go into
 ``mulsupcon_ld/cost_measurements.json`` (``vector_pretrain_ms_per_iter``), where ``mulsupcon-ld
 cost`` takes them instead of the FLOP model: the FLOP model counts the similarity products only
-and misses the label products of many-label shapes (Delicious: 2.4x too low).
+and misses the label products of many-label shapes (Delicious: 2.7x too low).
 """
 
 from __future__ import annotations
