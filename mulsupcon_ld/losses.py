@@ -39,6 +39,9 @@ __all__ = [
     "ABLATIONS",
     "VARIANTS",
     "LDOptions",
+    "Queue",
+    "label_lists",
+    "use_label_lists",
     "all_positive_mask",
     "any_positive_mask",
     "label_overlap",
@@ -52,6 +55,49 @@ __all__ = [
 # embedding-bag sum of the nnz(A) rows of R^T (nnz(A) * K adds instead of B * C * K multiply-adds)
 # when the density of A is at most this; dense matmul otherwise and always on accelerators.
 _SPARSE_LABEL_MAX_DENSITY = 0.25
+
+# From this many labels on, the MoCo label queue is also kept as padded label lists (``Queue.lists``,
+# built once per key at enqueue): the label products over the queue then read the ~nnz(Q_ll) list
+# entries instead of finding the nonzeros of the dense ``n x C`` queue every iteration, which on CPU
+# costs more than the whole rest of the loss at Delicious' shape (``torch.nonzero`` of 4096 x 983:
+# about 10 ms; the two list products: about 2.5 ms; benchmarks/results/bench_delicious_cpu.jsonl).
+# Below it (Yeast 14, Scene 6 labels) the dense path is cheap and keeps its arithmetic.
+LIST_MIN_LABELS = 64
+
+
+def use_label_lists(n_labels: int, device: torch.device) -> bool:
+    """Whether the queue's labels should be kept as label lists (CPU, many labels)."""
+    return device.type == "cpu" and n_labels >= LIST_MIN_LABELS
+
+
+def label_lists(labels: torch.Tensor, width: int = 0) -> torch.Tensor:
+    """Padded label lists of 0/1 rows: ``[n, L]`` int64, row p = the labels j with y_pj != 0, in
+    increasing order, then the pad value ``C`` (= ``labels.shape[1]``); ``L = max(width, max_p |y_p|, 1)``."""
+    n, C = labels.shape
+    nz = labels.detach().nonzero()
+    counts = torch.bincount(nz[:, 0], minlength=n)
+    L = max(int(width), int(counts.max()) if n else 0, 1)
+    out = torch.full((n, L), C, dtype=torch.long, device=labels.device)
+    if nz.shape[0]:
+        pos = torch.arange(nz.shape[0], device=labels.device) - (torch.cumsum(counts, 0) - counts)[nz[:, 0]]
+        out[nz[:, 0], pos] = nz[:, 1]
+    return out
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The MoCo queue as its own block of A(i), so that the batch and the queue are never concatenated
+    (at Delicious' shape the ``[B + n, C]`` concatenations of labels and distributions cost ~7 ms a step).
+
+    ``keys`` [n, d] (Q), ``labels`` [n, C] (Q_ll, 0/1), ``dist`` [n, C] (Q_ld; ``None`` for MulSupCon),
+    ``lists``: ``label_lists(labels)`` kept by :class:`mulsupcon_ld.moco.MoCo` when
+    :func:`use_label_lists` (``None``: the dense labels are used). Nothing here carries gradient.
+    """
+
+    keys: torch.Tensor
+    labels: torch.Tensor
+    dist: torch.Tensor | None = None
+    lists: torch.Tensor | None = None
 
 
 # ------------------------------------------------------------------------------------ options
@@ -231,11 +277,12 @@ def _own_valid(B: int, K: int, device: torch.device) -> torch.Tensor:
                       torch.ones(B, K - B, dtype=torch.bool, device=device)], dim=1)
 
 
-def _counts(yk: torch.Tensor, B: int, own: bool) -> torch.Tensor:
-    """|P^j(i)| [B, C] from the structure of A(i) (no (B x K) . (K x C) product needed)."""
+def _counts(yk_b: torch.Tensor, n_queue: torch.Tensor, own: bool) -> torch.Tensor:
+    """|P^j(i)| [B, C] from the structure of A(i) (no (B x K) . (K x C) product needed):
+    ``yk_b`` the batch keys' labels [B, C], ``n_queue`` the queue's per-label counts [C]."""
     if own:
-        return yk[B:].sum(0, keepdim=True) + yk[:B]
-    return yk.sum(0, keepdim=True).expand(B, -1)
+        return n_queue.unsqueeze(0) + yk_b
+    return (n_queue + yk_b.sum(0)).unsqueeze(0).expand(yk_b.shape[0], -1)
 
 
 def _safe_inv(n: torch.Tensor) -> torch.Tensor:
@@ -277,8 +324,82 @@ def _label_sums(y: torch.Tensor, wts: torch.Tensor | None, k: torch.Tensor
 
 
 def _sqnorm(x: torch.Tensor) -> torch.Tensor:
-    """Row-wise squared norm without a full-size temporary."""
-    return torch.einsum("kc,kc->k", x, x)
+    """Row-wise squared norm in one pass, without a full-size temporary (``einsum("kc,kc->k")``
+    runs as K batched dot products on CPU: 10 ms instead of 0.5 ms for 4096 x 983)."""
+    return torch.linalg.vector_norm(x, dim=1).square()
+
+
+class _DenseLabels:
+    """The queue's 0/1 labels as the dense ``[n, C]`` matrix (accelerators, few labels)."""
+
+    def __init__(self, y: torch.Tensor) -> None:
+        self.y = y
+
+    def per_label(self) -> torch.Tensor:
+        """sum_p y_pj over the queue: [C]."""
+        return self.y.sum(0)
+
+    def per_key(self) -> torch.Tensor:
+        """|y_p|: [n]."""
+        return self.y.sum(1)
+
+    def overlap(self, a: torch.Tensor) -> torch.Tensor:
+        """``a @ y.T`` [B, n] (|y_i & y_p| for 0/1 ``a``)."""
+        return label_overlap(a, self.y)
+
+    def contrastive(self, a: torch.Tensor, qs: torch.Tensor, d: torch.Tensor | None, k: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x, col, row)``: x_i = sum_p (a_i . r_p) (qs_i . k_p) with r = y * d (``d=None``: r = y),
+        with gradient to ``qs``; col = r.sum(0) [C]; row = r.sum(1) [n]. Via the label sums
+        M = r.T @ k (:func:`_label_sums`)."""
+        m, col, row = _label_sums(self.y, d, k)
+        return (qs * (a @ m)).sum(1), col, row
+
+
+class _ListLabels:
+    """The queue's labels as padded label lists ``[n, L]`` (pad = C, see :func:`label_lists`).
+
+    Every product with the labels is an embedding-bag sum over the list entries: ``a @ y.T`` reads
+    the rows of ``a.T`` (plus a zero row for the pad), nnz(y) * B adds instead of n * C * B
+    multiply-adds, and nothing scans the dense ``n x C`` labels.
+    """
+
+    def __init__(self, lists: torch.Tensor, n_labels: int, dtype: torch.dtype) -> None:
+        self.lists, self.C, self.dtype = lists, n_labels, dtype
+        self.valid = lists < n_labels
+
+    def per_label(self) -> torch.Tensor:
+        return torch.bincount(self.lists.flatten(), minlength=self.C + 1)[: self.C].to(self.dtype)
+
+    def per_key(self) -> torch.Tensor:
+        return self.valid.sum(1).to(self.dtype)
+
+    def _bag(self, a: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``a @ r.T`` as ``[B, n]`` (a transposed view), r the 0/1 labels or ``weights`` on them."""
+        table = torch.cat([a.detach().t(), a.new_zeros(1, a.shape[0])])      # row C: the pad's zeros
+        # no padding_idx: the pad row is zero anyway, and padding_idx takes a 10x slower kernel
+        return F.embedding_bag(self.lists, table, mode="sum", per_sample_weights=weights).t()
+
+    def overlap(self, a: torch.Tensor) -> torch.Tensor:
+        return self._bag(a)
+
+    def contrastive(self, a: torch.Tensor, qs: torch.Tensor, d: torch.Tensor | None, k: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`_DenseLabels.contrastive`, via s = a @ r.T [B, n] and x = qs . (s @ k)."""
+        if d is None:
+            vals = self.valid.to(self.dtype)
+        else:
+            vals = d.detach().gather(1, self.lists.clamp(max=self.C - 1)).mul_(self.valid)
+        col = torch.zeros(self.C + 1, dtype=self.dtype, device=vals.device).index_add_(
+            0, self.lists.flatten(), vals.flatten())[: self.C]
+        s = self._bag(a, None if d is None else vals)
+        return (qs * (s @ k.detach())).sum(1), col, vals.sum(1)
+
+
+def _queue_labels(y: torch.Tensor, lists: torch.Tensor | None, dt: torch.dtype) -> "_DenseLabels | _ListLabels":
+    if lists is not None and lists.device.type == "cpu":
+        return _ListLabels(lists, y.shape[1], dt)
+    return _DenseLabels(y.detach().to(dt))
 
 
 # exp(e) for shifted logits e >= -2 * bound stays a normal float32 number while bound <= this
@@ -335,7 +456,8 @@ class _SimLogSumExp(torch.autograd.Function):
 
 # ------------------------------------------------------------------------------------ MulSupCon
 def mulsupcon_loss(query: torch.Tensor, keys: torch.Tensor, query_labels: torch.Tensor,
-                   key_labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+                   key_labels: torch.Tensor, temperature: float = 0.1, queue: Queue | None = None
+                   ) -> torch.Tensor:
     """MulSupCon batch loss, eqs. (3)-(4).
 
     L_i = sum_{j in y_i} -1/|P^j(i)| sum_{p in P^j(i)} log softmax_{a in A(i)}(z_i.z_a/tau)[p]   (3)
@@ -350,8 +472,11 @@ def mulsupcon_loss(query: torch.Tensor, keys: torch.Tensor, query_labels: torch.
     where M_j = sum_p y_p^j z_p (label sums of the keys). So only the ``B x K`` similarity and its
     logsumexp are dense; no ``B x K x C`` product. Anchors without labels contribute 0 and nothing
     to the normaliser sum_i |y_i|; a batch without any label gives 0 (with a graph). ``keys`` are
-    detached.
+    detached. With ``queue``, ``keys``/``key_labels`` are the batch's own B keys only and the queue
+    is its own block (:class:`Queue`; same value, no concatenation).
     """
+    if queue is not None:
+        return _mulsupcon_blocks(query, keys, query_labels, key_labels, temperature, queue)
     B, K, C = _check_shapes(query, keys, query_labels, key_labels)
     dt = _compute_dtype(query)
     with _no_autocast(query.device):
@@ -366,6 +491,37 @@ def mulsupcon_loss(query: torch.Tensor, keys: torch.Tensor, query_labels: torch.
         x = (qs * (a @ m_lab)).sum(1)                          # sum_p W_ip l_ip
         per_anchor = lse * (a * n).sum(1) - x                  # L_i of eq. (3)
         return per_anchor.sum() / yq.sum().clamp_min(1.0)      # eq. (4)
+
+
+def _mulsupcon_blocks(query: torch.Tensor, keys_b: torch.Tensor, query_labels: torch.Tensor,
+                      key_labels_b: torch.Tensor, temperature: float, queue: Queue) -> torch.Tensor:
+    """:func:`mulsupcon_loss` with A(i) given as the batch block and the queue block."""
+    _check_shapes(query, keys_b, query_labels, key_labels_b)
+    _check_queue(queue, keys_b.shape[1], query_labels.shape[1], need_dist=False)
+    dt = _compute_dtype(query)
+    with _no_autocast(query.device):
+        qs = query.to(dt) / temperature
+        k_b, k_q = keys_b.detach().to(dt), queue.keys.detach().to(dt)
+        yq, yk_b = query_labels.detach().to(dt), key_labels_b.detach().to(dt)
+        ql = _queue_labels(queue.labels, queue.lists, dt)
+        lse = _SimLogSumExp.apply(qs, torch.cat([k_b, k_q]), 0, False)[0]
+        n = ql.per_label() + yk_b.sum(0)                       # N_j = |P^j(i)|
+        a = yq * _safe_inv(n)
+        x_q = ql.contrastive(a, qs, None, k_q)[0]
+        x = (qs * ((a @ yk_b.t()) @ k_b)).sum(1) + x_q         # sum_p W_ip l_ip, batch + queue
+        per_anchor = lse * (a * n).sum(1) - x
+        return per_anchor.sum() / yq.sum().clamp_min(1.0)
+
+
+def _check_queue(queue: Queue, d: int, C: int, need_dist: bool) -> None:
+    n = queue.keys.shape[0]
+    if queue.keys.dim() != 2 or queue.keys.shape[1] != d or tuple(queue.labels.shape) != (n, C):
+        raise ValueError(f"queue keys [n, d={d}] and labels [n, C={C}] expected, got "
+                         f"{tuple(queue.keys.shape)} and {tuple(queue.labels.shape)}")
+    if need_dist and (queue.dist is None or tuple(queue.dist.shape) != (n, C)):
+        raise ValueError(f"queue.dist [n={n}, C={C}] expected for the LD losses")
+    if queue.lists is not None and (queue.lists.dim() != 2 or queue.lists.shape[0] != n):
+        raise ValueError(f"queue.lists [n={n}, L] expected, got {tuple(queue.lists.shape)}")
 
 
 # ------------------------------------------------------------------------------------ MulSupCon_LD
@@ -437,20 +593,28 @@ class _LDBatch:
     qs: torch.Tensor           # z_i / tau
     k: torch.Tensor            # all keys [K, d]
     yq: torch.Tensor           # y_i [B, C]
-    yk: torch.Tensor           # y_p [K, C]
+    yk_b: torch.Tensor         # y_p of the batch's own keys [B, C]
+    ql: Any                    # y_p of the queue: _DenseLabels or _ListLabels
     dq: torch.Tensor           # d_i, anchor side [B, C]
     dk_b: torch.Tensor         # d_p of the batch's own keys (gradient kept) [B, C]
     dk_q: torch.Tensor         # Q_ld, never any gradient [K - B, C]
 
 
 def _ld_batch(query, keys, query_labels, key_labels, query_dist, key_dist, opt: LDOptions,
-              temperature: float) -> _LDBatch:
+              temperature: float, queue: Queue | None) -> _LDBatch:
+    """Split A(i) into the batch block and the queue block (``queue=None``: rows ``B:`` of the keys)."""
     dt = _compute_dtype(query)
     B = query.shape[0]
     q = query.to(dt)
-    return _LDBatch(B=B, own=opt.in_batch_keys == "own", q=q, qs=q / temperature, k=keys.detach().to(dt),
-                    yq=query_labels.detach().to(dt), yk=key_labels.detach().to(dt), dq=query_dist.to(dt),
-                    dk_b=key_dist[:B].to(dt), dk_q=key_dist[B:].detach().to(dt))
+    if queue is None:
+        k = keys.detach().to(dt)
+        queue = Queue(keys=k[B:], labels=key_labels[B:], dist=key_dist[B:])
+    else:
+        k = torch.cat([keys.detach().to(dt), queue.keys.detach().to(dt)])
+    return _LDBatch(B=B, own=opt.in_batch_keys == "own", q=q, qs=q / temperature, k=k,
+                    yq=query_labels.detach().to(dt), yk_b=key_labels[:B].detach().to(dt),
+                    ql=_queue_labels(queue.labels, queue.lists, dt), dq=query_dist.to(dt),
+                    dk_b=key_dist[:B].to(dt), dk_q=queue.dist.detach().to(dt))
 
 
 def _check_ld_args(variant: str, ablation: str, sigma: float, B: int, K: int, C: int,
@@ -495,11 +659,10 @@ def _contrastive_term(t: _LDBatch, opt: LDOptions, lse: torch.Tensor, l_bg: torc
 
     Returns ``(T [B], row_rq)``; ``row_rq`` [K - B] = sum_j y_p^j d_p^j of the queue keys (reused by H).
     """
-    B, own, yq, yk = t.B, t.own, t.yq, t.yk
-    a = yq * _safe_inv(_counts(yk, B, own)) if opt.pos_norm == "per_label" else yq
-    r_b = yk[:B] * (t.dk_b if opt.weight_grad == "batch" else t.dk_b.detach())
-    m_rq, col_rq, row_rq = _label_sums(yk[B:], t.dk_q, t.k[B:])        # queue: r = y * d
-    x = (t.qs * (a @ m_rq)).sum(1)                                     # queue part of sum r l
+    B, own, yq = t.B, t.own, t.yq
+    a = yq * _safe_inv(_counts(t.yk_b, t.ql.per_label(), own)) if opt.pos_norm == "per_label" else yq
+    r_b = t.yk_b * (t.dk_b if opt.weight_grad == "batch" else t.dk_b.detach())
+    x, col_rq, row_rq = t.ql.contrastive(a, t.qs, t.dk_q, t.k[B:])    # queue part of sum r l, r = y * d
     if own:
         r_sum = col_rq.unsqueeze(0) + r_b                              # sum_{p in A(i)} r_pj
         x = x + (a * r_b).sum(1) * l_bg
@@ -509,16 +672,15 @@ def _contrastive_term(t: _LDBatch, opt: LDOptions, lse: torch.Tensor, l_bg: torc
     return lse * (a * r_sum).sum(1) - x, row_rq
 
 
-def _h_per_key(t: _LDBatch, opt: LDOptions, row_rq: torch.Tensor, nyk: torch.Tensor, nd_q: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def _h_per_key(t: _LDBatch, opt: LDOptions, row_rq: torch.Tensor, nyk_b: torch.Tensor, nyk_q: torch.Tensor,
+               nd_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. (8) per key p: ||t_p - d_p||^2 with t = y (raw) or y / |y| (normalized), as
     ``(h_b [B], h_q [K - B])``; the queue's from the sums above (||t||^2 - 2 t.d + ||d||^2)."""
-    B = t.B
-    t_k = t.yk * _safe_inv(nyk).unsqueeze(1) if opt.h_target == "normalized" else t.yk
-    h_b = ((t_k[:B] - t.dk_b) ** 2).sum(1)
+    t_b = t.yk_b * _safe_inv(nyk_b).unsqueeze(1) if opt.h_target == "normalized" else t.yk_b
+    h_b = ((t_b - t.dk_b) ** 2).sum(1)
     if opt.h_target == "normalized":
-        return h_b, _safe_inv(nyk[B:]) * (1.0 - 2.0 * row_rq) + nd_q.squeeze(1)
-    return h_b, nyk[B:] - 2.0 * row_rq + nd_q.squeeze(1)
+        return h_b, _safe_inv(nyk_q) * (1.0 - 2.0 * row_rq) + nd_q.squeeze(1)
+    return h_b, nyk_q - 2.0 * row_rq + nd_q.squeeze(1)
 
 
 def _g_term(w: torch.Tensor, dq: torch.Tensor, dd: torch.Tensor, dk: torch.Tensor,
@@ -527,14 +689,13 @@ def _g_term(w: torch.Tensor, dq: torch.Tensor, dd: torch.Tensor, dk: torch.Tenso
 
     ``w`` [B, n] (weights c_ip times the multiplicity of p in P(i)) is expanded as
     |d_i|^2 sum_p w_ip + sum_p w_ip |d_p|^2 - 2 d_i . sum_p w_ip d_p with one
-    ``(B x n) . (n x (C + 2))`` product (``dd`` = |d_i|^2 [B], ``nd`` = |d_p|^2 [n, 1]);
+    ``(B x n) . (n x C)`` product (``dd`` = |d_i|^2 [B], ``nd`` = |d_p|^2 [n, 1]; no ``[n, C + 2]``
+    concatenation, which costs a copy of the queue's distributions per step);
     ``w`` [B] is the diagonal block (key p = i only, ``dk`` [B, C] aligned with ``dq``).
     """
     if w.dim() == 1:
         return w * ((dq - dk) ** 2).sum(1)
-    C = dq.shape[1]
-    stats = w @ torch.cat([dk, nd, torch.ones_like(nd)], dim=1)
-    return dd * stats[:, C + 1] + stats[:, C] - 2.0 * (dq * stats[:, :C]).sum(1)
+    return dd * w.sum(1) + (w @ nd).squeeze(1) - 2.0 * (dq * (w @ dk)).sum(1)
 
 
 @dataclass
@@ -579,14 +740,14 @@ class _GWeights:
         return c.squeeze(1) if diagonal else c
 
 
-def _batch_block(t: _LDBatch, opt: LDOptions, gw: _GWeights, nyq, nyk, dd, h_b):
+def _batch_block(t: _LDBatch, opt: LDOptions, gw: _GWeights, nyq, nyk_b, dd, h_b):
     """G and H (eqs. 7/11, 8) over the batch's own keys: all B keys, or only k_i (``own``)."""
     B = t.B
     if t.own:
         m_own = nyq if opt.ld_positive_set == "per_label" else torch.ones_like(nyq)
         c_own = gw.block(slice(0, B), diagonal=True)
         return _g_term(m_own * c_own, t.dq, dd, t.dk_b), m_own * h_b
-    m_b = _multiplicity(opt, t.yq @ t.yk[:B].t(), nyq, nyk[:B])
+    m_b = _multiplicity(opt, t.yq @ t.yk_b.t(), nyq, nyk_b)
     if opt.ld_positive_set != "per_label":
         m_b = torch.maximum(m_b, torch.eye(B, dtype=m_b.dtype, device=m_b.device))   # Alg. 1 line 13
     w_b = m_b * gw.block(slice(0, B))
@@ -594,10 +755,10 @@ def _batch_block(t: _LDBatch, opt: LDOptions, gw: _GWeights, nyq, nyk, dd, h_b):
     return _g_term(w_b, t.dq, dd, t.dk_b, nd_b), m_b @ h_b
 
 
-def _queue_block(t: _LDBatch, opt: LDOptions, gw: _GWeights, nyq, nyk, dd, h_q, nd_q):
+def _queue_block(t: _LDBatch, opt: LDOptions, gw: _GWeights, nyq, nyk_q, dd, h_q, nd_q):
     """G and H (eqs. 7/11, 8) over the queue's keys (the logits buffer is reused in place)."""
     B = t.B
-    m_q = _multiplicity(opt, label_overlap(t.yq, t.yk[B:]), nyq, nyk[B:])
+    m_q = _multiplicity(opt, t.ql.overlap(t.yq), nyq, nyk_q)
     h = m_q @ h_q
     c_q = gw.block(slice(B, None), inplace=True)
     w_q = c_q.mul_(m_q) if gw.fast else c_q * m_q
@@ -629,7 +790,7 @@ def ld_loss(query: torch.Tensor, keys: torch.Tensor, query_labels: torch.Tensor,
             query_dist: torch.Tensor, key_dist: torch.Tensor, fc_weight: torch.Tensor, *,
             variant: str, alpha: float, beta: float, sigma: float = 0.01, temperature: float = 0.1,
             ablation: str = "none", options: LDOptions | Mapping[str, Any] | None = None,
-            return_parts: bool = False):
+            return_parts: bool = False, queue: Queue | None = None):
     """MulSupCon_RLD (eqs. 5-9, 12, 14; ``variant="rld"``) or MulSupCon_CLD (eqs. 5, 10, 11, 13, 15;
     ``variant="cld"``) batch loss.
 
@@ -656,6 +817,10 @@ def ld_loss(query: torch.Tensor, keys: torch.Tensor, query_labels: torch.Tensor,
     equation group: ``_log_softmax_parts`` (5/10), ``_contrastive_term`` (12/13), ``_h_per_key``
     (8), ``_g_term`` (7/11, used by ``_batch_block`` and ``_queue_block``), ``_combine`` (9/11, 14/15).
 
+    ``queue``: A(i)'s queue as its own block (:class:`Queue`, what :class:`mulsupcon_ld.moco.MoCo`
+    hands over); then ``keys``, ``key_labels`` and ``key_dist`` hold only the batch's B keys. Same
+    value as concatenating them, without the concatenation.
+
     Returns the loss, or ``(loss, parts)`` with ``return_parts``: detached 0-dim tensors
     ``contrastive`` (sum of T_i), ``g``, ``h`` (unweighted), ``alpha_h``, ``w_sq`` (||W||_F^2),
     ``beta_w`` (the term as added) and ``loss``, reduced as the loss is (sum or mean over anchors).
@@ -663,17 +828,19 @@ def ld_loss(query: torch.Tensor, keys: torch.Tensor, query_labels: torch.Tensor,
     opt = LDOptions.coerce(options)
     B, K, C = _check_shapes(query, keys, query_labels, key_labels)
     _check_ld_args(variant, ablation, sigma, B, K, C, query_dist, key_dist)
+    if queue is not None:
+        _check_queue(queue, keys.shape[1], C, need_dist=True)
     with _no_autocast(query.device):
-        t = _ld_batch(query, keys, query_labels, key_labels, query_dist, key_dist, opt, temperature)
+        t = _ld_batch(query, keys, query_labels, key_labels, query_dist, key_dist, opt, temperature, queue)
         lse, l, shift, l_bg = _log_softmax_parts(t, opt.detach_g_weight)
         contrastive, row_rq = _contrastive_term(t, opt, lse, l_bg)
-        nyq, nyk = t.yq.sum(1), t.yk.sum(1)
+        nyq, nyk_b, nyk_q = t.yq.sum(1), t.yk_b.sum(1), t.ql.per_key()
         nd_q = _sqnorm(t.dk_q).unsqueeze(1)
-        h_b, h_q = _h_per_key(t, opt, row_rq, nyk, nd_q)
+        h_b, h_q = _h_per_key(t, opt, row_rq, nyk_b, nyk_q, nd_q)
         dd = (t.dq * t.dq).sum(1)
         gw = _GWeights.make(t, variant, opt, lse, l, shift, temperature, sigma)
-        g_b, h_b = _batch_block(t, opt, gw, nyq, nyk, dd, h_b)
-        g_q, h_q = _queue_block(t, opt, gw, nyq, nyk, dd, h_q, nd_q)
+        g_b, h_b = _batch_block(t, opt, gw, nyq, nyk_b, dd, h_b)
+        g_q, h_q = _queue_block(t, opt, gw, nyq, nyk_q, dd, h_q, nd_q)
         loss, parts = _combine(contrastive, g_b + g_q, h_b + h_q, fc_weight, t.q.dtype, B, opt,
                                alpha, beta, ablation)
     if not return_parts:

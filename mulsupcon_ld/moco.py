@@ -19,6 +19,13 @@ queue and ignores it until it has wrapped around once (its ``QueueFull`` flag); 
 random init vectors as negatives, and use the filled part as soon as it exists. A batch that does
 not divide the queue size wraps around (the tail of the batch goes to the head of the buffer);
 MulSupCon asserts divisibility instead. A batch larger than the queue keeps its last ``K`` rows.
+
+The loss receives the queue as its own block (:class:`mulsupcon_ld.losses.Queue`), not
+concatenated behind the batch: at Delicious' shape the ``[B + n, C]`` concatenations of labels and
+distributions cost about 7 ms a step on CPU. With many labels on CPU
+(:func:`mulsupcon_ld.losses.use_label_lists`) the label queue is also kept as padded label lists,
+built for each batch at enqueue; they are derived data (not in the state dict), rebuilt from
+``Q_ll`` after ``load_state_dict``.
 """
 
 from __future__ import annotations
@@ -32,20 +39,35 @@ from torch import nn
 
 from . import hotpath
 from .encoders import FC_INPUTS, Encoder
+from .losses import Queue, label_lists, use_label_lists
 
 
 @dataclass
 class MoCoOutput:
-    """What one forward pass gives the loss. ``keys``/``key_labels``/``key_dist`` are the batch's
-    keys followed by the filled queue entries (pre-update queue)."""
+    """What one forward pass gives the loss: the batch's own keys and, as its own block, the filled
+    queue entries (pre-update queue). ``keys``/``key_labels``/``key_dist`` concatenate the two."""
 
     q: torch.Tensor            # [B, d] L2-normalised query embeddings (grad)
     k: torch.Tensor            # [B, d] L2-normalised key embeddings (no grad)
     logits: torch.Tensor       # [B, C] fc output (grad)
     dist: torch.Tensor         # [B, C] D = softmax(fc(.)) (grad)
-    keys: torch.Tensor         # [B + n, d]
-    key_labels: torch.Tensor   # [B + n, C] float 0/1
-    key_dist: torch.Tensor     # [B + n, C]: first B rows = dist (grad), then Q_ld (detached)
+    labels: torch.Tensor       # [B, C] the batch's labels, float 0/1 (queue dtype)
+    queue: Queue               # Q, Q_ll, Q_ld (detached, [n, ...]) and the label lists if kept
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """[B + n, d]: the batch's keys, then Q."""
+        return torch.cat([self.k, self.queue.keys], 0)
+
+    @property
+    def key_labels(self) -> torch.Tensor:
+        """[B + n, C]: the batch's labels, then Q_ll."""
+        return torch.cat([self.labels, self.queue.labels], 0)
+
+    @property
+    def key_dist(self) -> torch.Tensor:
+        """[B + n, C]: the batch's D (with gradient), then Q_ld (detached)."""
+        return torch.cat([self.dist, self.queue.dist], 0)
 
 
 class MoCo(nn.Module):
@@ -78,6 +100,8 @@ class MoCo(nn.Module):
         self.register_buffer("queue_dist", torch.zeros(queue_size, n_labels))       # Q_ld
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
+        self._lists: torch.Tensor | None = None      # label_lists(Q_ll) [queue_size, L], derived data
+        self.register_load_state_dict_post_hook(lambda module, keys: module._drop_lists())
 
     # ---------------------------------------------------------------- momentum encoder
     @torch.no_grad()
@@ -93,6 +117,36 @@ class MoCo(nn.Module):
         n = int(self.queue_count)
         return self.queue[:n].detach(), self.queue_labels[:n].detach(), self.queue_dist[:n].detach()
 
+    def _keeps_lists(self) -> bool:
+        return use_label_lists(self.queue_labels.shape[1], self.queue_labels.device)
+
+    def _drop_lists(self) -> None:
+        self._lists = None
+
+    def _queue_lists(self) -> torch.Tensor | None:
+        """``label_lists(Q_ll)`` of the whole buffer, kept up to date by :meth:`enqueue`."""
+        if not self._keeps_lists():
+            return None
+        if self._lists is None or self._lists.device != self.queue_labels.device:
+            self._lists = label_lists(self.queue_labels)
+        return self._lists
+
+    def _write_lists(self, idx: torch.Tensor, labels: torch.Tensor) -> None:
+        lists = self._queue_lists()
+        if lists is None:
+            return
+        new = label_lists(labels, width=lists.shape[1])
+        if new.shape[1] > lists.shape[1]:    # a row with more labels than any before: widen with pads
+            pad = lists.new_full((lists.shape[0], new.shape[1] - lists.shape[1]), labels.shape[1])
+            lists = self._lists = torch.cat([lists, pad], 1)
+        lists[idx] = new
+
+    def queue_block(self) -> Queue:
+        """The filled queue as the loss's :class:`~mulsupcon_ld.losses.Queue` block."""
+        qk, ql, qd = self.queue_view()
+        lists = self._queue_lists()
+        return Queue(keys=qk, labels=ql, dist=qd, lists=None if lists is None else lists[: qk.shape[0]])
+
     @torch.no_grad()
     def enqueue(self, k: torch.Tensor, labels: torch.Tensor, dist: torch.Tensor) -> None:
         """Write a batch at the pointer, wrapping around the end of the buffer."""
@@ -104,6 +158,7 @@ class MoCo(nn.Module):
         self.queue[idx] = k.detach().to(self.queue.dtype)
         self.queue_labels[idx] = labels.detach().to(self.queue_labels.dtype)
         self.queue_dist[idx] = dist.detach().to(self.queue_dist.dtype)
+        self._write_lists(idx, labels)
         self.queue_ptr.fill_((int(self.queue_ptr) + b) % K)
         self.queue_count.fill_(min(int(self.queue_count) + b, K))
 
@@ -126,11 +181,5 @@ class MoCo(nn.Module):
                 self.momentum_update()
             _, pk = self.encoder_k(x_k)
             k = F.normalize(pk, dim=1)
-        labels = labels.to(self.queue_labels.dtype)
-        qk, ql, qd = self.queue_view()
-        return MoCoOutput(
-            q=q, k=k, logits=logits, dist=dist,
-            keys=torch.cat([k, qk], 0),
-            key_labels=torch.cat([labels, ql], 0),
-            key_dist=torch.cat([dist, qd], 0),
-        )
+        return MoCoOutput(q=q, k=k, logits=logits, dist=dist, labels=labels.to(self.queue_labels.dtype),
+                          queue=self.queue_block())

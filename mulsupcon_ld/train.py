@@ -290,7 +290,7 @@ def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float
             raise UserError("ablations apply to rld and cld only; drop --ablation or use --method cld")
 
         def loss_mulsupcon(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> tuple[torch.Tensor, LossParts]:
-            loss = losses.mulsupcon_loss(out.q, out.keys, y, out.key_labels, temperature=temperature)
+            loss = losses.mulsupcon_loss(out.q, out.k, y, out.labels, temperature=temperature, queue=out.queue)
             return loss, {"contrastive": loss.detach()}
 
         return loss_mulsupcon
@@ -298,7 +298,7 @@ def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float
         raise UserError(f"unknown method {method!r}; choose mulsupcon, rld or cld")
 
     def loss_ld(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> tuple[torch.Tensor, LossParts]:
-        return losses.ld_loss(out.q, out.keys, y, out.key_labels, out.dist, out.key_dist, moco.fc.weight,
+        return losses.ld_loss(out.q, out.k, y, out.labels, out.dist, out.dist, moco.fc.weight, queue=out.queue,
                               variant=method, alpha=float(loss_cfg["alpha"]), beta=float(loss_cfg["beta"]),
                               sigma=float(loss_cfg["sigma"]), temperature=temperature, ablation=ablation,
                               options=loss_cfg["options"], return_parts=True)
@@ -366,7 +366,7 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
                 v1, v2, y = _to(batch, device)
                 with autocast(device, precision):
                     out = moco(v1, v2, y)
-                    loss, step_parts = loss_fn(out, out.key_labels[: y.shape[0]], moco)
+                    loss, step_parts = loss_fn(out, out.labels, moco)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch + 1}, "
                                              f"iteration {i + 1}")
@@ -374,7 +374,7 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
                 loss.backward()
                 opt.step()
                 _scheduler_step(sched, mode, epoch, i, iters)
-                moco.enqueue(out.k, out.key_labels[: y.shape[0]], out.dist)
+                moco.enqueue(out.k, out.labels, out.dist)
                 total += loss.detach()
                 count += 1
                 parts.add(step_parts)

@@ -117,7 +117,8 @@ def test_positive_sets_match_brute_force(monkeypatch, density):
     torch.testing.assert_close(per_label_positive_counts(yk, valid), ref)
     torch.testing.assert_close(per_label_positive_counts(yk, n_anchors=7), yk.sum(0).expand(7, -1))
     own = losses._own_valid(7, 37, yk.device)
-    torch.testing.assert_close(losses._counts(yk, 7, own=True), per_label_positive_counts(yk, own))
+    torch.testing.assert_close(losses._counts(yk[:7], yk[7:].sum(0), own=True), per_label_positive_counts(yk, own))
+    torch.testing.assert_close(losses._counts(yk[:7], yk[7:].sum(0), own=False), yk.sum(0).expand(7, -1))
 
 
 # ------------------------------------------------------------------------------------ MulSupCon
@@ -428,3 +429,90 @@ def test_small_temperature_row_max_path_equals_oracle(method, own):
         a, b = run_both(case, variant=method, sigma=0.7, temperature=0.02,
                         options=LDOptions(in_batch_keys="own" if own else "all"))
     assert_same(a, b, case)
+
+
+# ------------------------------------------------------------------------------------ queue as its own block
+def queue_block_inputs(case, lists: bool):
+    """``ld_loss(..., queue=Queue(...))`` arguments: the batch block and the queue block."""
+    query, keys, yq, yk, query_dist, key_dist, fc_weight = ld_inputs(case)
+    B = yq.shape[0]
+    queue = losses.Queue(keys=keys[B:], labels=yk[B:], dist=case["queue_dist"],
+                         lists=losses.label_lists(yk[B:]) if lists else None)
+    return (query, keys[:B], yq, yk[:B], query_dist, key_dist[:B], fc_weight), queue
+
+
+def test_label_lists_round_trip():
+    y = torch.tensor([[0, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.float32)
+    lists = losses.label_lists(y)
+    assert lists.tolist() == [[1, 3, 4, 4], [4, 4, 4, 4], [0, 1, 2, 3]]
+    assert losses.label_lists(y, width=6).shape == (3, 6)
+    assert losses.label_lists(torch.zeros(2, 5)).tolist() == [[5], [5]]
+    ql = losses._ListLabels(lists, 4, torch.float32)
+    torch.testing.assert_close(ql.per_label(), y.sum(0))
+    torch.testing.assert_close(ql.per_key(), y.sum(1))
+    a = torch.rand(5, 4)
+    torch.testing.assert_close(ql.overlap(a), a @ y.t())
+
+
+@pytest.mark.parametrize("lists", [True, False])
+@pytest.mark.parametrize("variant", ["rld", "cld"])
+@pytest.mark.parametrize("field,value", SWITCHES)
+def test_ld_queue_block_equals_oracle(variant, field, value, lists):
+    case = make_case("mixed", seed=7)
+    opt = LDOptions(**{field: value})
+    args, queue = queue_block_inputs(case, lists)
+    kw = dict(variant=variant, alpha=0.3, beta=0.05, sigma=0.7, options=opt)
+    a = ld_loss(*args, queue=queue, **kw)
+    b = literal_ld_loss(*ld_inputs(case), **kw)
+    assert_same(a, b, case)
+
+
+@pytest.mark.parametrize("variant", ["rld", "cld"])
+@pytest.mark.parametrize("kind,n_queue", [("mixed", 0), ("mixed", 3), ("duplicates", 24), ("full", 10),
+                                          ("none", 10)])
+def test_ld_queue_block_edge_cases_equal_oracle(variant, kind, n_queue):
+    case = make_case(kind, n_queue=n_queue, seed=13 + n_queue)
+    args, queue = queue_block_inputs(case, lists=True)
+    for opt in (LDOptions(), LDOptions(in_batch_keys="own", ld_positive_set="all", pos_norm="per_label"),
+                LDOptions(ld_positive_set="per_label", h_target="normalized", weight_grad="none")):
+        for ablation, reference in (("none", literal_ld_loss), ("no-all", ld_loss)):   # the oracle has
+            kw = dict(variant=variant, alpha=0.3, beta=0.05, sigma=0.7, options=opt, ablation=ablation)  # no graph
+            assert_same(ld_loss(*args, queue=queue, **kw), reference(*ld_inputs(case), **kw), case)  # for 0 labels
+
+
+@pytest.mark.parametrize("lists", [True, False])
+@pytest.mark.parametrize("kind,n_queue", [("mixed", 24), ("mixed", 0), ("duplicates", 24), ("none", 5)])
+def test_mulsupcon_queue_block_equals_oracle(kind, n_queue, lists):
+    case = make_case(kind, n_queue=n_queue, seed=5)
+    (query, keys_b, yq, yk_b, *_), queue = queue_block_inputs(case, lists)
+    a = mulsupcon_loss(query, keys_b, yq, yk_b, queue=queue)
+    if kind == "none":       # no label in the batch: 0, with a graph (the oracle has none)
+        assert a.item() == 0.0 and a.requires_grad
+        return
+    b = literal_mulsupcon_loss(query, case["keys"], yq, case["yk"])
+    assert_same(a, b, case)
+
+
+def test_queue_block_at_many_labels_equals_concatenated_keys_float32():
+    """Delicious-like shape (C large, ~2% dense): the list path agrees with the dense concatenated
+    path to 1e-5 relative in float32, loss and gradients."""
+    case = make_case("mixed", B=16, n_queue=200, C=300, d=32, seed=3, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    case["yk"] = (torch.rand(216, 300, generator=g) < 0.02).float()
+    case["yq"] = case["yk"][:16]
+    for variant in ("rld", "cld"):
+        args, queue = queue_block_inputs(case, lists=True)
+        kw = dict(variant=variant, alpha=0.1, beta=1.0, sigma=0.7)
+        a = ld_loss(*args, queue=queue, **kw)
+        b = ld_loss(*ld_inputs(case), **kw)
+        assert_same(a, b, case)
+
+
+def test_queue_block_shape_errors():
+    case = make_case("mixed", seed=1)
+    args, queue = queue_block_inputs(case, lists=True)
+    with pytest.raises(ValueError, match="queue.dist"):
+        ld_loss(*args, queue=dataclasses.replace(queue, dist=None), variant="cld", alpha=0.1, beta=1.0)
+    with pytest.raises(ValueError, match="queue keys"):
+        ld_loss(*args, queue=dataclasses.replace(queue, labels=queue.labels[:, :2]), variant="cld",
+                alpha=0.1, beta=1.0)

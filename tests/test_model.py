@@ -242,3 +242,33 @@ def test_build_encoder_from_settings():
 
     enc = build_encoder(get_settings("yeast")["model"], n_features=103)
     assert enc.rep_dim == 256 and enc.out_dim == 256
+
+
+def test_label_lists_follow_the_queue_through_wraps_widening_and_reload():
+    """With many labels on CPU the label queue is also kept as padded lists (losses.label_lists):
+    after every enqueue they equal the lists of Q_ll, also when a row needs a wider list, when a
+    batch wraps around, and after load_state_dict (derived data, not in the state dict)."""
+    from mulsupcon_ld.losses import LIST_MIN_LABELS, label_lists
+
+    n_labels = LIST_MIN_LABELS + 6
+    moco = tiny_moco(queue_size=7, n_labels=n_labels)
+    assert tiny_moco(n_labels=C)._queue_lists() is None            # few labels: dense only
+    g = torch.Generator().manual_seed(3)
+
+    def check():
+        n = int(moco.queue_count)
+        block = moco.queue_block()
+        assert block.lists is not None
+        assert torch.equal(block.lists, label_lists(moco.queue_labels[:n], width=block.lists.shape[1]))
+
+    for step, (b, density) in enumerate([(3, 0.05), (3, 0.05), (3, 0.5), (2, 0.05), (4, 0.9)]):
+        k = torch.randn(b, moco.queue.shape[1], generator=g)
+        y = (torch.rand(b, n_labels, generator=g) < density).float()
+        moco.enqueue(k, y, torch.softmax(torch.randn(b, n_labels, generator=g), 1))
+        check()
+    assert moco.queue_block().lists.shape[1] > int(0.5 * n_labels)     # widened by the dense rows
+    assert "_lists" not in moco.state_dict()
+    fresh = tiny_moco(queue_size=7, n_labels=n_labels)
+    fresh._queue_lists()                                                # a stale cache of zeros
+    fresh.load_state_dict(moco.state_dict())
+    assert torch.equal(fresh.queue_block().lists, label_lists(moco.queue_labels))
