@@ -1,0 +1,126 @@
+"""Screen readings of the LD loss on a dataset's VALIDATION split (docs/method.md, "Readings at many labels").
+
+Runs ``mulsupcon-ld run`` for every (reading, method, seed) at a reduced pretraining budget, side by
+side (``--jobs`` single-threaded runs), then summarises what each run's ``metrics.json`` says about
+validation only: val mAP and val BCE at the fine-tuning epoch selected by val BCE, and the loss
+parts of the last pretraining epoch. Test metrics are never read here::
+
+    python scripts/screen_readings.py run --dataset delicious --methods cld,rld --seeds 0,1,2 \\
+        --readings printed,normalised,normalised-h --epochs 50 --raw-dir ../shared/data --out screen/delicious
+    python scripts/screen_readings.py summarise --out screen/delicious --csv docs/results/delicious/readings_val.csv
+
+A run whose ``metrics.json`` exists is skipped (re-running resumes; killed runs resume from their
+checkpoints, see ``mulsupcon-ld run``).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+# name -> loss.options (LDOptions fields); "printed" = the defaults (eqs. 12-15 as printed)
+READINGS: dict[str, dict | None] = {
+    "printed": None,
+    "normalised": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean"},
+    "normalised-h": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean", "h_target": "normalized"},
+    "normalised-h-own": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean",
+                         "h_target": "normalized", "in_batch_keys": "own"},
+    "normalised-h-perlabel": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean",
+                              "h_target": "normalized", "ld_positive_set": "per_label"},
+}
+
+
+def _command(args: argparse.Namespace, reading: str, method: str, seed: int, out: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "mulsupcon_ld.cli", "run", "--dataset", args.dataset, "--method", method,
+           "--seed", str(seed), "--out", str(out), "--set", "threads=1",
+           "--set", f"pretrain.epochs={args.epochs}",
+           "--set", f"loss.options={json.dumps(READINGS[reading])}"]
+    if args.raw_dir:
+        cmd += ["--raw-dir", args.raw_dir]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    return cmd
+
+
+def run(args: argparse.Namespace) -> None:
+    unknown = [r for r in args.readings.split(",") if r not in READINGS]
+    if unknown:
+        sys.exit(f"error: unknown reading(s) {unknown}; known: {', '.join(READINGS)}")
+    jobs = []
+    for seed in (int(s) for s in args.seeds.split(",")):       # seed-major: every reading gets seed 0 first
+        for reading in args.readings.split(","):
+            for method in args.methods.split(","):
+                out = Path(args.out) / reading / method / f"seed{seed}"
+                if not (out / "metrics.json").exists():
+                    jobs.append((_command(args, reading, method, seed, out), out))
+    print(f"{len(jobs)} runs to do, {args.jobs} at a time", flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def one(job: tuple[list[str], Path]) -> str:
+        cmd, out = job
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "run.log", "w") as log:
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return f"{'ok' if rc == 0 else f'FAILED ({rc})'} {out}"
+
+    with cf.ThreadPoolExecutor(args.jobs) as pool:
+        for line in pool.map(one, jobs):
+            print(line, flush=True)
+
+
+def summarise(args: argparse.Namespace) -> pd.DataFrame:
+    rows = []
+    for path in sorted(Path(args.out).glob("*/*/seed*/metrics.json")):
+        m = json.loads(path.read_text())
+        ft = m["training"]["finetune"]
+        hist, best = ft["history"], ft["selected_epoch"]
+        parts = m["training"]["pretrain"].get("parts") or {}
+        last = {k: v[-1] for k, v in parts.items()} if isinstance(parts, dict) else {}
+        rows.append({"reading": path.parts[-4], "method": path.parts[-3], "seed": m["seed"],
+                     "val_mAP": hist["val_mAP"][best - 1], "val_bce": hist["val_loss"][best - 1],
+                     "selected_epoch": best, "pretrain_epochs": m["config"]["settings"]["pretrain"]["epochs"],
+                     "pretrain_s": m["wall_time_s"]["pretrain"], "finetune_s": m["wall_time_s"]["finetune"],
+                     **{f"part_{k}": v for k, v in last.items()},
+                     "options": json.dumps(m["config"]["settings"]["loss"]["options"]), "commit": m.get("git_commit")})
+    df = pd.DataFrame(rows)
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(args.csv) + ".partial")
+        df.to_csv(tmp, index=False)
+        tmp.replace(args.csv)
+    if len(df):
+        agg = df.groupby(["method", "reading"]).agg(
+            n=("seed", "size"), val_mAP=("val_mAP", "mean"), val_mAP_sd=("val_mAP", "std"),
+            val_bce=("val_bce", "mean"), val_bce_sd=("val_bce", "std"))
+        print(agg.to_markdown(floatfmt=".4f"))
+    return df
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--methods", default="cld,rld")
+    r.add_argument("--seeds", default="0,1,2")
+    r.add_argument("--readings", default="printed,normalised,normalised-h")
+    r.add_argument("--epochs", type=int, default=50)
+    r.add_argument("--raw-dir")
+    r.add_argument("--data-dir")
+    r.add_argument("--jobs", type=int, default=2)
+    r.add_argument("--out", required=True)
+    s = sub.add_parser("summarise")
+    s.add_argument("--out", required=True)
+    s.add_argument("--csv")
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else summarise(args)
+
+
+if __name__ == "__main__":
+    main()
