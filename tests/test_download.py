@@ -250,4 +250,5 @@ def test_real_yeast_from_prestaged_directory(shared_data, tmp_path):
                             source="mulan-arff", quiet=True)
     assert set(arff.files) == {"yeast-train.arff", "yeast-test.arff", "yeast.xml"}
     assert is_downloaded("scene", shared_data, tmp_path / "cache")
-    assert not is_downloaded("delicious", shared_data, tmp_path / "cache")
+    assert is_downloaded("delicious", shared_data, tmp_path / "cache")    # pre-staged since issue 16
+    assert not is_downloaded("bookmarks", shared_data, tmp_path / "cache")

@@ -312,7 +312,8 @@ def test_datasets_command_lists_all_and_what_is_here(shared_data, tmp_path, caps
     lines = {ln.split()[0]: ln for ln in out.splitlines()[2:] if ln.strip()}
     assert set(lines) == set(registry.DATASETS)
     assert "1500/917" in lines["yeast"] and lines["yeast"].split()[-2] == "yes"
-    assert lines["delicious"].split()[-2] == "no" and lines["mediamill"].split()[-2] == "manual"
+    assert lines["delicious"].split()[-2] == "yes" and lines["bookmarks"].split()[-2] == "no"
+    assert lines["mediamill"].split()[-2] == "manual"
     assert lines["coco"].split()[-1] == "synthetic" and lines["scene"].split()[-1] == "no"
 
 

@@ -124,6 +124,8 @@ def dataset_info(name: str, data_dir: Any = None, synthetic: bool = False) -> di
         "mean_labels_test": round(stats["mean_labels_test"], 4),
         "n_unlabeled_train": int((np.concatenate([ys["train"], ys["val"]]).sum(1) == 0).sum()),
         "n_unlabeled_test": int((ys["test"].sum(1) == 0).sum()),
+        "n_labels_unseen_train": int((ys["train"].sum(0) == 0).sum()),
+        "n_labels_unseen_trainval": int((np.concatenate([ys["train"], ys["val"]]).sum(0) == 0).sum()),
         "expected_train": e.n_train,
         "expected_test": e.n_test,
         "expected_n_labels": spec.n_labels,
@@ -166,6 +168,10 @@ def cmd_info(args: argparse.Namespace) -> int:
          f"{info['expected_mean_labels_train']:.2f}"],
         ["mean labels/sample, test", f"{info['mean_labels_test']:.4f}",
          f"{info['expected_mean_labels_test']:.2f}"],
+        ["rows without a label, train + val / test", f"{info['n_unlabeled_train']} / {info['n_unlabeled_test']}",
+         "—"],
+        ["labels never in train (train + val)",
+         f"{info['n_labels_unseen_train']} ({info['n_labels_unseen_trainval']})", "—"],
     ]
     if info["kind"] == "vector":
         rows.insert(3, ["features", info["n_features"], info["expected_n_features"]])

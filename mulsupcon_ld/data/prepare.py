@@ -116,9 +116,18 @@ def _notes(spec: DatasetSpec, content: PreparedContent, synthetic: bool = False
     stats = label_stats(y_tv, y_te)
     stats["n_unlabeled_train"] = int((y_tv.sum(1) == 0).sum())
     stats["n_unlabeled_test"] = int((y_te.sum(1) == 0).sum())
+    # label coverage: a label no training row carries cannot be learnt, and its test AP is undefined
+    # or luck; counted on our train split, on train + val, and for the labels test has
+    seen_train, seen_tv = s["train"]["y"].sum(0) > 0, y_tv.sum(0) > 0
+    stats["n_labels_unseen_train"] = int((~seen_train).sum())
+    stats["n_labels_unseen_trainval"] = int((~seen_tv).sum())
+    stats["n_test_labels_unseen_trainval"] = int(((y_te.sum(0) > 0) & ~seen_tv).sum())
     notes = list(content.notes)
     if synthetic:
         return notes, stats
+    notes.append(f"label coverage: {stats['n_labels_unseen_train']} of {y_tv.shape[1]} labels never occur in "
+                 f"our train split ({stats['n_labels_unseen_trainval']} in train + val); "
+                 f"{stats['n_test_labels_unseen_trainval']} labels present in test never occur in train + val")
     if spec.kind == "vector":
         stats.update(_duplicate_stats(np.concatenate([s["train"]["x"], s["val"]["x"]]), y_tv,
                                       s["test"]["x"], y_te))
