@@ -86,6 +86,7 @@ DEFAULT_CRITERION = "miF1"
 MACRO_F1_EPS = 1e-6
 
 __all__ = [
+    "tracking_map",
     "THRESHOLDS", "METRIC_KEYS", "THRESHOLD_METRICS", "PROTOCOLS", "CRITERIA", "DEFAULT_CRITERION",
     "validate_inputs", "average_precision_per_label", "mean_average_precision", "precision_at_1",
     "threshold_sweep", "metrics_at_threshold", "select_thresholds", "compute_metrics",
@@ -201,6 +202,32 @@ def mean_average_precision(scores, labels, no_positive: str = "zero") -> float:
     if no_positive == "skip":
         return float(ap[y.any(axis=0)].mean())
     raise UserError(f"no_positive must be 'zero' or 'skip', got {no_positive!r}")
+
+
+def tracking_map(scores, labels) -> float:
+    """mAP (labels without positives count 0) for the per-epoch validation curve of fine-tuning.
+
+    Equal to :func:`mean_average_precision` (scikit-learn's ``average_precision_score``: one
+    threshold per distinct score, AP = sum over thresholds of (R_t - R_{t-1}) P_t) up to float
+    summation order, but one sort of all columns at once instead of scikit-learn's per-column loop:
+    Delicious' validation split (2,584 x 983) takes ~0.2 s instead of ~2 s, which the 100 fine-tuning
+    epochs of every run paid. Written by hand for that reason; tests/test_metrics.py checks it
+    against scikit-learn, ties included. Reported metrics keep scikit-learn (:func:`compute_metrics`).
+    """
+    s, y = _validated(scores, labels)
+    n = y.shape[0]
+    st, yt = np.ascontiguousarray(s.T), np.ascontiguousarray(y.T)        # one row per label
+    order = np.argsort(-st, axis=1)     # order inside a group of ties does not matter: see `end`
+    ss = np.take_along_axis(st, order, 1)
+    tp = np.cumsum(np.take_along_axis(yt, order, 1), axis=1, dtype=np.float64)
+    end = np.ones(ss.shape, dtype=bool)                    # last entry of each group of tied scores
+    end[:, :-1] = ss[:, :-1] != ss[:, 1:]
+    before = np.zeros_like(tp)                             # tp at the previous threshold
+    before[:, 1:] = np.maximum.accumulate(np.where(end, tp, 0.0), axis=1)[:, :-1]
+    precision = tp / np.arange(1, n + 1, dtype=np.float64)
+    npos = tp[:, -1]
+    gain = np.where(end, (tp - before) * precision, 0.0).sum(1)
+    return float(np.where(npos > 0, gain / np.maximum(npos, 1.0), 0.0).mean())
 
 
 def precision_at_1(scores, labels) -> float:

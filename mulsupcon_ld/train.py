@@ -47,7 +47,7 @@ from .atomic import atomic_path
 from . import losses
 from .augment import epoch_seed
 from .errors import UserError
-from .metrics import mean_average_precision
+from .metrics import tracking_map
 from .moco import MoCo, MoCoOutput
 from .names import LD_METHODS
 from .settings import COMPILE_MODES
@@ -521,6 +521,6 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
 def _map(scores: np.ndarray, labels: np.ndarray) -> float:
     """Validation mAP (labels without positives count 0, as in the paper's metric)."""
     try:
-        return float(mean_average_precision(scores, labels))
+        return tracking_map(scores, labels)
     except UserError:  # e.g. a validation split without any positive label
         return float("nan")

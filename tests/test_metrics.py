@@ -276,3 +276,22 @@ def test_delicious_sized_input_is_fast():
     res = compute_metrics(s, y)
     assert time.perf_counter() - t0 < 20  # ~1 s on one core; generous for a shared machine
     assert set(res) == set(METRIC_KEYS)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("shape", [(2, 3), (7, 4), (300, 50)])
+def test_tracking_map_equals_scikit_learn(ties, shape):
+    """The fine-tuning loop's vectorised mAP equals scikit-learn's per-label AP mean, tied scores
+    (one threshold per distinct score) and labels without positives (AP 0) included."""
+    from mulsupcon_ld.metrics import mean_average_precision, tracking_map
+
+    rng = np.random.default_rng(sum(shape) + ties)
+    s = rng.random(shape).astype(np.float32)
+    if ties:
+        s = np.round(s * 4) / 4                      # 5 distinct values: many ties
+    y = (rng.random(shape) < 0.3).astype(np.uint8)
+    y[:, 0] = 0                                      # a label without any positive
+    y[0, 1] = 1
+    assert tracking_map(s, y) == pytest.approx(mean_average_precision(s, y), rel=1e-12, abs=1e-12)
+    if shape[0] >= 100:                              # it depends on how scores rank the labels
+        assert tracking_map(s, y) != pytest.approx(tracking_map(s[::-1].copy(), y), abs=1e-6)
