@@ -231,9 +231,12 @@ _DELICIOUS = DatasetSpec(
     expected=Table1(12886, 3181, 19.07, 18.94),
     homepage="http://mulan.sourceforge.net/datasets-mlc.html",
     sources=(
-        _mulan_split("delicious",
-                     notes="Sparse ARFF: 500 binary word features, then 983 labels. No published "
-                           "checksum; the sha256 of the copy used is recorded in meta.json."),
+        _mulan_split("delicious", ("030186cdb542ebdd32052fcdbb1ebe30115b3a22518c1b4b198c45eb827aebe1",
+                                   "2dfb01723a819914b0ca83361177ed413ce3f2169851d9f228d4692915d63944",
+                                   "4e0c0f93c7d86a39b9fca4aaefaa00e9428f2c80277732dfbf03ca48e2c14da2"),
+                     notes="Sparse ARFF: 500 binary word features, then 983 labels. Mulan publishes no "
+                           "checksum; these sha256 are of the copy pre-staged for this project "
+                           "(../shared/data/delicious/SOURCE.md), verified before use."),
     ),
     notes="Mulan's official split is 12920/3185; Table 1 says 12886/3181. A few rows have no "
           "label; they are kept and counted in meta.json notes.",
