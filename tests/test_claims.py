@@ -32,8 +32,35 @@ def test_paired_by_seed_by_hand():
     assert c.test == "paired t (seeds 0,1,2)"
     assert c.p_value == pytest.approx(1 - 4 / math.sqrt(18), abs=1e-6)
     assert (c.ci_low, c.ci_high) == pytest.approx((4 / 3 - 4.3027 / 3, 4 / 3 + 4.3027 / 3), abs=1e-3)
-    # different seed sets: Welch
-    assert stats.compare([1, 2, 3], [2, 0, 0], seeds_a=[0, 1, 2], seeds_b=[0, 1, 3]).test == "Welch t"
+    # disjoint seed sets: independent samples, Welch
+    assert stats.compare([1, 2, 3], [2, 0, 0], seeds_a=[0, 1, 2], seeds_b=[3, 4, 5]).test == "Welch t"
+
+
+def test_shared_seeds_are_paired_on_the_common_seeds():
+    # a has seeds 0–4, b seeds 0–2 (in another order): the same numbers as above on the common seeds,
+    # a's seeds 3 and 4 left out (they have no partner); Welch would treat dependent samples as independent
+    c = stats.compare([1, 2, 3, 10, 20], [2, 0, 0], seeds_a=[0, 1, 2, 3, 4], seeds_b=[2, 0, 1])
+    assert c.test == "paired t on the 3 common seeds (0,1,2; of 5 / 3)" and c.paired
+    assert (c.n_a, c.n_b, c.mean_a, c.diff) == (3, 3, 2, pytest.approx(4 / 3))
+    assert c.p_value == pytest.approx(1 - 4 / math.sqrt(18), abs=1e-6)
+    assert c.se == pytest.approx(1 / 3) and c.df == 2 and c.sd_diff == pytest.approx(math.sqrt(1 / 3))
+    # one shared seed: dependent, yet nothing to pair — no test rather than a wrong one
+    one = stats.compare([1, 2, 3], [2, 0, 0], seeds_a=[0, 1, 2], seeds_b=[2, 5, 6])
+    assert one.test == "" and math.isnan(one.p_value) and "only seed 2 on both sides" in one.reason
+
+
+def test_constant_difference_up_to_rounding_is_untestable():
+    # 0.3 − 0.2, 0.4 − 0.3, 0.5 − 0.4 differ only in the last bits of a double: a constant difference,
+    # whose t statistic is 0/0, not a p of 1e-31
+    a, b = [0.3, 0.4, 0.5], [0.2, 0.3, 0.4]
+    assert len(set(x - y for x, y in zip(a, b))) > 1  # not exactly equal as floats
+    c = stats.compare(a, b, seeds_a=[0, 1, 2], seeds_b=[0, 1, 2])
+    assert math.isnan(c.p_value) and "identical paired differences" in c.reason
+    # the same for Welch: no spread on either side up to rounding
+    w = stats.compare([0.1, 0.1, 0.3 - 0.2], [0.2, 0.2, 0.2])
+    assert math.isnan(w.p_value) and "no spread" in w.reason
+    # a real (tiny, 1e-6) spread is still tested
+    assert stats.compare(a, [0.2, 0.3 + 1e-6, 0.4], seeds_a=[0, 1, 2], seeds_b=[0, 1, 2]).p_value > 0
 
 
 def test_holm_by_hand():
@@ -130,6 +157,21 @@ def test_presets_never_mixed_and_bce_control():
     no_bce = runs[runs["method"] != "bce"].drop(columns="preset")
     t2 = tables.table_frame("2", no_bce, tables.load_paper(), 0.02)
     assert (t2.loc[t2["row"] == "BCE (no pretraining, ours)", "status"] == "missing").all()
+
+
+def test_no_common_group_names_both_sides():
+    # MulSupCon ran at paper scale only, the control at smoke scale only: nothing to compare, and the
+    # reason must not say that side a (which has runs) has none
+    claim = _one("control", dataset="yeast", metric="mAP")
+    for a_scale, b_scale in (("smoke", "paper"), ("paper", "smoke")):
+        runs = runs_frame(*(record("yeast", "mulsupcon", s, 0.5, scale=a_scale) for s in (0, 1)),
+                          *(record("yeast", "bce", s, 0.4, scale=b_scale) for s in (0, 1)))
+        r = claims.evaluate_claims(claim, runs).iloc[0]
+        assert r["verdict"] == "no runs"
+        assert r["reason"] == (f"side a has ok runs only at {a_scale}; side b has ok runs only at {b_scale}: "
+                               "never in the same group")
+    only_a = runs_frame(record("yeast", "mulsupcon", 0, 0.5, scale="smoke"))
+    assert claims.evaluate_claims(claim, only_a).iloc[0]["reason"] == "no ok runs on side b"
 
 
 # ------------------------------------------------------------------------------------- outputs

@@ -8,8 +8,8 @@ ignored for methods without a label-distribution loss (MulSupCon, our BCE contro
 
 For each claim, the runs of both sides are taken from one (scale, synthetic, preset) group — real
 over synthetic, paper scale over smoke, the ``paper`` preset over others, never mixed, as in the
-tables — and compared with :func:`.stats.compare` (paired t by seed when both sides hold the same
-seeds, Welch's t otherwise; the ``test`` column says which). p-values are Holm-adjusted over every
+tables — and compared with :func:`.stats.compare` (paired t on the seeds both sides hold, Welch's t
+only for disjoint seed sets; the ``test`` column says which). p-values are Holm-adjusted over every
 claim that could be tested in this report (one family). Verdicts, at 5% on the Holm-adjusted p:
 ``holds`` (significant in the claimed direction), ``reversed`` (significant against it), ``not
 shown`` (neither, or fewer than 2 runs on a side: the ``reason`` says which), ``no runs``.
@@ -184,19 +184,34 @@ def _config(claim: dict, side: str, scale: str) -> tuple[str, str, str, str, str
     return RunIndex.config_key(ds, method, claim[f"{side}_ablation"] or "none", a or None, b or None)
 
 
-def _sides(claim: dict, index: RunIndex) -> tuple[list[float], list[int], list[float], list[int], tuple]:
-    """Values and seeds of both sides from the first group where both have ``ok`` runs (else the
-    first group where either has, for the counts)."""
+def _group_name(group: tuple) -> str:
+    scale, synthetic, preset = group
+    return f"{scale}{' synthetic' if synthetic else ''}" + ("" if preset in ("", "paper") else f" preset {preset}")
+
+
+def _sides(claim: dict, index: RunIndex) -> tuple[list[float], list[int], list[float], list[int], tuple, str]:
+    """Values and seeds of both sides from the first group where both have ``ok`` runs; else (for
+    the counts) the first group where either has, and why nothing can be compared."""
+    found: dict[str, list[tuple]] = {"a": [], "b": []}
     fallback = None
     for group in index.group_order:
         scale = group[0]
         va, sa = seed_values(index.rows(_config(claim, "a", scale), group), claim["metric"])
         vb, sb = seed_values(index.rows(_config(claim, "b", scale), group), claim["metric"])
         if va and vb:
-            return va, sa, vb, sb, group
+            return va, sa, vb, sb, group, ""
+        for side, v in (("a", va), ("b", vb)):
+            if v:
+                found[side].append(group)
         if (va or vb) and fallback is None:
             fallback = (va, sa, vb, sb, group)
-    return fallback or ([], [], [], [], ("", False, ""))
+    empty = [s for s in ("a", "b") if not found[s]]
+    if empty:
+        reason = f"no ok runs on side {' and '.join(empty)}"
+    else:  # both sides ran, never in the same group (e.g. one only at smoke scale)
+        reason = "; ".join(f"side {s} has ok runs only at {', '.join(map(_group_name, found[s]))}"
+                           for s in ("a", "b")) + ": never in the same group"
+    return (*(fallback or ([], [], [], [], ("", False, ""))), reason)
 
 
 def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -204,16 +219,14 @@ def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     index = RunIndex(runs)
     out = []
     for claim in claims.to_dict("records"):
-        va, sa, vb, sb, (scale, synthetic, preset) = _sides(claim, index)
+        va, sa, vb, sb, (scale, synthetic, preset), why = _sides(claim, index)
         row: dict[str, Any] = {k: claim[k] for k in ("claim_id", "claim", "dataset", "metric", "kind", "ours",
                                                      "source")}
         row.update(a=side_label(claim, "a"), b=side_label(claim, "b"), seeds_a=",".join(map(str, sorted(sa))),
                    seeds_b=",".join(map(str, sorted(sb))), scale=scale, synthetic=synthetic, preset=preset)
         if not va or not vb:
-            empty = [s for s, v in (("a", va), ("b", vb)) if not v]
             row.update(n_a=len(va), n_b=len(vb), mean_a=math.nan, mean_b=math.nan, diff=math.nan,
-                       ci_low=math.nan, ci_high=math.nan, p_value=math.nan, test="", verdict="no runs",
-                       reason=f"no ok runs on side {' and '.join(empty)}")
+                       ci_low=math.nan, ci_high=math.nan, p_value=math.nan, test="", verdict="no runs", reason=why)
         else:
             c = compare(va, vb, sa, sb)
             row.update(n_a=c.n_a, n_b=c.n_b, mean_a=c.mean_a, mean_b=c.mean_b, diff=c.diff, ci_low=c.ci_low,
