@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mulsupcon_ld.cli import main as cli_main
-from mulsupcon_ld.report import aggregate, claims, delta, stats, tables
+from mulsupcon_ld.report import aggregate, claims, delta, power, stats, tables, verdicts
 from test_report import record, runs_frame
 
 
@@ -78,6 +78,84 @@ def test_mean_ci_and_paper_position():
     assert math.isnan(stats.mean_ci([0.7])[1]) and stats.paper_vs_ci(0.7, *stats.mean_ci([0.7])[1:]) == ""
 
 
+def test_holm_over_a_fixed_family():
+    # m = 5 fixed in advance, 2 tested: 5·0.01, max(0.05, 4·0.02); untested stay NaN and count as p = 1
+    assert stats.holm([0.02, math.nan, 0.01, math.nan, math.nan], m=5)[::2] == pytest.approx([0.08, 0.05, math.nan],
+                                                                                            nan_ok=True)
+    with pytest.raises(ValueError):
+        stats.holm([0.1, 0.2], m=1)
+
+
+def test_power_by_hand_and_by_simulation():
+    from scipy import stats as st
+
+    # one-sample/paired t, effect 1 sd, n = 10, two-sided 5%: 0.8031 (the textbook value); 9 pairs are not enough
+    assert power.power(1, 1 / math.sqrt(10), 9, 0.05) == pytest.approx(0.8031, abs=1e-4)
+    assert power.seeds_needed(1, 0.05, sd_diff=1.0) == 10
+    assert power.seeds_needed(1, 0.05, sd_a=1.0, sd_b=1.0) == 17  # two groups, d = 1: 17 per group
+    assert power.seeds_needed(1e-4, 0.05, sd_diff=1.0) == math.inf and math.isnan(power.seeds_needed(-1, 0.05, 1.0))
+    # large df: the normal limit z(0.975) + z(0.8) = 2.8016 standard errors
+    assert power.detectable_difference(1.0, 1e7, 0.05) == pytest.approx(1.95996 + 0.84162, abs=1e-4)
+    # simulation: 4000 paired t-tests of 5 pairs with a true difference 2 sd at level 0.01
+    rng = __import__("numpy").random.default_rng(0)
+    d = rng.normal(2.0, 1.0, size=(4000, 5))
+    rate = (st.ttest_1samp(d, 0, axis=1).pvalue < 0.01).mean()
+    assert rate == pytest.approx(power.power(2.0, 1 / math.sqrt(5), 4, 0.01), abs=0.025)
+
+
+def _yeast_map_runs(diffs):
+    """CLD and MulSupCon on Yeast mAP, paired by seed, CLD − MulSupCon = ``diffs``."""
+    return runs_frame(*(record("yeast", "mulsupcon", s, 0.45) for s in range(len(diffs))),
+                      *(record("yeast", "cld", s, 0.45 + d) for s, d in enumerate(diffs)))
+
+
+def test_paper_effect_excluded_by_hand():
+    # the paper prints Yeast mAP CLD 0.521 vs MulSupCon 0.480: Δ 0.041, at least 0.040 after rounding.
+    # Ours: differences 0.01, −0.01, 0, 0.005, −0.005: mean 0, sd √(2.5e-4 / 4), se = sd / √5 = 0.0035355;
+    # one-sided t = (0 − 0.040) / se = −11.314 on 4 df: p = t.cdf(−11.314, 4); two-sided p for 0 is 1
+    claim = _one("ld-vs-mulsupcon", dataset="yeast", metric="mAP", a_method="cld")
+    r = claims.evaluate_claims(claim, _yeast_map_runs([0.01, -0.01, 0.0, 0.005, -0.005])).iloc[0]
+    se = math.sqrt(2.5e-4 / 4) / math.sqrt(5)
+    assert (r["paper_diff"], r["paper_diff_min"]) == pytest.approx((0.041, 0.040))
+    assert r["p_excl"] == pytest.approx(__import__("scipy").stats.t.cdf(-0.040 / se, 4), rel=1e-6)
+    assert r["p_holm"] == pytest.approx(1.0) and r["verdict"] == "paper effect excluded"
+    assert r["mdd_80"] == pytest.approx(power.detectable_difference(se, 4, 0.05))
+    # Δ / sd = 5.2: 2 pairs (1 df, critical t 12.7, noncentrality 7.3) fall short, 3 (4.30 vs 9.0) suffice
+    assert r["seeds_for_paper"] == power.seeds_needed(0.041, 0.05, sd_diff=se * math.sqrt(5)) == 3
+    # ten times the spread: the paper's Δ is within reach, nothing is decided
+    wide = claims.evaluate_claims(claim, _yeast_map_runs([0.1, -0.1, 0.0, 0.05, -0.05])).iloc[0]
+    assert wide["verdict"] == "inconclusive" and wide["p_excl"] > 0.05
+    # our own questions have no paper Δ: never "excluded"
+    control = _one("control", dataset="yeast", metric="mAP")
+    runs = runs_frame(*(record("yeast", "mulsupcon", s, 0.45) for s in range(5)),
+                      *(record("yeast", "bce", s, 0.45 + d) for s, d in enumerate([0.01, -0.01, 0, 0.005, -0.005])))
+    assert claims.evaluate_claims(control, runs).iloc[0]["verdict"] == "inconclusive"
+
+
+def test_families_are_fixed_by_the_registry():
+    # m is each family's size in the registry: 178 paper claims, 54 of ours; more runs never change it
+    reg = claims.load_claims()
+    sizes = verdicts.family_sizes(reg)
+    assert sizes == {"paper": int((~reg["ours"]).sum()), "ours": int(reg["ours"].sum())}
+    claim = _one("ld-vs-mulsupcon", dataset="yeast", metric="mAP", a_method="cld")
+    control = _one("control", dataset="yeast", metric="mAP")
+    diffs = [0.02, 0.03, 0.025, 0.021, 0.028]
+    runs = pd.concat([_yeast_map_runs(diffs),
+                      runs_frame(*(record("yeast", "bce", s, 0.45 - d) for s, d in enumerate(diffs)))])
+    out = claims.evaluate_claims(pd.concat([claim, control]), runs, sizes).set_index("kind")
+    p = out["p_value"]
+    assert p["ld-vs-mulsupcon"] == pytest.approx(p["control"])  # the same differences, two families
+    assert out.loc["ld-vs-mulsupcon", "p_holm"] == pytest.approx(min(1.0, sizes["paper"] * p["control"]))
+    assert out.loc["control", "p_holm"] == pytest.approx(min(1.0, sizes["ours"] * p["control"]))
+    assert out.loc["ld-vs-mulsupcon", "level"] == pytest.approx(0.05 / sizes["paper"])
+    more = pd.concat([runs, runs_frame(*(record("scene", m, s, 0.5 + 0.01 * s * (m == "cld"))
+                                         for m in ("cld", "mulsupcon") for s in range(3)))])
+    scene = _one("ld-vs-mulsupcon", dataset="scene", metric="HA", a_method="cld")
+    again = claims.evaluate_claims(pd.concat([claim, control, scene]), more, sizes).set_index("claim_id")
+    assert again.loc[claim["claim_id"].iloc[0], "m"] == sizes["paper"]
+    assert (again["p_value"].notna()).sum() == 3
+
+
 # ------------------------------------------------------------------------------------- registry
 
 
@@ -116,7 +194,7 @@ def _one(kind_filter, **where):
     return sel.head(1)
 
 
-def test_reversed_holds_not_shown_and_no_runs():
+def test_reversed_holds_untestable_and_no_runs():
     # Scene ebF1: the paper says CLD > MulSupCon; here MulSupCon is far ahead on 3 paired seeds → reversed
     reversed_claim = _one("ld-vs-mulsupcon", dataset="scene", metric="ebF1", a_method="cld")
     runs = runs_frame(*(record("scene", "mulsupcon", s, 0.5, ebF1=0.80 + 0.001 * s) for s in (0, 1, 2)),
@@ -128,9 +206,10 @@ def test_reversed_holds_not_shown_and_no_runs():
     r = out.loc[reversed_claim["claim_id"].iloc[0]]
     assert r["verdict"] == "reversed" and r["test"] == "paired t (seeds 0,1,2)" and r["n_a"] == r["n_b"] == 3
     assert r["diff"] == pytest.approx(0.701 - 0.801 + 0.001) and r["ci_high"] < 0 and r["p_holm"] < 0.05
-    assert r["p_holm"] == pytest.approx(r["p_value"])  # the only claim tested: a family of one
+    # the family is the 3 claims passed (the registry here), not the one that could be tested
+    assert r["m"] == 3 and r["p_holm"] == pytest.approx(min(1.0, 3 * r["p_value"]))
     n1 = out.loc[yeast["claim_id"].iloc[0]]  # one seed per side: no test, whatever the means
-    assert n1["verdict"] == "not shown" and math.isnan(n1["p_value"]) and "n = 1 on side a and n = 1" in n1["reason"]
+    assert n1["verdict"] == "untestable" and math.isnan(n1["p_value"]) and "n = 1 on side a and n = 1" in n1["reason"]
     assert out.loc[bookmarks["claim_id"].iloc[0], "verdict"] == "no runs"
     # the same data the other way round holds
     flipped = runs_frame(*(record("scene", "cld", s, 0.5, ebF1=0.80 + 0.001 * s) for s in (0, 1, 2)),
@@ -188,7 +267,7 @@ def test_claims_command_and_delta_figure(tmp_path):
     png = tmp_path / "delta.png"
     assert cli_main(["claims", "--runs", str(runs_csv), "--out", str(out), "--figure", str(png)]) == 0
     csv = pd.read_csv(tmp_path / "claims.csv")
-    assert list(csv.columns[:17]) == claims.RESULT_COLUMNS
+    assert list(csv.columns[:len(claims.RESULT_COLUMNS)]) == claims.RESULT_COLUMNS
     assert set(csv["verdict"]) <= set(claims.VERDICTS) and (csv["verdict"] == "no runs").sum() > 0
     tested = csv[csv["p_value"].notna()]
     assert len(tested) > 0 and (tested["p_holm"] >= tested["p_value"]).all()

@@ -157,18 +157,23 @@ def _welch(xa: np.ndarray, xb: np.ndarray, confidence: float) -> Comparison:
                       sd_a=sd_a, sd_b=sd_b)
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (NaN stays NaN and is not counted in the family).
+def holm(p_values: Sequence[float], m: int | None = None) -> list[float]:
+    """Holm step-down adjusted p-values over a family of ``m`` hypotheses (default: the non-NaN
+    p-values). NaN stays NaN: an untested hypothesis of a fixed family counts as p = 1, which ranks
+    last and so never changes the others' adjustment beyond the ``m`` in the multipliers.
 
-    Sorted ascending p₍₁₎ ≤ … ≤ p₍ₘ₎: adj₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1) p₍ⱼ₎).
+    Sorted ascending p₍₁₎ ≤ … ≤ p₍ₖ₎ (k tested): adj₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1) p₍ⱼ₎).
     """
     p = np.asarray(p_values, dtype=float)
     out = np.full(len(p), math.nan)
     idx = np.flatnonzero(~np.isnan(p))
-    m = len(idx)
-    if m == 0:
+    k = len(idx)
+    m = k if m is None else m
+    if m < k:
+        raise ValueError(f"a family of {m} hypotheses cannot hold {k} p-values")
+    if k == 0:
         return out.tolist()
     order = idx[np.argsort(p[idx], kind="stable")]
-    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    scaled = np.minimum(1.0, (m - np.arange(k)) * p[order])
     out[order] = np.maximum.accumulate(scaled)
     return out.tolist()
