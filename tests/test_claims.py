@@ -282,4 +282,8 @@ def test_claims_command_and_delta_figure(tmp_path):
     frame = delta.delta_frame(runs)
     assert set(frame["table"]) == {"2", "3", "5"}  # Table 6 repeats Table 5's grid: left out
     assert len(frame) == 3 * 6 + 6  # 3 methods × (4 + 2 metrics) + the default grid cell (α 0.1, β 1) × 6
+    # one line per configuration: Table 2's four metrics and Table 3's two are the same runs; n in the label
+    assert frame.groupby("label")["metric"].nunique().to_dict() == {
+        "Scene MulSupCon (n=3)": 6, "Scene MulSupCon_RLD (n=3)": 6, "Scene MulSupCon_CLD (n=3)": 6,
+        "T5 Scene CLD α=0.1 β=1 (n=3)": 6}
     assert cli_main(["claims", "--runs", str(tmp_path / "absent.csv"), "--out", str(out)]) == 2
