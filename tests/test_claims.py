@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mulsupcon_ld.cli import main as cli_main
-from mulsupcon_ld.report import aggregate, claims, delta, power, stats, tables, verdicts
+from mulsupcon_ld.report import aggregate, claims, delta, forest, power, stats, tables, verdicts
 from test_report import record, runs_frame
 
 
@@ -279,6 +279,14 @@ def test_claims_command_and_delta_figure(tmp_path):
         low, high = im.convert("L").getextrema()
         assert high - low > 100  # not blank
     assert (tmp_path / "delta.pdf").read_bytes()[:4] == b"%PDF"
+    # the forest plot beside the markdown: one line per tested claim, coloured by verdict
+    with Image.open(tmp_path / "claims.png") as im:
+        im.load()
+        low, high = im.convert("L").getextrema()
+        assert im.size[1] > 300 and high - low > 100
+    assert (tmp_path / "claims.pdf").read_bytes()[:4] == b"%PDF"
+    drawn = forest.forest_frame(pd.read_csv(tmp_path / "claims.csv"))
+    assert len(drawn) == len(tested) and drawn["label"].str.contains(r"\(n=3/3\)").all()
     frame = delta.delta_frame(runs)
     assert set(frame["table"]) == {"2", "3", "5"}  # Table 6 repeats Table 5's grid: left out
     assert len(frame) == 3 * 6 + 6  # 3 methods × (4 + 2 metrics) + the default grid cell (α 0.1, β 1) × 6

@@ -37,6 +37,7 @@ from ..pipeline import plan
 from .aggregate import read_runs_arg
 from .delta import write_delta
 from .diff import write_diff
+from .forest import plot_forest
 from .paper_delta import paper_deltas, paper_values
 from .stats import compare
 from .tables import RunIndex, load_paper, markdown_table, seed_values, write_table
@@ -358,13 +359,16 @@ def _id_range(ids: list[str]) -> str:
 
 def write_claims(runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike | None = None,
                  claims: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Test every claim on ``runs``; write the markdown and the CSV (beside it by default)."""
+    """Test every claim on ``runs``; write the markdown, the CSV (beside it by default) and the
+    forest plot (``.png`` and ``.pdf`` beside the markdown)."""
     claims = load_claims() if claims is None else claims
     frame = evaluate_claims(claims, runs)
     frame["quote"] = claims.set_index("claim_id").loc[frame["claim_id"], "quote"].to_numpy()
     write_text(out_md, render_claims(frame))
     out_csv = out_csv or Path(out_md).with_suffix(".csv")
     write_text(out_csv, frame[RESULT_COLUMNS + EXTRA_COLUMNS].to_csv(index=False))
+    stem = Path(out_md).with_suffix("")
+    plot_forest(frame, [f"{stem}.png", f"{stem}.pdf"])
     return frame
 
 
