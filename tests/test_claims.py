@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from mulsupcon_ld.cli import main as cli_main
+from mulsupcon_ld.pipeline import plan
 from mulsupcon_ld.report import aggregate, claims, delta, forest, power, stats, tables, verdicts
 from test_report import record, runs_frame
 
@@ -133,10 +134,11 @@ def test_paper_effect_excluded_by_hand():
 
 
 def test_families_are_fixed_by_the_registry():
-    # m is each family's size in the registry: 178 paper claims, 54 of ours; more runs never change it
+    # m is each family's size in the registry: 178 paper claims; each question of ours its own family
+    # (54 control claims, 60 vs ASL run by us); more runs never change it
     reg = claims.load_claims()
     sizes = verdicts.family_sizes(reg)
-    assert sizes == {"paper": int((~reg["ours"]).sum()), "ours": int(reg["ours"].sum())}
+    assert sizes == {"paper": int((~reg["ours"]).sum()), "control": 54, "vs-asl": 60} and sizes["paper"] == 178
     claim = _one("ld-vs-mulsupcon", dataset="yeast", metric="mAP", a_method="cld")
     control = _one("control", dataset="yeast", metric="mAP")
     diffs = [0.02, 0.03, 0.025, 0.021, 0.028]
@@ -146,7 +148,7 @@ def test_families_are_fixed_by_the_registry():
     p = out["p_value"]
     assert p["ld-vs-mulsupcon"] == pytest.approx(p["control"])  # the same differences, two families
     assert out.loc["ld-vs-mulsupcon", "p_holm"] == pytest.approx(min(1.0, sizes["paper"] * p["control"]))
-    assert out.loc["control", "p_holm"] == pytest.approx(min(1.0, sizes["ours"] * p["control"]))
+    assert out.loc["control", "p_holm"] == pytest.approx(min(1.0, sizes["control"] * p["control"]))
     assert out.loc["ld-vs-mulsupcon", "level"] == pytest.approx(0.05 / sizes["paper"])
     more = pd.concat([runs, runs_frame(*(record("scene", m, s, 0.5 + 0.01 * s * (m == "cld"))
                                          for m in ("cld", "mulsupcon") for s in range(3)))])
@@ -165,7 +167,7 @@ def test_registry_is_the_papers_claims():
     pd.testing.assert_frame_equal(reg.astype(str), built.astype(str), check_dtype=False)
     assert reg["claim_id"].is_unique
     kinds = reg["kind"].value_counts()
-    assert set(kinds.index) == {"ld-vs-mulsupcon", "cld-vs-rld", "ablation", "grid-trend", "control"}
+    assert set(kinds.index) == {"ld-vs-mulsupcon", "cld-vs-rld", "ablation", "grid-trend", "control", "vs-asl"}
     assert kinds["ablation"] == 2 * 3 * 6  # Scene and PASCAL, three variants, six metrics
     paper = tables.load_paper()
     # every LD-vs-MulSupCon claim is one the paper's table prints ahead; e.g. Yeast mAP (Table 3) both LD variants
@@ -181,8 +183,13 @@ def test_registry_is_the_papers_claims():
     assert not (pascal["a_beta"] == "0.01").any() and (pascal["a_beta"] == "0.001").sum() == 6
     # our control: marked ours, MulSupCon vs bce
     control = reg[reg["kind"] == "control"]
-    assert control["ours"].all() and not reg.loc[reg["kind"] != "control", "ours"].any()
+    assert control["ours"].all() and not reg.loc[~reg["kind"].isin(["control", "vs-asl"]), "ours"].any()
     assert set(control["a_method"]) == {"mulsupcon"} and set(control["b_method"]) == {"bce"}
+    # ours too: MulSupCon and CLD vs ASL run by us, on the five datasets of Tables 2–3, after every other claim
+    asl = reg[reg["kind"] == "vs-asl"]
+    assert asl["ours"].all() and set(asl["b_method"]) == {"asl"} and set(asl["a_method"]) == {"mulsupcon", "cld"}
+    assert set(asl["dataset"]) == set(plan.TABLES["2"].datasets) and len(asl) == 5 * 6 * 2
+    assert asl.index.min() > reg.index[reg["kind"] != "vs-asl"].max()  # earlier claim ids unchanged
     assert reg["quote"].str.len().min() > 20
 
 

@@ -1,9 +1,10 @@
-"""Verdicts of the claims: two families fixed in advance, Holm within each, the paper's own effect size.
+"""Verdicts of the claims: families fixed in advance, Holm within each, the paper's own effect size.
 
 Design (``docs/claims.md`` explains it for readers):
 
-- **Families.** The paper's claims (every registry row not marked ``ours``) and our own questions
-  (``ours``) are two families whose sizes ``m`` are the registry's counts, not the number of claims
+- **Families.** The paper's claims (every registry row not marked ``ours``) are one family; each of
+  our own questions (``ours`` rows, by ``kind``: the no-pretraining control, the comparison with
+  ASL run by us) is another. Their sizes ``m`` are the registry's counts, not the number of claims
   that happen to have runs: an untested claim counts as p = 1, so adding runs never changes ``m``.
 - **holds / reversed.** Two-sided t-test of "no difference", Holm-adjusted within the family, at 5%;
   the sign of the difference gives the direction.
@@ -28,17 +29,21 @@ import pandas as pd
 from .power import detectable_difference, seeds_needed
 from .stats import ALPHA, Comparison, holm
 
-FAMILY = {False: "paper", True: "ours"}
-FAMILY_TITLE = {"paper": "the paper's claims", "ours": "our own questions"}
+FAMILY_TITLE = {"paper": "the paper's claims", "control": "our no-pretraining control",
+                "vs-asl": "our comparison with ASL run by us"}
 VERDICTS = ("holds", "reversed", "paper effect excluded", "inconclusive", "untestable", "no runs")
 JUDGED_COLUMNS = ["family", "m", "level", "p_holm", "p_excl", "p_excl_holm", "verdict", "mdd_80",
                   "seeds_for_paper", "note"]
 
 
+def families(claims: pd.DataFrame) -> pd.Series:
+    """The family of each claim: ``paper`` for the paper's claims, the ``kind`` for ours."""
+    return claims["kind"].where(claims["ours"].astype(bool), "paper")
+
+
 def family_sizes(claims: pd.DataFrame) -> dict[str, int]:
     """``m`` of each family: how many claims of the registry it holds."""
-    counts = claims["ours"].map(FAMILY).value_counts()
-    return {f: int(counts.get(f, 0)) for f in FAMILY.values()}
+    return {str(f): int(n) for f, n in families(claims).value_counts(sort=False).items()}
 
 
 def exclusion_p(diff: float, se: float, df: float, margin: float) -> float:
@@ -81,7 +86,7 @@ def note(r: dict) -> str:
 def judge(frame: pd.DataFrame, comparisons: Sequence[Comparison | None], sizes: dict[str, int]) -> pd.DataFrame:
     """Add :data:`JUDGED_COLUMNS` to ``frame`` (one row per claim with ``ours``, ``diff``, ``p_value``,
     ``ci_low``, ``ci_high``, ``paper_diff``, ``paper_diff_min`` and ``runs``), in place and returned."""
-    frame["family"] = frame["ours"].astype(bool).map(FAMILY)
+    frame["family"] = families(frame)
     frame["m"] = frame["family"].map(sizes).astype(int)
     frame["level"] = ALPHA / frame["m"]
     frame["p_excl"] = [exclusion_p(c.diff, c.se, c.df, margin) if c is not None else math.nan
