@@ -133,6 +133,23 @@ def test_paper_effect_excluded_by_hand():
     assert claims.evaluate_claims(control, runs).iloc[0]["verdict"] == "inconclusive"
 
 
+def test_verdict_order_and_notes():
+    base = dict(runs=True, p_value=0.001, p_holm=0.5, p_excl_holm=0.5, diff=0.01, ci_low=0.002, ci_high=0.02,
+                paper_diff_min=0.03, m=178)
+    v = verdicts.verdict
+    assert v({**base, "runs": False}) == "no runs" and v({**base, "p_value": math.nan}) == "untestable"
+    assert v({**base, "p_holm": 0.01}) == "holds" and v({**base, "p_holm": 0.01, "diff": -0.01}) == "reversed"
+    assert v({**base, "p_excl_holm": 0.01}) == "paper effect excluded" and v(base) == "inconclusive"
+    # reversed wins over excluded (a reversal excludes every positive Δ anyway)
+    assert v({**base, "p_holm": 0.01, "diff": -0.01, "p_excl_holm": 0.001}) == "reversed"
+    # the unadjusted CI excludes 0 but Holm over m = 178 does not: flagged
+    assert verdicts.note({**base, "verdict": "inconclusive"}) == "95% CI excludes 0, not significant after Holm over m = 178"
+    below = {**base, "ci_low": -0.01, "ci_high": 0.02, "verdict": "inconclusive"}
+    assert verdicts.note(below) == "95% CI below the paper's Δ, not significant after Holm over m = 178"
+    assert verdicts.note({**base, "verdict": "holds", "p_excl_holm": 0.01}) == "smaller than the paper's Δ (excluded too)"
+    assert verdicts.note({**below, "ci_high": 0.04}) == ""
+
+
 def test_families_are_fixed_by_the_registry():
     # m is each family's size in the registry: 178 paper claims; each question of ours its own family
     # (54 control claims, 60 vs ASL run by us); more runs never change it
