@@ -28,6 +28,7 @@ import torch
 
 from . import hotpath, paths
 from . import train as T
+from .asl import asl_loss
 from .atomic import atomic_path, save_npy, write_json
 from .batches import make_batches, release_image_loaders
 from .data.prepare import ensure_prepared
@@ -37,7 +38,7 @@ from .cost import guard_image_run
 from .errors import UserError
 from .metrics import compute_metrics
 from .moco import MoCo
-from .names import METRICS_FILE, NO_LD_METHODS, PRETRAINED_FILE
+from .names import METRICS_FILE, NO_LD_METHODS, NO_PRETRAIN_METHODS, PRETRAINED_FILE
 from .provenance import config_hash, provenance
 from .settings import get_settings
 
@@ -204,9 +205,10 @@ def _pretrained(ctx: _Context, on_epoch_end: T.EpochCallback | None) -> tuple[Mo
     T.seed_everything(ctx.seed)  # model initialisation below is a function of the seed only
     moco = build_moco(ctx.settings, int(meta["n_labels"]), meta.get("n_features"))
     path = ctx.out / PRETRAINED_FILE
-    if ctx.config["method"] == "bce":  # our control: fine-tuning from the random initialisation, no pretraining
+    method = ctx.config["method"]
+    if method in NO_PRETRAIN_METHODS:  # our controls: fine-tuning from the random initialisation, no pretraining
         if "finetune" not in ctx.spec.phases:
-            raise UserError("--method bce has no pretraining phase; use `mulsupcon-ld run` or `finetune`")
+            raise UserError(f"--method {method} has no pretraining phase; use `mulsupcon-ld run` or `finetune`")
         return moco, {"history": {}, "wall_time_s": 0.0, "iters_per_epoch": None}
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -250,7 +252,8 @@ def _finetune(ctx: _Context, moco: MoCo, on_epoch_end: T.EpochCallback | None
                         make_batches(ctx.prepared, "val", s, "eval", ctx.seed, ctx.device), s["finetune"],
                         seed=ctx.seed, device=ctx.device, state_path=ctx.state("finetune"),
                         config_hash=ctx.full_hash, checkpoint_every=s["checkpoint_every"],
-                        log_every=s["log_every"], precision=s["precision"], on_epoch_end=on_epoch_end)
+                        log_every=s["log_every"], precision=s["precision"], on_epoch_end=on_epoch_end,
+                        loss_fn=asl_loss if ctx.config["method"] == "asl" else None)
     return model, result
 
 

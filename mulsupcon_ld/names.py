@@ -8,15 +8,18 @@ one edit here plus its implementation.
 from __future__ import annotations
 
 # Section 3: MulSupCon (eq. 1) and its two label-distribution variants (eqs. 9 and 11)
-# plus our control "bce": the same network fine-tuned from random initialisation, no pretraining
-METHODS: tuple[str, ...] = ("mulsupcon", "rld", "cld", "bce")
+# plus our control "bce": the same network fine-tuned from random initialisation, no pretraining,
+# and "asl": the same, fine-tuned with the asymmetric loss (Ridnik et al. 2021; the paper quotes ASL)
+METHODS: tuple[str, ...] = ("mulsupcon", "rld", "cld", "bce", "asl")
 LD_METHODS: tuple[str, ...] = ("rld", "cld")
 # name in the paper's tables (Tables 2-4)
 PAPER_METHOD: dict[str, str] = {"mulsupcon": "MulSupCon", "rld": "MulSupCon_RLD", "cld": "MulSupCon_CLD"}
 # our control rows (never a paper row) and their label in Tables 2-4
-CONTROL_METHOD: dict[str, str] = {"bce": "BCE (no pretraining, ours)"}
+CONTROL_METHOD: dict[str, str] = {"bce": "BCE (no pretraining, ours)", "asl": "ASL (ours)"}
 # methods without the label-distribution loss (alpha, beta are not used)
-NO_LD_METHODS: tuple[str, ...] = ("mulsupcon", "bce")
+NO_LD_METHODS: tuple[str, ...] = ("mulsupcon", "bce", "asl")
+# methods fine-tuned from the random initialisation, with no pretraining phase
+NO_PRETRAIN_METHODS: tuple[str, ...] = ("bce", "asl")
 # Figure 2: which terms of eqs. 9/11 are dropped
 ABLATIONS: tuple[str, ...] = ("none", "no-alpha", "no-beta", "no-all")
 SCALES: tuple[str, ...] = ("paper", "smoke")

@@ -432,9 +432,12 @@ def predict(model: nn.Module, batches: BatchSource, device: torch.device, precis
 
 def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[str, Any], *, seed: int,
              device: torch.device, state_path: Path, config_hash: str, checkpoint_every: int = 1,
-             log_every: int = 10, precision: str = "fp32",
-             on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
+             log_every: int = 10, precision: str = "fp32", on_epoch_end: EpochCallback | None = None,
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
     """BCE fine-tuning of the whole network with model selection on ``val``.
+
+    ``loss_fn(logits, targets)`` replaces the training BCE (``--method asl``); selection and the
+    scheduler still watch the validation BCE, so the rule is the BCE control's.
 
     On return ``model`` holds the selected weights. The result has ``history``, ``best_epoch``
     (1-based), ``stopped_epoch`` (epochs run), ``val_scores`` / ``val_labels`` of the selected
@@ -477,7 +480,7 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
                 x, y = _to(batch, device)
                 with autocast(device, precision):
                     logits = model(x)
-                loss = F.binary_cross_entropy_with_logits(logits.float(), y.float())
+                loss = (F.binary_cross_entropy_with_logits if loss_fn is None else loss_fn)(logits.float(), y.float())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

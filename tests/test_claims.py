@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from mulsupcon_ld.cli import main as cli_main
-from mulsupcon_ld.report import aggregate, claims, delta, stats, tables
+from mulsupcon_ld.pipeline import plan
+from mulsupcon_ld.report import aggregate, claims, delta, forest, power, stats, tables, verdicts
 from test_report import record, runs_frame
 
 
@@ -32,8 +33,35 @@ def test_paired_by_seed_by_hand():
     assert c.test == "paired t (seeds 0,1,2)"
     assert c.p_value == pytest.approx(1 - 4 / math.sqrt(18), abs=1e-6)
     assert (c.ci_low, c.ci_high) == pytest.approx((4 / 3 - 4.3027 / 3, 4 / 3 + 4.3027 / 3), abs=1e-3)
-    # different seed sets: Welch
-    assert stats.compare([1, 2, 3], [2, 0, 0], seeds_a=[0, 1, 2], seeds_b=[0, 1, 3]).test == "Welch t"
+    # disjoint seed sets: independent samples, Welch
+    assert stats.compare([1, 2, 3], [2, 0, 0], seeds_a=[0, 1, 2], seeds_b=[3, 4, 5]).test == "Welch t"
+
+
+def test_shared_seeds_are_paired_on_the_common_seeds():
+    # a has seeds 0–4, b seeds 0–2 (in another order): the same numbers as above on the common seeds,
+    # a's seeds 3 and 4 left out (they have no partner); Welch would treat dependent samples as independent
+    c = stats.compare([1, 2, 3, 10, 20], [2, 0, 0], seeds_a=[0, 1, 2, 3, 4], seeds_b=[2, 0, 1])
+    assert c.test == "paired t on the 3 common seeds (0,1,2; of 5 / 3)" and c.paired
+    assert (c.n_a, c.n_b, c.mean_a, c.diff) == (3, 3, 2, pytest.approx(4 / 3))
+    assert c.p_value == pytest.approx(1 - 4 / math.sqrt(18), abs=1e-6)
+    assert c.se == pytest.approx(1 / 3) and c.df == 2 and c.sd_diff == pytest.approx(math.sqrt(1 / 3))
+    # one shared seed: dependent, yet nothing to pair — no test rather than a wrong one
+    one = stats.compare([1, 2, 3], [2, 0, 0], seeds_a=[0, 1, 2], seeds_b=[2, 5, 6])
+    assert one.test == "" and math.isnan(one.p_value) and "only seed 2 on both sides" in one.reason
+
+
+def test_constant_difference_up_to_rounding_is_untestable():
+    # 0.3 − 0.2, 0.4 − 0.3, 0.5 − 0.4 differ only in the last bits of a double: a constant difference,
+    # whose t statistic is 0/0, not a p of 1e-31
+    a, b = [0.3, 0.4, 0.5], [0.2, 0.3, 0.4]
+    assert len(set(x - y for x, y in zip(a, b))) > 1  # not exactly equal as floats
+    c = stats.compare(a, b, seeds_a=[0, 1, 2], seeds_b=[0, 1, 2])
+    assert math.isnan(c.p_value) and "identical paired differences" in c.reason
+    # the same for Welch: no spread on either side up to rounding
+    w = stats.compare([0.1, 0.1, 0.3 - 0.2], [0.2, 0.2, 0.2])
+    assert math.isnan(w.p_value) and "no spread" in w.reason
+    # a real (tiny, 1e-6) spread is still tested
+    assert stats.compare(a, [0.2, 0.3 + 1e-6, 0.4], seeds_a=[0, 1, 2], seeds_b=[0, 1, 2]).p_value > 0
 
 
 def test_holm_by_hand():
@@ -51,6 +79,102 @@ def test_mean_ci_and_paper_position():
     assert math.isnan(stats.mean_ci([0.7])[1]) and stats.paper_vs_ci(0.7, *stats.mean_ci([0.7])[1:]) == ""
 
 
+def test_holm_over_a_fixed_family():
+    # m = 5 fixed in advance, 2 tested: 5·0.01, max(0.05, 4·0.02); untested stay NaN and count as p = 1
+    assert stats.holm([0.02, math.nan, 0.01, math.nan, math.nan], m=5)[::2] == pytest.approx([0.08, 0.05, math.nan],
+                                                                                            nan_ok=True)
+    with pytest.raises(ValueError):
+        stats.holm([0.1, 0.2], m=1)
+
+
+def test_power_by_hand_and_by_simulation():
+    from scipy import stats as st
+
+    # one-sample/paired t, effect 1 sd, n = 10, two-sided 5%: 0.8031 (the textbook value); 9 pairs are not enough
+    assert power.power(1, 1 / math.sqrt(10), 9, 0.05) == pytest.approx(0.8031, abs=1e-4)
+    assert power.seeds_needed(1, 0.05, sd_diff=1.0) == 10
+    assert power.seeds_needed(1, 0.05, sd_a=1.0, sd_b=1.0) == 17  # two groups, d = 1: 17 per group
+    assert power.seeds_needed(1e-4, 0.05, sd_diff=1.0) == math.inf and math.isnan(power.seeds_needed(-1, 0.05, 1.0))
+    # large df: the normal limit z(0.975) + z(0.8) = 2.8016 standard errors
+    assert power.detectable_difference(1.0, 1e7, 0.05) == pytest.approx(1.95996 + 0.84162, abs=1e-4)
+    # simulation: 4000 paired t-tests of 5 pairs with a true difference 2 sd at level 0.01
+    rng = __import__("numpy").random.default_rng(0)
+    d = rng.normal(2.0, 1.0, size=(4000, 5))
+    rate = (st.ttest_1samp(d, 0, axis=1).pvalue < 0.01).mean()
+    assert rate == pytest.approx(power.power(2.0, 1 / math.sqrt(5), 4, 0.01), abs=0.025)
+
+
+def _yeast_map_runs(diffs):
+    """CLD and MulSupCon on Yeast mAP, paired by seed, CLD − MulSupCon = ``diffs``."""
+    return runs_frame(*(record("yeast", "mulsupcon", s, 0.45) for s in range(len(diffs))),
+                      *(record("yeast", "cld", s, 0.45 + d) for s, d in enumerate(diffs)))
+
+
+def test_paper_effect_excluded_by_hand():
+    # the paper prints Yeast mAP CLD 0.521 vs MulSupCon 0.480: Δ 0.041, at least 0.040 after rounding.
+    # Ours: differences 0.01, −0.01, 0, 0.005, −0.005: mean 0, sd √(2.5e-4 / 4), se = sd / √5 = 0.0035355;
+    # one-sided t = (0 − 0.040) / se = −11.314 on 4 df: p = t.cdf(−11.314, 4); two-sided p for 0 is 1
+    claim = _one("ld-vs-mulsupcon", dataset="yeast", metric="mAP", a_method="cld")
+    r = claims.evaluate_claims(claim, _yeast_map_runs([0.01, -0.01, 0.0, 0.005, -0.005])).iloc[0]
+    se = math.sqrt(2.5e-4 / 4) / math.sqrt(5)
+    assert (r["paper_diff"], r["paper_diff_min"]) == pytest.approx((0.041, 0.040))
+    assert r["p_excl"] == pytest.approx(__import__("scipy").stats.t.cdf(-0.040 / se, 4), rel=1e-6)
+    assert r["p_holm"] == pytest.approx(1.0) and r["verdict"] == "paper effect excluded"
+    assert r["mdd_80"] == pytest.approx(power.detectable_difference(se, 4, 0.05))
+    # Δ / sd = 5.2: 2 pairs (1 df, critical t 12.7, noncentrality 7.3) fall short, 3 (4.30 vs 9.0) suffice
+    assert r["seeds_for_paper"] == power.seeds_needed(0.041, 0.05, sd_diff=se * math.sqrt(5)) == 3
+    # ten times the spread: the paper's Δ is within reach, nothing is decided
+    wide = claims.evaluate_claims(claim, _yeast_map_runs([0.1, -0.1, 0.0, 0.05, -0.05])).iloc[0]
+    assert wide["verdict"] == "inconclusive" and wide["p_excl"] > 0.05
+    # our own questions have no paper Δ: never "excluded"
+    control = _one("control", dataset="yeast", metric="mAP")
+    runs = runs_frame(*(record("yeast", "mulsupcon", s, 0.45) for s in range(5)),
+                      *(record("yeast", "bce", s, 0.45 + d) for s, d in enumerate([0.01, -0.01, 0, 0.005, -0.005])))
+    assert claims.evaluate_claims(control, runs).iloc[0]["verdict"] == "inconclusive"
+
+
+def test_verdict_order_and_notes():
+    base = dict(runs=True, p_value=0.001, p_holm=0.5, p_excl_holm=0.5, diff=0.01, ci_low=0.002, ci_high=0.02,
+                paper_diff_min=0.03, m=178)
+    v = verdicts.verdict
+    assert v({**base, "runs": False}) == "no runs" and v({**base, "p_value": math.nan}) == "untestable"
+    assert v({**base, "p_holm": 0.01}) == "holds" and v({**base, "p_holm": 0.01, "diff": -0.01}) == "reversed"
+    assert v({**base, "p_excl_holm": 0.01}) == "paper effect excluded" and v(base) == "inconclusive"
+    # reversed wins over excluded (a reversal excludes every positive Δ anyway)
+    assert v({**base, "p_holm": 0.01, "diff": -0.01, "p_excl_holm": 0.001}) == "reversed"
+    # the unadjusted CI excludes 0 but Holm over m = 178 does not: flagged
+    assert verdicts.note({**base, "verdict": "inconclusive"}) == "95% CI excludes 0, not significant after Holm over m = 178"
+    below = {**base, "ci_low": -0.01, "ci_high": 0.02, "verdict": "inconclusive"}
+    assert verdicts.note(below) == "95% CI below the paper's Δ, not significant after Holm over m = 178"
+    assert verdicts.note({**base, "verdict": "holds", "p_excl_holm": 0.01}) == "smaller than the paper's Δ (excluded too)"
+    assert verdicts.note({**below, "ci_high": 0.04}) == ""
+
+
+def test_families_are_fixed_by_the_registry():
+    # m is each family's size in the registry: 178 paper claims; each question of ours its own family
+    # (54 control claims, 60 vs ASL run by us); more runs never change it
+    reg = claims.load_claims()
+    sizes = verdicts.family_sizes(reg)
+    assert sizes == {"paper": int((~reg["ours"]).sum()), "control": 54, "vs-asl": 60} and sizes["paper"] == 178
+    claim = _one("ld-vs-mulsupcon", dataset="yeast", metric="mAP", a_method="cld")
+    control = _one("control", dataset="yeast", metric="mAP")
+    diffs = [0.02, 0.03, 0.025, 0.021, 0.028]
+    runs = pd.concat([_yeast_map_runs(diffs),
+                      runs_frame(*(record("yeast", "bce", s, 0.45 - d) for s, d in enumerate(diffs)))])
+    out = claims.evaluate_claims(pd.concat([claim, control]), runs, sizes).set_index("kind")
+    p = out["p_value"]
+    assert p["ld-vs-mulsupcon"] == pytest.approx(p["control"])  # the same differences, two families
+    assert out.loc["ld-vs-mulsupcon", "p_holm"] == pytest.approx(min(1.0, sizes["paper"] * p["control"]))
+    assert out.loc["control", "p_holm"] == pytest.approx(min(1.0, sizes["control"] * p["control"]))
+    assert out.loc["ld-vs-mulsupcon", "level"] == pytest.approx(0.05 / sizes["paper"])
+    more = pd.concat([runs, runs_frame(*(record("scene", m, s, 0.5 + 0.01 * s * (m == "cld"))
+                                         for m in ("cld", "mulsupcon") for s in range(3)))])
+    scene = _one("ld-vs-mulsupcon", dataset="scene", metric="HA", a_method="cld")
+    again = claims.evaluate_claims(pd.concat([claim, control, scene]), more, sizes).set_index("claim_id")
+    assert again.loc[claim["claim_id"].iloc[0], "m"] == sizes["paper"]
+    assert (again["p_value"].notna()).sum() == 3
+
+
 # ------------------------------------------------------------------------------------- registry
 
 
@@ -60,7 +184,7 @@ def test_registry_is_the_papers_claims():
     pd.testing.assert_frame_equal(reg.astype(str), built.astype(str), check_dtype=False)
     assert reg["claim_id"].is_unique
     kinds = reg["kind"].value_counts()
-    assert set(kinds.index) == {"ld-vs-mulsupcon", "cld-vs-rld", "ablation", "grid-trend", "control"}
+    assert set(kinds.index) == {"ld-vs-mulsupcon", "cld-vs-rld", "ablation", "grid-trend", "control", "vs-asl"}
     assert kinds["ablation"] == 2 * 3 * 6  # Scene and PASCAL, three variants, six metrics
     paper = tables.load_paper()
     # every LD-vs-MulSupCon claim is one the paper's table prints ahead; e.g. Yeast mAP (Table 3) both LD variants
@@ -76,8 +200,13 @@ def test_registry_is_the_papers_claims():
     assert not (pascal["a_beta"] == "0.01").any() and (pascal["a_beta"] == "0.001").sum() == 6
     # our control: marked ours, MulSupCon vs bce
     control = reg[reg["kind"] == "control"]
-    assert control["ours"].all() and not reg.loc[reg["kind"] != "control", "ours"].any()
+    assert control["ours"].all() and not reg.loc[~reg["kind"].isin(["control", "vs-asl"]), "ours"].any()
     assert set(control["a_method"]) == {"mulsupcon"} and set(control["b_method"]) == {"bce"}
+    # ours too: MulSupCon and CLD vs ASL run by us, on the five datasets of Tables 2–3, after every other claim
+    asl = reg[reg["kind"] == "vs-asl"]
+    assert asl["ours"].all() and set(asl["b_method"]) == {"asl"} and set(asl["a_method"]) == {"mulsupcon", "cld"}
+    assert set(asl["dataset"]) == set(plan.TABLES["2"].datasets) and len(asl) == 5 * 6 * 2
+    assert asl.index.min() > reg.index[reg["kind"] != "vs-asl"].max()  # earlier claim ids unchanged
     assert reg["quote"].str.len().min() > 20
 
 
@@ -89,7 +218,7 @@ def _one(kind_filter, **where):
     return sel.head(1)
 
 
-def test_reversed_holds_not_shown_and_no_runs():
+def test_reversed_holds_untestable_and_no_runs():
     # Scene ebF1: the paper says CLD > MulSupCon; here MulSupCon is far ahead on 3 paired seeds → reversed
     reversed_claim = _one("ld-vs-mulsupcon", dataset="scene", metric="ebF1", a_method="cld")
     runs = runs_frame(*(record("scene", "mulsupcon", s, 0.5, ebF1=0.80 + 0.001 * s) for s in (0, 1, 2)),
@@ -101,9 +230,10 @@ def test_reversed_holds_not_shown_and_no_runs():
     r = out.loc[reversed_claim["claim_id"].iloc[0]]
     assert r["verdict"] == "reversed" and r["test"] == "paired t (seeds 0,1,2)" and r["n_a"] == r["n_b"] == 3
     assert r["diff"] == pytest.approx(0.701 - 0.801 + 0.001) and r["ci_high"] < 0 and r["p_holm"] < 0.05
-    assert r["p_holm"] == pytest.approx(r["p_value"])  # the only claim tested: a family of one
+    # the family is the 3 claims passed (the registry here), not the one that could be tested
+    assert r["m"] == 3 and r["p_holm"] == pytest.approx(min(1.0, 3 * r["p_value"]))
     n1 = out.loc[yeast["claim_id"].iloc[0]]  # one seed per side: no test, whatever the means
-    assert n1["verdict"] == "not shown" and math.isnan(n1["p_value"]) and "n = 1 on side a and n = 1" in n1["reason"]
+    assert n1["verdict"] == "untestable" and math.isnan(n1["p_value"]) and "n = 1 on side a and n = 1" in n1["reason"]
     assert out.loc[bookmarks["claim_id"].iloc[0], "verdict"] == "no runs"
     # the same data the other way round holds
     flipped = runs_frame(*(record("scene", "cld", s, 0.5, ebF1=0.80 + 0.001 * s) for s in (0, 1, 2)),
@@ -132,6 +262,21 @@ def test_presets_never_mixed_and_bce_control():
     assert (t2.loc[t2["row"] == "BCE (no pretraining, ours)", "status"] == "missing").all()
 
 
+def test_no_common_group_names_both_sides():
+    # MulSupCon ran at paper scale only, the control at smoke scale only: nothing to compare, and the
+    # reason must not say that side a (which has runs) has none
+    claim = _one("control", dataset="yeast", metric="mAP")
+    for a_scale, b_scale in (("smoke", "paper"), ("paper", "smoke")):
+        runs = runs_frame(*(record("yeast", "mulsupcon", s, 0.5, scale=a_scale) for s in (0, 1)),
+                          *(record("yeast", "bce", s, 0.4, scale=b_scale) for s in (0, 1)))
+        r = claims.evaluate_claims(claim, runs).iloc[0]
+        assert r["verdict"] == "no runs"
+        assert r["reason"] == (f"side a has ok runs only at {a_scale}; side b has ok runs only at {b_scale}: "
+                               "never in the same group")
+    only_a = runs_frame(record("yeast", "mulsupcon", 0, 0.5, scale="smoke"))
+    assert claims.evaluate_claims(claim, only_a).iloc[0]["reason"] == "no ok runs on side b"
+
+
 # ------------------------------------------------------------------------------------- outputs
 
 
@@ -146,7 +291,7 @@ def test_claims_command_and_delta_figure(tmp_path):
     png = tmp_path / "delta.png"
     assert cli_main(["claims", "--runs", str(runs_csv), "--out", str(out), "--figure", str(png)]) == 0
     csv = pd.read_csv(tmp_path / "claims.csv")
-    assert list(csv.columns[:17]) == claims.RESULT_COLUMNS
+    assert list(csv.columns[:len(claims.RESULT_COLUMNS)]) == claims.RESULT_COLUMNS
     assert set(csv["verdict"]) <= set(claims.VERDICTS) and (csv["verdict"] == "no runs").sum() > 0
     tested = csv[csv["p_value"].notna()]
     assert len(tested) > 0 and (tested["p_holm"] >= tested["p_value"]).all()
@@ -158,7 +303,19 @@ def test_claims_command_and_delta_figure(tmp_path):
         low, high = im.convert("L").getextrema()
         assert high - low > 100  # not blank
     assert (tmp_path / "delta.pdf").read_bytes()[:4] == b"%PDF"
+    # the forest plot beside the markdown: one line per tested claim, coloured by verdict
+    with Image.open(tmp_path / "claims.png") as im:
+        im.load()
+        low, high = im.convert("L").getextrema()
+        assert im.size[1] > 300 and high - low > 100
+    assert (tmp_path / "claims.pdf").read_bytes()[:4] == b"%PDF"
+    drawn = forest.forest_frame(pd.read_csv(tmp_path / "claims.csv"))
+    assert len(drawn) == len(tested) and drawn["label"].str.contains(r"\(n=3/3\)").all()
     frame = delta.delta_frame(runs)
     assert set(frame["table"]) == {"2", "3", "5"}  # Table 6 repeats Table 5's grid: left out
     assert len(frame) == 3 * 6 + 6  # 3 methods × (4 + 2 metrics) + the default grid cell (α 0.1, β 1) × 6
+    # one line per configuration: Table 2's four metrics and Table 3's two are the same runs; n in the label
+    assert frame.groupby("label")["metric"].nunique().to_dict() == {
+        "Scene MulSupCon (n=3)": 6, "Scene MulSupCon_RLD (n=3)": 6, "Scene MulSupCon_CLD (n=3)": 6,
+        "T5 Scene CLD α=0.1 β=1 (n=3)": 6}
     assert cli_main(["claims", "--runs", str(tmp_path / "absent.csv"), "--out", str(out)]) == 2

@@ -64,16 +64,16 @@ def cell(frame, **where):
 def test_run_plan_counts_and_dedupe():
     rc = RunConfig(datasets=tuple(plan.DATASET_TITLE), kinds={})
     counts = {t: len(plan.runs_for_target(t, rc)) for t in plan.TABLE_IDS + ("figure2", "all")}
-    # 5 vector datasets × 4 methods (3 + our bce control) × 5 seeds; 4 image datasets × 4 × 1 seed;
-    # 16 grid cells × seeds
-    assert counts["2"] == counts["3"] == 100
+    # 5 vector datasets × 5 methods (3 + our bce and asl controls) × 5 seeds; 4 image datasets × 4 × 1 seed
+    # (ASL (ours) is a row of Tables 2–3 only); 16 grid cells × seeds
+    assert counts["2"] == counts["3"] == 125
     assert counts["4"] == 16
     assert counts["5"] == counts["6"] == 80 and counts["7"] == counts["8"] == 16
     assert counts["figure2"] == 4 * 5 + 4 * 1
     # shared: Table 2's CLD run on Scene = grid cell at the default α, β = Figure 2's full CLD
     # (and likewise on PASCAL), so the union is smaller than the sum
     assert plan.fmt_num(plan.default_alpha_beta("scene")[0]) in map(plan.fmt_num, plan.PAPER_GRID)
-    assert counts["all"] == 100 + 16 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1 == 224
+    assert counts["all"] == 125 + 16 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1 == 249
     main_cld = {k for k in plan.runs_for_target("2", rc) if k.dataset == "scene" and k.method == "cld"}
     assert main_cld <= set(plan.runs_for_target("5", rc))
     assert main_cld <= set(plan.runs_for_target("figure2", rc))
@@ -123,7 +123,7 @@ def test_config_strings_from_the_command_line_are_coerced():
 
 
 def test_table2_layout_ours_next_to_paper(paper):
-    runs = runs_frame(*(record("yeast", m, s, 0.70 + 0.01 * s) for m in ("mulsupcon", "rld", "cld", "bce")
+    runs = runs_frame(*(record("yeast", m, s, 0.70 + 0.01 * s) for m in ("mulsupcon", "rld", "cld", "bce", "asl")
                         for s in (0, 1)))
     frame = tables.table_frame("2", runs, paper, tolerance=0.02)
     md = tables.render_markdown("2", frame, 0.02)
@@ -133,16 +133,17 @@ def test_table2_layout_ours_next_to_paper(paper):
     header = next(i for i, line in enumerate(lines) if line.startswith("| Algorithm"))
     assert [c.strip() for c in lines[header].strip("|").split("|")] == ["Algorithm"] + [
         f"{d} {side}" for d in ("Yeast", "Scene", "Bookmarks", "Delicious", "Mediamill") for side in ("ours", "paper")]
-    body = lines[header + 2:header + 11]
+    body = lines[header + 2:header + 12]
     assert [line.split("|")[1].strip() for line in body] == [
-        "LaMP (quoted)", "MPVAE (quoted)", "ASL (quoted)", "RBCC (quoted)", "C-GMVAE (quoted)",
+        "LaMP (quoted)", "MPVAE (quoted)", "ASL (quoted)", "ASL (ours)", "RBCC (quoted)", "C-GMVAE (quoted)",
         "MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD", "BCE (no pretraining, ours)"]
-    mulsupcon = [c.strip() for c in body[5].strip("|").split("|")]
+    mulsupcon = [c.strip() for c in body[6].strip("|").split("|")]
     assert mulsupcon[1].startswith("0.705 ± 0.007 (n=2), CI [") and mulsupcon[2] == "0.803 · **Δ -0.098 ⚠** · ours lower"
-    assert len(frame) == 9 * 2 * 2 * 5
-    # our control: our numbers, never a paper value
-    control = cell(frame, row="BCE (no pretraining, ours)", metric="HA", dataset="yeast")
-    assert control["n"] == 2 and control["ours_mean"] == pytest.approx(0.705) and pd.isna(control["paper"])
+    assert len(frame) == 10 * 2 * 2 * 5
+    # our controls (BCE, and ASL run by us beside the quoted ASL): our numbers, never a paper value
+    for row in ("BCE (no pretraining, ours)", "ASL (ours)"):
+        control = cell(frame, row=row, metric="HA", dataset="yeast")
+        assert control["n"] == 2 and control["ours_mean"] == pytest.approx(0.705) and pd.isna(control["paper"])
     # quoted methods: the paper's number, labelled
     lamp = cell(frame, row="LaMP", metric="HA", dataset="yeast")
     assert lamp["text"] == f"{paper_value(paper, 2, 'yeast', 'LaMP', 'HA'):.3f} (quoted)"

@@ -50,7 +50,7 @@ def assert_valid(rec, method, ablation="none"):
         assert rec[key], key
     assert set(rec["wall_time_s"]) == {"pretrain", "finetune", "evaluate", "total"}
     assert {"n_train", "n_val", "n_test", "source"} <= set(rec["data"]) and rec["data"]["n_test"] > 0
-    if method in ("mulsupcon", "bce"):
+    if method in ("mulsupcon", "bce", "asl"):
         assert rec["alpha"] is None and rec["beta"] is None
     else:
         assert (rec["alpha"], rec["beta"]) == (0.1, 1.0)
@@ -146,6 +146,22 @@ def test_bce_control_finetunes_without_pretraining(tmp_path, data_dir, reference
     assert main(args(tmp_path / "pre", data_dir, "bce", command="pretrain")) == 2
     assert "no pretraining phase" in capsys.readouterr().err
     assert main(args(tmp_path / "abl", data_dir, "bce", "--ablation", "no-beta")) == 2
+
+
+def test_asl_is_the_bce_control_with_the_asymmetric_loss(tmp_path, data_dir):
+    # same data, seed, budget and selection as --method bce; only the training loss differs
+    runs = {}
+    for method in ("asl", "bce"):
+        assert main(args(tmp_path / method, data_dir, method)) == 0
+        runs[method] = load(tmp_path / method)
+    asl, bce = runs["asl"], runs["bce"]
+    assert_valid(asl, "asl")
+    assert not (tmp_path / "asl" / "pretrained.pt").exists() and asl["wall_time_s"]["pretrain"] == 0.0
+    assert asl["config"]["settings"]["finetune"] == bce["config"]["settings"]["finetune"]
+    ft_asl, ft_bce = asl["training"]["finetune"], bce["training"]["finetune"]
+    assert ft_asl["stopped_epoch"] == ft_bce["stopped_epoch"]
+    # ASL down-weights easy negatives: its training loss is far below BCE's from the first epoch
+    assert ft_asl["train_loss"][0] < 0.5 * ft_bce["train_loss"][0]
 
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path, data_dir, reference):

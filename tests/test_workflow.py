@@ -30,6 +30,7 @@ import pandas as pd
 import pytest
 from prereq import missing
 
+from mulsupcon_ld.names import CONTROL_METHOD
 from mulsupcon_ld.pipeline import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -119,20 +120,20 @@ def default_workdir(tmp_path_factory):
     return make_workdir(tmp_path_factory.mktemp("dry") / "wf")
 
 
-# default config: 5 vector datasets × 5 seeds, 4 image datasets × 1 seed (image_seeds), 4 methods
-# (mulsupcon, rld, cld and our bce control);
+# default config: 5 vector datasets × 5 seeds, 4 image datasets × 1 seed (image_seeds), 5 methods
+# (mulsupcon, rld, cld and our bce and asl controls; asl in Tables 2–3 only);
 # grid 4 × 4 α, β; 4 ablation variants. "all" counts each shared run once: Table 2's CLD run on
 # Scene (PASCAL: Table 4's) is also the grid cell at the default α, β and Figure 2's full CLD.
 DRY_RUN_TRAIN_JOBS = {
-    "paper_tables/table2.md": 5 * 4 * 5,
-    "paper_tables/table3.md": 5 * 4 * 5,
+    "paper_tables/table2.md": 5 * 5 * 5,
+    "paper_tables/table3.md": 5 * 5 * 5,
     # table4: test_dry_run_table4_every_training_job_asks_for_a_gpu (one dry run for both)
     "paper_tables/table5.md": 16 * 5,
     "paper_tables/table6.md": 16 * 5,
     "paper_tables/table7.md": 16 * 1,
     "paper_tables/table8.md": 16 * 1,
     "paper_tables/figure2.png": 4 * 5 + 4 * 1,
-    "all": 100 + 16 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1,
+    "all": 125 + 16 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1,
 }
 
 
@@ -238,7 +239,7 @@ def test_synthetic_tables_show_ours_paper_and_mark(synthetic_run):
         ours = cells[cells["status"] == "ok"]
         assert len(ours) > 0 and (ours["dataset"] == "scene").all()
         assert ours["text"].str.startswith("SYNTHETIC ").all()
-        control = ours["method"] == "BCE (no pretraining, ours)"  # our control: no paper value, ever
+        control = ours["method"].isin(list(CONTROL_METHOD.values()))  # our controls (BCE, ASL): no paper value, ever
         assert control.any() == (table != "5") and ours.loc[control, "paper"].isna().all()
         assert ours.loc[control, "text"].str.endswith("paper — (not reported)").all()
         assert ours.loc[~control, "text"].str.contains(r" · paper 0\.\d{3} · ").all()  # the paper's value beside ours
@@ -259,8 +260,8 @@ def test_synthetic_tables_show_ours_paper_and_mark(synthetic_run):
 def test_synthetic_runs_csv_one_row_per_job(synthetic_run):
     wd, planned = synthetic_run
     runs = pd.read_csv(wd / "results/runs.csv")
-    # Scene: 4 methods (3 + bce) + 1 more grid cell + 3 ablation variants, × 2 seeds
-    assert planned["train"] == (4 + 1 + 3) * 2 == len(runs)
+    # Scene: 5 methods (3 + bce + asl) + 1 more grid cell + 3 ablation variants, × 2 seeds
+    assert planned["train"] == (5 + 1 + 3) * 2 == len(runs)
     assert (runs["preset"] == "paper").all()
     assert "download" not in planned and planned["prepare"] == 1  # synthetic: nothing to download
     assert len(list((wd / "results/runs").rglob("metrics.json"))) == len(runs)
@@ -412,7 +413,7 @@ def test_real_prestaged_data(tmp_path):
         ours = cells[cells["status"] != "quoted"]
         real = ours[ours["dataset"].isin(["yeast", "scene"])]
         assert (real["status"] == "ok").all() and not real["synthetic"].any()
-        control = real["method"] == "BCE (no pretraining, ours)"
+        control = real["method"].isin(list(CONTROL_METHOD.values()))
         assert control.any() and real.loc[control, "text"].str.match(r"0\.\d{3} \(n=1\) · paper — ").all()
         assert real.loc[~control, "text"].str.match(r"0\.\d{3} \(n=1\) · paper 0\.\d{3} · ").all()
         media = ours[ours["dataset"] == "mediamill"]

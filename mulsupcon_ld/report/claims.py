@@ -8,11 +8,10 @@ ignored for methods without a label-distribution loss (MulSupCon, our BCE contro
 
 For each claim, the runs of both sides are taken from one (scale, synthetic, preset) group — real
 over synthetic, paper scale over smoke, the ``paper`` preset over others, never mixed, as in the
-tables — and compared with :func:`.stats.compare` (paired t by seed when both sides hold the same
-seeds, Welch's t otherwise; the ``test`` column says which). p-values are Holm-adjusted over every
-claim that could be tested in this report (one family). Verdicts, at 5% on the Holm-adjusted p:
-``holds`` (significant in the claimed direction), ``reversed`` (significant against it), ``not
-shown`` (neither, or fewer than 2 runs on a side: the ``reason`` says which), ``no runs``.
+tables — and compared with :func:`.stats.compare` (paired t on the seeds both sides hold, Welch's t
+only for disjoint seed sets; the ``test`` column says which). Verdicts (holds, reversed, paper effect
+excluded, inconclusive, untestable, no runs), Holm within families fixed by the registry, the
+paper's Δ and power: :mod:`.verdicts`, :mod:`.paper_delta`, :mod:`.power`.
 
 The registry is generated from the paper's tables by :func:`build_registry`
 (``python -m mulsupcon_ld.report.claims``) so "where the paper shows it ahead" is decided by the
@@ -38,23 +37,29 @@ from ..pipeline import plan
 from .aggregate import read_runs_arg
 from .delta import write_delta
 from .diff import write_diff
-from .stats import ALPHA, compare, holm
+from .forest import plot_forest
+from .paper_delta import PAPER_LABEL, paper_deltas, paper_values
+from .stats import compare
 from .tables import RunIndex, load_paper, markdown_table, seed_values, write_table
+from .power import MAX_SEEDS
+from .verdicts import FAMILY_TITLE, VERDICTS, family_sizes, judge
 
 REGISTRY = REPO_ROOT / "baselines" / "paper_claims.csv"
 SIDE_COLUMNS = ("method", "ablation", "alpha", "beta")
 REGISTRY_COLUMNS = (["claim_id", "kind", "ours", "source", "quote", "claim", "dataset", "metric"]
                     + [f"a_{c}" for c in SIDE_COLUMNS] + [f"b_{c}" for c in SIDE_COLUMNS])
 RESULT_COLUMNS = ["claim_id", "claim", "dataset", "metric", "a", "b", "n_a", "n_b", "mean_a", "mean_b", "diff",
-                  "ci_low", "ci_high", "p_value", "p_holm", "test", "verdict"]
-EXTRA_COLUMNS = ["kind", "ours", "source", "reason", "seeds_a", "seeds_b", "scale", "synthetic", "preset"]
-VERDICTS = ("holds", "reversed", "not shown", "no runs")
+                  "ci_low", "ci_high", "paper_diff", "p_value", "p_holm", "p_excl_holm", "mdd_80", "seeds_for_paper",
+                  "test", "verdict"]
+EXTRA_COLUMNS = ["kind", "ours", "family", "m", "level", "paper_a", "paper_b", "paper_diff_min", "p_excl", "note",
+                 "source", "reason", "seeds_a", "seeds_b", "scale", "synthetic", "preset"]
 KIND_TITLE = {
     "ld-vs-mulsupcon": "Each LD variant beats MulSupCon (Tables 2–4, where the paper shows it ahead)",
     "cld-vs-rld": "MulSupCon_CLD beats MulSupCon_RLD (Tables 2–4, where the paper shows it ahead)",
     "ablation": "Each ablated term hurts (Figure 2)",
     "grid-trend": "The sensitivity trends the text states (Tables 5–8, where the paper shows them)",
     "control": "Contrastive pretraining beats no pretraining (our question, not the paper's)",
+    "vs-asl": "MulSupCon and MulSupCon_CLD beat ASL run by us (our question, not the paper's)",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -72,6 +77,9 @@ Q_PASCAL = ("In contrast, on the PASCAL dataset, fixing hyperparameter β and in
             "the best performance for our model.")
 Q_CONTROL = ("Ours (not in the paper): contrastive pretraining (MulSupCon) scores higher than the same network "
              "fine-tuned from random initialisation (--method bce).")
+Q_ASL = ("Ours (not in the paper): the paper compares with ASL's quoted numbers, produced by other code on other "
+         "splits; here MulSupCon and MulSupCon_CLD score higher than ASL run by us (--method asl: the same MLP "
+         "fine-tuned from scratch with the asymmetric loss, the BCE control's budget, data, seeds and selection).")
 LD_LABEL = {"rld": "MulSupCon_RLD", "cld": "MulSupCon_CLD"}
 
 
@@ -92,10 +100,7 @@ def _row(kind: str, source: str, quote: str, claim: str, dataset: str, metric: s
 def build_registry(paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every claim, derived from the paper's printed numbers where the text's claim is about them."""
     paper = load_paper() if paper is None else paper
-    p = paper.copy()
-    p["table"] = p["table"].astype(str)
-    value = {(r.table, r.dataset, r.method, r.metric, plan.fmt_num(r.alpha) if r.alpha == r.alpha else plan.NA,
-              plan.fmt_num(r.beta) if r.beta == r.beta else plan.NA): float(r.value) for r in p.itertuples()}
+    value = {k: float(v) for k, v in paper_values(paper).items()}
     na = plan.NA
     rows = []
     main = [(t, ds, title, m) for t in ("2", "3", "4") for ds, title in zip(plan.TABLES[t].datasets,
@@ -144,6 +149,12 @@ def build_registry(paper: pd.DataFrame | None = None) -> pd.DataFrame:
             rows.append(_row("control", "ours (issue 9: no-pretraining control)", Q_CONTROL,
                              f"MulSupCon > BCE (no pretraining, ours) on {title} {m}", ds, m, _side("mulsupcon"),
                              _side("bce"), ours=True))
+    for ds, title in zip(plan.TABLES["2"].datasets, plan.TABLES["2"].titles):  # ours: vs ASL run by us
+        for a in ("mulsupcon", "cld"):
+            for m in plan.METRICS:
+                rows.append(_row("vs-asl", "ours (issue 17: ASL run by us)", Q_ASL,
+                                 f"{PAPER_LABEL[a]} > ASL (ours) on {title} {m}", ds, m, _side(a), _side("asl"),
+                                 ours=True))
     frame = pd.DataFrame(rows)
     frame.insert(0, "claim_id", [f"C{i:03d}" for i in range(1, len(frame) + 1)])
     return frame[REGISTRY_COLUMNS]
@@ -184,55 +195,60 @@ def _config(claim: dict, side: str, scale: str) -> tuple[str, str, str, str, str
     return RunIndex.config_key(ds, method, claim[f"{side}_ablation"] or "none", a or None, b or None)
 
 
-def _sides(claim: dict, index: RunIndex) -> tuple[list[float], list[int], list[float], list[int], tuple]:
-    """Values and seeds of both sides from the first group where both have ``ok`` runs (else the
-    first group where either has, for the counts)."""
+def _group_name(group: tuple) -> str:
+    scale, synthetic, preset = group
+    return f"{scale}{' synthetic' if synthetic else ''}" + ("" if preset in ("", "paper") else f" preset {preset}")
+
+
+def _sides(claim: dict, index: RunIndex) -> tuple[list[float], list[int], list[float], list[int], tuple, str]:
+    """Values and seeds of both sides from the first group where both have ``ok`` runs; else (for
+    the counts) the first group where either has, and why nothing can be compared."""
+    found: dict[str, list[tuple]] = {"a": [], "b": []}
     fallback = None
     for group in index.group_order:
         scale = group[0]
         va, sa = seed_values(index.rows(_config(claim, "a", scale), group), claim["metric"])
         vb, sb = seed_values(index.rows(_config(claim, "b", scale), group), claim["metric"])
         if va and vb:
-            return va, sa, vb, sb, group
+            return va, sa, vb, sb, group, ""
+        for side, v in (("a", va), ("b", vb)):
+            if v:
+                found[side].append(group)
         if (va or vb) and fallback is None:
             fallback = (va, sa, vb, sb, group)
-    return fallback or ([], [], [], [], ("", False, ""))
+    empty = [s for s in ("a", "b") if not found[s]]
+    if empty:
+        reason = f"no ok runs on side {' and '.join(empty)}"
+    else:  # both sides ran, never in the same group (e.g. one only at smoke scale)
+        reason = "; ".join(f"side {s} has ok runs only at {', '.join(map(_group_name, found[s]))}"
+                           for s in ("a", "b")) + ": never in the same group"
+    return (*(fallback or ([], [], [], [], ("", False, ""))), reason)
 
 
-def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: :data:`RESULT_COLUMNS` then :data:`EXTRA_COLUMNS`."""
+def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame, sizes: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per claim: :data:`RESULT_COLUMNS` then :data:`EXTRA_COLUMNS`. ``sizes``: each family's
+    ``m`` (default: its count in ``claims``, the registry — never what ran)."""
     index = RunIndex(runs)
-    out = []
+    out, comparisons = [], []
     for claim in claims.to_dict("records"):
-        va, sa, vb, sb, (scale, synthetic, preset) = _sides(claim, index)
+        va, sa, vb, sb, (scale, synthetic, preset), why = _sides(claim, index)
         row: dict[str, Any] = {k: claim[k] for k in ("claim_id", "claim", "dataset", "metric", "kind", "ours",
                                                      "source")}
         row.update(a=side_label(claim, "a"), b=side_label(claim, "b"), seeds_a=",".join(map(str, sorted(sa))),
-                   seeds_b=",".join(map(str, sorted(sb))), scale=scale, synthetic=synthetic, preset=preset)
-        if not va or not vb:
-            empty = [s for s, v in (("a", va), ("b", vb)) if not v]
+                   seeds_b=",".join(map(str, sorted(sb))), scale=scale, synthetic=synthetic, preset=preset,
+                   runs=bool(va and vb))
+        c = compare(va, vb, sa, sb) if va and vb else None
+        comparisons.append(c)
+        if c is None:
             row.update(n_a=len(va), n_b=len(vb), mean_a=math.nan, mean_b=math.nan, diff=math.nan,
-                       ci_low=math.nan, ci_high=math.nan, p_value=math.nan, test="", verdict="no runs",
-                       reason=f"no ok runs on side {' and '.join(empty)}")
+                       ci_low=math.nan, ci_high=math.nan, p_value=math.nan, test="", reason=why)
         else:
-            c = compare(va, vb, sa, sb)
             row.update(n_a=c.n_a, n_b=c.n_b, mean_a=c.mean_a, mean_b=c.mean_b, diff=c.diff, ci_low=c.ci_low,
-                       ci_high=c.ci_high, p_value=c.p_value, test=c.test, verdict="", reason=c.reason)
+                       ci_high=c.ci_high, p_value=c.p_value, test=c.test, reason=c.reason)
         out.append(row)
-    frame = pd.DataFrame(out, columns=[c for c in RESULT_COLUMNS + EXTRA_COLUMNS if c != "p_holm"])
-    frame["p_holm"] = holm(frame["p_value"].astype(float).tolist())
-    frame["verdict"] = [verdict(r) for r in frame.to_dict("records")]
+    frame = pd.DataFrame(out).join(paper_deltas(claims), on="claim_id")
+    judge(frame, comparisons, family_sizes(claims) if sizes is None else sizes)
     return frame[RESULT_COLUMNS + EXTRA_COLUMNS]
-
-
-def verdict(r: dict) -> str:
-    """holds / reversed / not shown / no runs, at 5% on the Holm-adjusted p (claimed: a > b)."""
-    if r["verdict"] == "no runs":
-        return "no runs"
-    p = r["p_holm"]
-    if p is None or math.isnan(p) or p >= ALPHA:
-        return "not shown"
-    return "holds" if r["diff"] > 0 else "reversed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,8 +271,67 @@ def _p(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2g}"
 
 
+def _n(x: float) -> str:
+    """Seeds needed: ``—`` (no Δ or no spread), ``> 1000``, or the count."""
+    if x is None or math.isnan(x):
+        return "—"
+    return f"> {MAX_SEEDS}" if math.isinf(x) else str(int(x))
+
+
+def _method_text(frame: pd.DataFrame) -> str:
+    sizes = frame.drop_duplicates("family").set_index("family")["m"]
+    families = "; ".join(f"{FAMILY_TITLE.get(f, f)}, m = {int(m)}" for f, m in sizes.items())
+    return (
+        "Each claim (registry: `baselines/paper_claims.csv`, with the paper's sentence or table) says that "
+        "configuration **a** scores higher than **b** on one dataset and metric (`paper` protocol). diff = mean a − "
+        "mean b over the seeds the test used, with its (unadjusted) 95% confidence interval. Test: *paired t* on "
+        "the seeds both sides hold (a seed fixes the initial weights and the batch order, so runs sharing a seed "
+        "are dependent), *Welch t* only for disjoint seed sets. Holm's correction runs within families fixed "
+        f"by the registry, not by what ran ({families}); an untested claim counts as p = 1. "
+        "**holds** / **reversed** = two-sided p (Holm) < 0.05 in / against the claimed direction; "
+        "**paper effect excluded** = neither, but a one-sided test that our difference is below the paper's "
+        "printed Δ (less what rounding the printed numbers allows) has p (Holm) < 0.05 in the same family; "
+        "**inconclusive** = neither; **untestable** = no variance estimate (fewer than 2 runs on a side, a "
+        "constant difference, one shared seed); **no runs** = a side was not run. *note* flags where the "
+        "unadjusted CI and the adjusted verdict disagree. MDD = the smallest difference our seeds detect with "
+        "80% power at α/m (Holm's first step); seeds for Δ = seeds per side (pairs) the paper's Δ would need for "
+        "that power, with our observed spread. Design and caveats: `docs/claims.md`. Claims marked *ours* are "
+        "our own questions, not the paper's.")
+
+
+def _power_summary(frame: pd.DataFrame) -> list[str]:
+    tested = frame[frame["mdd_80"].notna()]
+    if tested.empty:
+        return []
+    rows = []
+    for kind, part in tested.groupby("kind", sort=False):
+        with_delta = part[part["paper_diff"].notna()]
+        rows.append([kind, str(len(part)), _g(part["mdd_80"].median(), 4),
+                     _g(with_delta["paper_diff"].median(), 4) if len(with_delta) else "—",
+                     f"{int((with_delta['paper_diff'] >= with_delta['mdd_80']).sum())} / {len(with_delta)}"
+                     if len(with_delta) else "—",
+                     _n(with_delta["seeds_for_paper"].median()) if len(with_delta) else "—"])
+    return ["", "## Power", "",
+            "Per kind, over the tested claims: the median smallest difference detected with 80% power at α/m, "
+            "the median paper Δ, how many claims' paper Δ is at least that detectable difference, and the median "
+            "seeds per side the paper's Δ would need.", "",
+            markdown_table(["kind", "tested", "median MDD (80%)", "median paper Δ", "paper Δ ≥ MDD",
+                            "median seeds for paper Δ"], rows)]
+
+
+def _claim_rows(shown: pd.DataFrame) -> str:
+    body = [[r["claim_id"], r["claim"], r["a"], r["b"], f"{r['n_a']} / {r['n_b']}", _g(r["mean_a"]),
+             _g(r["mean_b"]), _g(r["diff"], 4) if r["n_a"] and r["n_b"] else "—",
+             f"[{_g(r['ci_low'], 4)}, {_g(r['ci_high'], 4)}]" if r["p_value"] == r["p_value"] else "—",
+             _g(r["paper_diff"], 3), _p(r["p_holm"]), _p(r["p_excl_holm"]), _g(r["mdd_80"], 4),
+             _n(r["seeds_for_paper"]), r["test"] or r["reason"], f"**{r['verdict']}**", r["note"]]
+            for r in shown.to_dict("records")]
+    return markdown_table(["id", "claim", "a", "b", "n a / b", "mean a", "mean b", "diff", "95% CI", "paper Δ",
+                           "p (Holm)", "p excl. (Holm)", "MDD (80%)", "seeds for Δ", "test", "verdict", "note"],
+                          body)
+
+
 def render_claims(frame: pd.DataFrame) -> str:
-    tested = frame[frame["p_value"].notna()]
     ok = frame[frame["verdict"] != "no runs"]
     synthetic = bool(ok["synthetic"].astype(bool).any())
     lines = ["# The paper's claims, tested on our runs", ""]
@@ -265,20 +340,12 @@ def render_claims(frame: pd.DataFrame) -> str:
                   "their verdicts say nothing about the paper.", ""]
     if "smoke" in set(ok["scale"]):
         lines += ["Scale includes **smoke** (a few epochs): not comparable to the paper.", ""]
-    lines += [
-        "Each claim (registry: `baselines/paper_claims.csv`, with the paper's sentence or table) says that "
-        "configuration **a** scores higher than **b** on one dataset and metric (`paper` protocol). diff = mean a − "
-        "mean b over seeds with its 95% confidence interval; p = two-sided t-test: *paired by seed* when both sides "
-        "hold the same seeds (a seed fixes the initial weights and the batch order, so the pairing is real), "
-        "*Welch* otherwise. p (Holm) = Holm-adjusted over the "
-        f"{len(tested)} claims tested here. Verdict at 5% on p (Holm): **holds** = significant in the claimed "
-        "direction, **reversed** = significant against it, **not shown** = neither (or fewer than 2 runs on a "
-        "side), **no runs** = a side was not run. Claims marked *ours* are our own questions, not the paper's.",
-        "", "## Summary", ""]
+    lines += [_method_text(frame), "", "## Summary", ""]
     counts = verdict_counts(frame)
     lines.append(markdown_table(["kind"] + list(VERDICTS) + ["claims"],
                                 [[k] + [str(int(v)) for v in counts.loc[k]] + [str(int(counts.loc[k].sum()))]
                                  for k in counts.index]))
+    lines += _power_summary(frame)
     for kind, part in frame.groupby("kind", sort=False):
         lines += ["", f"## {KIND_TITLE.get(kind, kind)}", ""]
         for quote, sources in part.groupby("quote", sort=False)["source"]:
@@ -286,13 +353,7 @@ def render_claims(frame: pd.DataFrame) -> str:
         lines.append("")
         shown = part[part["verdict"] != "no runs"]
         if len(shown):
-            body = [[r["claim_id"], r["claim"], r["a"], r["b"], f"{r['n_a']} / {r['n_b']}", _g(r["mean_a"]),
-                     _g(r["mean_b"]), _g(r["diff"], 4) if r["n_a"] and r["n_b"] else "—",
-                     f"[{_g(r['ci_low'], 4)}, {_g(r['ci_high'], 4)}]" if r["p_value"] == r["p_value"] else "—",
-                     _p(r["p_value"]), _p(r["p_holm"]), r["test"] or r["reason"], f"**{r['verdict']}**"]
-                    for r in shown.to_dict("records")]
-            lines.append(markdown_table(["id", "claim", "a", "b", "n a / b", "mean a", "mean b", "diff", "95% CI",
-                                         "p", "p (Holm)", "test", "verdict"], body))
+            lines.append(_claim_rows(shown))
         missing = part[part["verdict"] == "no runs"]
         if len(missing):
             by_ds = missing.groupby("dataset", sort=False)["claim_id"].agg(list)
@@ -308,13 +369,16 @@ def _id_range(ids: list[str]) -> str:
 
 def write_claims(runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike | None = None,
                  claims: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Test every claim on ``runs``; write the markdown and the CSV (beside it by default)."""
+    """Test every claim on ``runs``; write the markdown, the CSV (beside it by default) and the
+    forest plot (``.png`` and ``.pdf`` beside the markdown)."""
     claims = load_claims() if claims is None else claims
     frame = evaluate_claims(claims, runs)
     frame["quote"] = claims.set_index("claim_id").loc[frame["claim_id"], "quote"].to_numpy()
     write_text(out_md, render_claims(frame))
     out_csv = out_csv or Path(out_md).with_suffix(".csv")
     write_text(out_csv, frame[RESULT_COLUMNS + EXTRA_COLUMNS].to_csv(index=False))
+    stem = Path(out_md).with_suffix("")
+    plot_forest(frame, [f"{stem}.png", f"{stem}.pdf"])
     return frame
 
 

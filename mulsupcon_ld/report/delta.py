@@ -1,7 +1,8 @@
 """``paper_tables/delta.png`` (+ pdf): where our numbers agree with the paper's, at a glance.
 
-One panel per metric; one line per (table, dataset, row) cell that has both our result and a paper
-value: Δ = our mean − the paper's value (the dot) with our mean's 95% confidence interval shifted
+One panel per metric; one line per configuration with both our result and a paper value (Tables 2
+and 3 print different metrics of the same runs: one line; a grid cell keeps its table, as its paper
+value differs from Table 2's), labelled with its seed count: Δ = our mean − the paper's value (the dot) with our mean's 95% confidence interval shifted
 the same way (the bar), so the paper's point is the vertical line at 0. Colour = where the paper's
 value lies against our interval (``consistent``, ``ours lower``, ``ours higher``; grey with one seed).
 Tables 6 and 8 print the grids of Tables 5 and 7 again and are left out. The cells are those of
@@ -31,7 +32,10 @@ def delta_frame(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.Dat
     tables = tuple(t for t in plan.TABLE_IDS if t not in REPEATS)
     frame = diff_frame(runs, paper, tolerance=0.0, tables=tables)
     frame = frame[(frame["status"] == "ok") & frame["paper"].notna()].copy()
-    frame["label"] = [_label(r) for r in frame.itertuples()]
+    base = pd.Series([_label(r) for r in frame.itertuples()], index=frame.index)
+    n = frame["n"].groupby(base).agg(lambda x: f"n={int(x.min())}" if x.min() == x.max()
+                                     else f"n={int(x.min())}–{int(x.max())}")
+    frame["label"] = base + " (" + base.map(n) + ")"
     frame["lo"] = frame["ci_low"] - frame["paper"]
     frame["hi"] = frame["ci_high"] - frame["paper"]
     frame["agreement"] = frame["paper_vs_ci"].replace("", "one seed").fillna("one seed")
@@ -39,11 +43,11 @@ def delta_frame(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.Dat
 
 
 def _label(r) -> str:
-    """``T2 Yeast MulSupCon``, ``T5 Scene CLD α=0.1 β=1``."""
-    head = f"T{r.table} {plan.DATASET_TITLE.get(r.dataset, r.dataset)}"
+    """``Yeast MulSupCon`` (Tables 2–4: one configuration), ``T5 Scene CLD α=0.1 β=1``."""
+    dataset = plan.DATASET_TITLE.get(r.dataset, r.dataset)
     if r.panel:  # grid cell
-        return f"{head} CLD α={plan.fmt_num(r.alpha)} β={plan.fmt_num(r.beta)}"
-    return f"{head} {r.row}"
+        return f"T{r.table} {dataset} CLD α={plan.fmt_num(r.alpha)} β={plan.fmt_num(r.beta)}"
+    return f"{dataset} {r.row}"
 
 
 def plot_delta(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> None:
@@ -73,6 +77,10 @@ def plot_delta(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> Non
         ax.set_xlabel("ours − paper")
         if part.empty:
             continue
+        # panels have their own x scale: say so, in the metric's units (fractions, not %)
+        width = float(max(part["hi"].abs().max(), part["lo"].abs().max(), part["diff"].abs().max()))
+        ax.set_xlim(-1.1 * width, 1.1 * width)
+        ax.set_title(f"{metric}  (x: ±{1.1 * width:.3g}, own scale)", fontsize=10)
         y = part["label"].map(ypos)
         ax.hlines(y, part["lo"], part["hi"], colors=[PALETTE[a] for a in part["agreement"]], linewidth=2)
         sns.scatterplot(x=part["diff"].to_numpy(), y=y.to_numpy(), hue=part["agreement"].to_numpy(),
@@ -81,14 +89,15 @@ def plot_delta(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> Non
         axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
         axes[0].set_ylim(len(labels) - 0.5, -0.5)
     handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in PALETTE.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=len(PALETTE), frameon=False,
-               title="paper's value vs our 95% CI")
+    top = 1 - 1.1 / height  # room for the title and, under it, the legend
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, top + 0.75 / height), ncol=len(PALETTE),
+               frameon=False, title="paper's value vs our 95% CI")
     title = "Ours − paper per cell: dot = Δ of the means, bar = our 95% CI shifted by the paper's value"
     if synthetic:
         title = "SYNTHETIC DATA — " + title
         fig.text(0.5, 0.5, "SYNTHETIC", fontsize=70, color="red", alpha=0.12, ha="center", va="center", rotation=20)
     fig.suptitle(title, color="red" if synthetic else "black")
-    fig.tight_layout(rect=(0, 1.2 / height, 1, 1))
+    fig.tight_layout(rect=(0, 0, 1, top))
     for out in outputs:
         with atomic_path(out) as tmp:
             fig.savefig(tmp, dpi=120, format=os.path.splitext(str(out))[1].lstrip("."))

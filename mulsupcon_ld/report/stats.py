@@ -3,10 +3,12 @@
 Everything is scipy.stats' t machinery; nothing here knows about tables or claims.
 
 - :func:`mean_ci`: Student-t interval of one configuration's mean over seeds.
-- :func:`compare`: ``a − b`` with its 95% CI and a two-sided p-value. **Paired** t-test by seed when
-  both sides hold the same seeds (at least 2): in this project a seed fixes the initial weights and
-  the order of every batch (``train.seed_everything``, ``augment.epoch_seed``), so runs sharing a seed
-  share those random draws and the pairing is real. Otherwise **Welch's** t-test (unequal variances).
+- :func:`compare`: ``a − b`` with its 95% CI and a two-sided p-value. **Paired** t-test on the
+  seeds both sides hold (at least 2; the other seeds are left out): in this project a seed fixes the
+  initial weights and the order of every batch (``train.seed_everything``, ``augment.epoch_seed``),
+  so runs sharing a seed share those random draws, the two sides are dependent and the pairing is
+  real. **Welch's** t-test (unequal variances) only for disjoint seed sets (or no seeds given);
+  exactly one shared seed is untestable (dependent, yet no pairs to estimate a variance from).
 - :func:`holm`: Holm's step-down adjustment. scipy has no Holm (``false_discovery_control`` is
   Benjamini–Hochberg/Yekutieli) and statsmodels is not a dependency, so it is the few lines below.
 """
@@ -55,7 +57,9 @@ def paper_vs_ci(paper: float | None, low: float, high: float) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """``a − b``: sizes, means, the difference, its 95% CI, the two-sided p-value and the test."""
+    """``a − b`` over the seeds the test used: sizes, means, the difference, its 95% CI, the
+    two-sided p-value, the test, and what power and one-sided tests need (standard error, degrees
+    of freedom, the spreads)."""
 
     n_a: int
     n_b: int
@@ -65,55 +69,111 @@ class Comparison:
     ci_low: float
     ci_high: float
     p_value: float
-    test: str  # "paired t (seeds 0,1,2)" | "Welch t" | "" when untestable
+    test: str  # "paired t (seeds 0,1,2)" | "paired t on the 3 common seeds (…)" | "Welch t" | "" when untestable
     reason: str = ""  # why there is no test
+    se: float = math.nan  # standard error of diff
+    df: float = math.nan  # degrees of freedom of the t reference
+    sd_a: float = math.nan  # sample standard deviations (Welch)
+    sd_b: float = math.nan
+    sd_diff: float = math.nan  # standard deviation of the paired differences (paired)
+
+    @property
+    def paired(self) -> bool:
+        return self.test.startswith("paired")
+
+
+#: spreads below this fraction of the values' magnitude are rounding noise, not variance
+#: ([.1, .1, .0999999999999999] is a constant difference)
+RELATIVE_TOLERANCE = 1e-9
+
+
+def _no_spread(x: np.ndarray, scale: float) -> bool:
+    return float(np.ptp(x)) <= RELATIVE_TOLERANCE * max(scale, np.finfo(float).tiny)
 
 
 def compare(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int] | None = None,
             seeds_b: Sequence[int] | None = None, confidence: float = CONFIDENCE) -> Comparison:
     """Compare the means of ``a`` and ``b`` (see the module docstring for paired vs Welch)."""
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(xa) < 2 or len(xb) < 2:
+        return _untestable(xa, xb, " and ".join(f"n = {len(x)} on side {side}" for side, x in (("a", xa), ("b", xb))
+                                                if len(x) < 2) + ": no variance estimate, no test")
+    if seeds_a is None or seeds_b is None:
+        return _welch(xa, xb, confidence)
+    common = sorted(set(seeds_a) & set(seeds_b))
+    if not common:
+        return _welch(xa, xb, confidence)
+    if len(common) < 2:  # shared runs make the sides dependent, one pair gives no variance
+        return _untestable(xa, xb, f"only seed {common[0]} on both sides: too few to pair, not independent")
+    by_a = dict(zip(seeds_a, xa))
+    by_b = dict(zip(seeds_b, xb))
+    pa, pb = np.array([by_a[s] for s in common]), np.array([by_b[s] for s in common])
+    seeds = ",".join(map(str, common))
+    if len(common) == len(xa) == len(xb):
+        test = f"paired t (seeds {seeds})"
+    else:
+        test = f"paired t on the {len(common)} common seeds ({seeds}; of {len(xa)} / {len(xb)})"
+    return _paired(pa, pb, test, confidence)
+
+
+def _base(xa: np.ndarray, xb: np.ndarray) -> dict:
+    mean_a = float(xa.mean()) if len(xa) else math.nan
+    mean_b = float(xb.mean()) if len(xb) else math.nan
+    return dict(n_a=len(xa), n_b=len(xb), mean_a=mean_a, mean_b=mean_b, diff=mean_a - mean_b)
+
+
+def _untestable(xa: np.ndarray, xb: np.ndarray, reason: str, test: str = "") -> Comparison:
+    return Comparison(**_base(xa, xb), ci_low=math.nan, ci_high=math.nan, p_value=math.nan, test=test, reason=reason)
+
+
+def _scale(xa: np.ndarray, xb: np.ndarray) -> float:
+    return float(max(np.abs(xa).max(), np.abs(xb).max()))
+
+
+def _paired(xa: np.ndarray, xb: np.ndarray, test: str, confidence: float) -> Comparison:
     from scipy import stats
 
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    n_a, n_b = len(xa), len(xb)
-    mean_a = float(xa.mean()) if n_a else math.nan
-    mean_b = float(xb.mean()) if n_b else math.nan
-    base = dict(n_a=n_a, n_b=n_b, mean_a=mean_a, mean_b=mean_b, diff=mean_a - mean_b)
-    nan = dict(ci_low=math.nan, ci_high=math.nan, p_value=math.nan, test="")
-    if n_a < 2 or n_b < 2:
-        small = [f"n = {n} on side {side}" for side, n in (("a", n_a), ("b", n_b)) if n < 2]
-        return Comparison(**base, **nan, reason=" and ".join(small) + ": no variance estimate, no test")
-    paired = (seeds_a is not None and seeds_b is not None and len(set(seeds_a)) == n_a
-              and sorted(seeds_a) == sorted(seeds_b))
-    if paired:
-        order_a, order_b = np.argsort(seeds_a), np.argsort(seeds_b)
-        xa, xb = xa[order_a], xb[order_b]
-        if np.all(xa - xb == (xa - xb)[0]):  # constant difference: t undefined
-            return Comparison(**base, **nan, reason="identical paired differences: no variance, no test")
-        res = stats.ttest_rel(xa, xb)
-        test = f"paired t (seeds {','.join(str(s) for s in sorted(seeds_a))})"
-    else:
-        if xa.std() == 0 and xb.std() == 0:
-            return Comparison(**base, **nan, reason="no spread on either side: no test")
-        res = stats.ttest_ind(xa, xb, equal_var=False)
-        test = "Welch t"
+    d = xa - xb
+    if _no_spread(d, _scale(xa, xb)):  # constant difference: t undefined
+        return _untestable(xa, xb, "identical paired differences: no variance, no test")
+    res = stats.ttest_rel(xa, xb)
     ci = res.confidence_interval(confidence)
-    return Comparison(**base, ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(res.pvalue),
-                      test=test)
+    sd = float(d.std(ddof=1))
+    return Comparison(**_base(xa, xb), ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(res.pvalue),
+                      test=test, se=sd / math.sqrt(len(d)), df=float(res.df), sd_diff=sd)
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (NaN stays NaN and is not counted in the family).
+def _welch(xa: np.ndarray, xb: np.ndarray, confidence: float) -> Comparison:
+    from scipy import stats
 
-    Sorted ascending p₍₁₎ ≤ … ≤ p₍ₘ₎: adj₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1) p₍ⱼ₎).
+    scale = _scale(xa, xb)
+    if _no_spread(xa, scale) and _no_spread(xb, scale):
+        return _untestable(xa, xb, "no spread on either side: no test")
+    res = stats.ttest_ind(xa, xb, equal_var=False)
+    ci = res.confidence_interval(confidence)
+    sd_a, sd_b = float(xa.std(ddof=1)), float(xb.std(ddof=1))
+    return Comparison(**_base(xa, xb), ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(res.pvalue),
+                      test="Welch t", se=math.sqrt(sd_a ** 2 / len(xa) + sd_b ** 2 / len(xb)), df=float(res.df),
+                      sd_a=sd_a, sd_b=sd_b)
+
+
+def holm(p_values: Sequence[float], m: int | None = None) -> list[float]:
+    """Holm step-down adjusted p-values over a family of ``m`` hypotheses (default: the non-NaN
+    p-values). NaN stays NaN: an untested hypothesis of a fixed family counts as p = 1, which ranks
+    last and so never changes the others' adjustment beyond the ``m`` in the multipliers.
+
+    Sorted ascending p₍₁₎ ≤ … ≤ p₍ₖ₎ (k tested): adj₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1) p₍ⱼ₎).
     """
     p = np.asarray(p_values, dtype=float)
     out = np.full(len(p), math.nan)
     idx = np.flatnonzero(~np.isnan(p))
-    m = len(idx)
-    if m == 0:
+    k = len(idx)
+    m = k if m is None else m
+    if m < k:
+        raise ValueError(f"a family of {m} hypotheses cannot hold {k} p-values")
+    if k == 0:
         return out.tolist()
     order = idx[np.argsort(p[idx], kind="stable")]
-    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    scaled = np.minimum(1.0, (m - np.arange(k)) * p[order])
     out[order] = np.maximum.accumulate(scaled)
     return out.tolist()

@@ -86,6 +86,13 @@ rule claims:
             category="Claims",
             labels={"claims": "claims", "format": "CSV"},
         ),
+        forest=report(
+            "paper_tables/claims.png",
+            caption="../report/claims.rst",
+            category="Claims",
+            labels={"claims": "claims", "format": "forest plot"},
+        ),
+        forest_pdf="paper_tables/claims.pdf",
     log:
         "logs/tables/claims.log",
     conda:
