@@ -15,7 +15,7 @@ import json, time, torch
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import get_settings
 import numpy as np, tempfile
 from pathlib import Path
 dev = torch.device("cuda")

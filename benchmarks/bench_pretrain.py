@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import get_settings
 
 PAPER_PRETRAIN_ITERS = 400 * 1000   # the published code's "400 epochs" of 1000 iterations (Yeast)
 

@@ -33,7 +33,7 @@ from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
 from mulsupcon_ld.registry import get_dataset
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import get_settings
 
 
 def iteration_ms(dataset: str, lane: str, method: str, iters: int) -> dict:

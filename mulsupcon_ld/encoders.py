@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .run_settings import ModelSettings
 
 FC_INPUTS = ("rep", "proj")
 
@@ -137,17 +138,14 @@ class Encoder(nn.Module):
         return h, self.head(h)
 
 
-def build_encoder(model_cfg: dict, n_features: int | None = None) -> Encoder:
+def build_encoder(model_cfg: ModelSettings, n_features: int | None = None) -> Encoder:
     """The query encoder described by the ``model`` block of the settings."""
-    kind = model_cfg["backbone"]
+    kind = model_cfg.backbone
     if kind == "mlp":
-        backbone = build_backbone("mlp", n_features, hidden=tuple(model_cfg["hidden"]),
-                                  dropout=float(model_cfg["dropout"]))
+        backbone = build_backbone("mlp", n_features, hidden=tuple(model_cfg.hidden), dropout=float(model_cfg.dropout))
     else:
-        backbone = build_backbone(kind, weights=model_cfg["weights"],
-                                  channels_last=bool(model_cfg["channels_last"]))
-    return Encoder(backbone, int(model_cfg["proj_dim"]), int(model_cfg["proj_hidden_layers"]),
-                   float(model_cfg["proj_dropout"]))
+        backbone = build_backbone(kind, weights=model_cfg.weights, channels_last=bool(model_cfg.channels_last))
+    return Encoder(backbone, model_cfg.proj_dim, model_cfg.proj_hidden_layers, float(model_cfg.proj_dropout))
 
 
 class Classifier(nn.Module):

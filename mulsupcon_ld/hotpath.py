@@ -36,9 +36,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from .names import HOTPATHS
-from .settings import fast_lane
 
-__all__ = ["HOTPATHS", "fast_lane", "fast_lane_in", "fast_dropout", "keep_mask", "linear_relu_dropout",
+__all__ = ["HOTPATHS", "fast_lane_in", "fast_dropout", "keep_mask", "linear_relu_dropout",
            "relu_dropout", "fused_plan", "momentum_update_", "optimizer_kwargs", "bf16_cpu_note"]
 
 _BITS = 16

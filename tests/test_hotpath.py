@@ -10,12 +10,12 @@ from torch import nn
 from mulsupcon_ld import hotpath
 from mulsupcon_ld.encoders import build_encoder
 from mulsupcon_ld.errors import UserError
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import resolve_settings
 
 
 def _encoder(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return build_encoder(get_settings("yeast")["model"], 103)
+    return build_encoder(resolve_settings("yeast").model, 103)
 
 
 def _outputs_and_grads(enc: nn.Module, x: torch.Tensor, lane: str) -> list[torch.Tensor]:
@@ -124,14 +124,16 @@ def test_momentum_update_lanes_agree_to_rounding():
 
 def test_lane_switches_and_optimizer_arguments():
     net = nn.Linear(3, 2)
-    assert not hotpath.fast_lane("fp32") and not hotpath.fast_lane("fp32", "reference")
-    assert hotpath.fast_lane("fp32", "fast") and hotpath.fast_lane("bf16")
+    def lane(*overrides):
+        return resolve_settings("yeast", overrides=overrides).fast_lane
+
+    assert lane() and lane("pretrain.hotpath=fast") and lane("pretrain.hotpath=reference", "precision=bf16")
+    assert not lane("pretrain.hotpath=reference")
     assert hotpath.optimizer_kwargs(False, list(net.parameters())) == {}
     assert hotpath.optimizer_kwargs(True, list(net.parameters())) == {"fused": True}
-    assert get_settings("yeast")["pretrain"]["hotpath"] == "fast"
-    assert get_settings("yeast", overrides=["pretrain.hotpath=reference"])["pretrain"]["hotpath"] == "reference"
+    assert resolve_settings("yeast").pretrain.hotpath == "fast"
     with pytest.raises(UserError, match="pretrain.hotpath"):
-        get_settings("yeast", overrides=["pretrain.hotpath=turbo"])
+        resolve_settings("yeast", overrides=["pretrain.hotpath=turbo"])
 
 
 def test_fused_blocks_trace_into_one_compiled_graph():

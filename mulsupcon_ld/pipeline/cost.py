@@ -14,14 +14,16 @@ import yaml
 
 from ..cost import RunCost, measurements, run_cost
 from ..errors import UserError
+from ..run_settings import resolve_settings
 from . import plan
 
 
 def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str = "fp32",
                 hotpath: str | None = None) -> list[dict]:
     """Per target: runs, and CPU- or GPU-hours (image runs on ``device``, vector runs on CPU in
-    ``precision`` and the pretraining lane ``hotpath``; None: the settings' default)."""
-    overrides = () if hotpath is None else (f"pretrain.hotpath={hotpath}",)
+    ``precision`` and the pretraining lane ``hotpath``; None: the settings' default). Each run is
+    costed with its own resolved settings: scale and preset of the config included."""
+    overrides = (f"precision={precision}",) + (() if hotpath is None else (f"pretrain.hotpath={hotpath}",))
     rc = plan.RunConfig.from_config(config)
     rows = []
     for target in targets:
@@ -31,18 +33,19 @@ def table_costs(targets: list[str], config: dict[str, Any], device: str, precisi
                             "paper_tables/table4.md), figure2 or all")
         runs = plan.runs_for_target(t, rc)
         cpu_h = gpu_h = 0.0
-        cache: dict[tuple[str, str], RunCost] = {}
+        cache: dict[tuple[str, str, str, str], RunCost] = {}
         for key in runs:
-            kind = rc.kind(key.dataset)
-            dev = device if kind == "image" else "cpu"
-            if (key.dataset, dev) not in cache:
-                cache[key.dataset, dev] = run_cost(key.dataset, rc.scale, dev, precision, overrides)
+            dev = device if rc.kind(key.dataset) == "image" else "cpu"
+            at = (key.dataset, key.scale, key.preset, dev)
+            if at not in cache:
+                cache[at] = run_cost(resolve_settings(key.dataset, key.scale, key.preset, overrides), dev)
             if dev == "cuda":
-                gpu_h += cache[key.dataset, dev].hours
+                gpu_h += cache[at].hours
             else:
-                cpu_h += cache[key.dataset, dev].hours
+                cpu_h += cache[at].hours
         rows.append({"target": target, "runs": len(runs), "cpu_hours": round(cpu_h, 2),
-                     "gpu_hours": round(gpu_h, 2), "scale": rc.scale})
+                     "gpu_hours": round(gpu_h, 2),
+                     "scale": rc.scale if rc.preset == "paper" else f"{rc.scale}{plan.PRESET_SEP}{rc.preset}"})
     return rows
 
 

@@ -12,7 +12,7 @@ loss). Identical parameters give identical paths, so a job shared by several tab
 Table 2's CLD run on Scene *is* the grid cell of Tables 5/6 at the default α, β and Figure 2's
 "full CLD" run, because the default α, β of :mod:`mulsupcon_ld.settings` lie on the grid.
 
-Hyperparameters are never decided here: default α, β come from :func:`mulsupcon_ld.settings.get_settings`.
+Hyperparameters are never decided here: default α, β come from :func:`mulsupcon_ld.run_settings.resolve_settings`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from ..names import ABLATIONS, CONTROL_METHOD, NO_LD_METHODS, PAPER_METHOD, TABLE_METRICS
 from ..registry import get_dataset
-from ..settings import get_settings
+from ..run_settings import resolve_settings
 
 # --------------------------------------------------------------------------------------------
 # names
@@ -137,8 +137,8 @@ class RunKey:
 @functools.lru_cache(maxsize=None)
 def default_alpha_beta(dataset: str, scale: str = "paper") -> tuple[float, float]:
     """The library's default α, β for ``dataset`` (used by Tables 2–4 and Figure 2)."""
-    loss = get_settings(dataset, scale)["loss"]
-    return float(loss["alpha"]), float(loss["beta"])
+    loss = resolve_settings(dataset, scale).loss
+    return float(loss.alpha), float(loss.beta)
 
 
 def main_alpha_beta(dataset: str, method: str, scale: str) -> tuple[str, str]:
