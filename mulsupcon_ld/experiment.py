@@ -185,9 +185,10 @@ def load_data(run: ResolvedRun) -> PreparedDataset:
 
 
 def build_moco(settings: RunSettings, n_labels: int, n_features: int | None) -> MoCo:
-    encoder = build_encoder(settings.model, n_features)
+    """The MoCo of ``settings``, in the pretraining lane's modules (``settings.fast_lane``)."""
+    encoder = build_encoder(settings.model, n_features, fast=settings.fast_lane)
     p = settings.pretrain
-    return MoCo(encoder, n_labels, p.queue_size, p.momentum, settings.model.fc_input)
+    return MoCo(encoder, n_labels, p.queue_size, p.momentum, settings.model.fc_input, settings.fast_lane)
 
 
 def _place(model: torch.nn.Module, settings: RunSettings, device: torch.device) -> torch.nn.Module:

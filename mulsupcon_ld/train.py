@@ -337,6 +337,8 @@ def pretrain(moco: MoCo, batches: BatchSource, settings: RunSettings, loss_fn, *
     between epochs (ignite's default ``RunningBatchWise`` usage).
     """
     cfg, precision, fast = settings.pretrain, settings.precision, settings.fast_lane
+    if moco.fast_lane != fast:  # the lane is built into the model (experiment.build_moco)
+        raise ValueError(f"the model was built for fast_lane={moco.fast_lane}, the settings say {fast}")
     checkpoint_every = settings.checkpoint_every
     params = [p for p in moco.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.optimizer, **hotpath.optimizer_kwargs(fast, params))
@@ -358,8 +360,7 @@ def pretrain(moco: MoCo, batches: BatchSource, settings: RunSettings, loss_fn, *
                         "--set pretrain.batch_size or use more data")
     progress = EpochProgress("pretrain", epochs, start, settings.log_every)
     t0 = time.monotonic()
-    with compiled([moco.encoder_q, moco.encoder_k], cfg.compile), \
-            hotpath.fast_lane_in(moco, fast):
+    with compiled([moco.encoder_q, moco.encoder_k], cfg.compile):
         for epoch in range(start, epochs):
             moco.train()
             total, count, parts = torch.zeros((), device=device), 0, EpochParts()

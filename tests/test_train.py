@@ -242,16 +242,18 @@ def finetune_cfg(**cfg) -> RunSettings:
     return replace(BASE, finetune=replace(BASE.finetune, **cfg))
 
 
-def new_moco(d=7, c=4, queue=24):
+def new_moco(d=7, c=4, queue=24, fast=False):
     torch.manual_seed(0)
-    return MoCo(Encoder(MLPBackbone(d, hidden=(16, 16, 8)), proj_dim=8), c, queue, momentum=0.9)
+    return MoCo(Encoder(MLPBackbone(d, hidden=(16, 16, 8), fast=fast), proj_dim=8, fast=fast), c, queue,
+                momentum=0.9, fast_lane=fast)
 
 
 def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32", **extra):
     x, y = data(n=40)
-    moco = new_moco()
+    settings = pretrain_cfg(epochs, step, precision, log_every=2, **extra)
+    moco = new_moco(fast=settings.fast_lane)
     vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
-    hist = T.pretrain(moco, vb, pretrain_cfg(epochs, step, precision, log_every=2, **extra), simple_loss, seed=0,
+    hist = T.pretrain(moco, vb, settings, simple_loss, seed=0,
                       device=torch.device("cpu"), state_path=tmp_path / name, config_hash="h", on_epoch_end=hook)
     return moco, hist
 
@@ -273,7 +275,10 @@ def test_fast_lane_trains_as_the_reference_does_but_with_its_own_dropout_bits(tm
     assert hist_fast["loss"] == hist_again["loss"]                     # same seed, same numbers
     assert hist_fast["loss"] != hist_ref["loss"]                       # other dropout bits
     assert np.allclose(hist_fast["loss"], hist_ref["loss"], rtol=0.2)  # the same training, though
-    assert "forward" not in vars(fast.encoder_q.backbone.net) and fast.fast_lane is False  # lane undone
+    assert fast.fast_lane and not ref.fast_lane
+    with pytest.raises(ValueError, match="fast_lane"):  # a model built for the other lane is refused
+        T.pretrain(new_moco(fast=False), None, pretrain_cfg(hotpath="fast"), simple_loss, seed=0,
+                   device=torch.device("cpu"), state_path=tmp_path / "x.pt", config_hash="h")
 
 
 def test_pretrain_bf16_autocast_runs(tmp_path):
