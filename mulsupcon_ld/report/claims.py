@@ -35,7 +35,7 @@ from ..errors import UserError
 from ..names import NO_LD_METHODS
 from ..paper_numbers import REPO_ROOT
 from ..pipeline import plan
-from .aggregate import read_runs_arg
+from .runs_table import read_runs_arg
 from .delta import write_delta
 from .diff import write_diff
 from .stats import ALPHA, compare, holm

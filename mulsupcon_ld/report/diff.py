@@ -21,7 +21,7 @@ import pandas as pd
 from ..atomic import write_text
 from ..errors import UserError
 from ..pipeline import plan
-from .aggregate import read_runs_arg
+from .runs_table import read_runs_arg
 from .tables import FLAG, load_paper, markdown_table, ours_text, summary_counts, table_frame
 
 

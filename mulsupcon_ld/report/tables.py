@@ -31,7 +31,7 @@ from ..atomic import write_text
 from ..names import CONTROL_METHOD, NO_LD_METHODS
 from ..paper_numbers import load_paper_numbers
 from ..pipeline import plan
-from .aggregate import metric_column
+from .runs_table import metric_column
 from ..pipeline.plan import NA, Cell, fmt_num
 from .stats import mean_ci, paper_vs_ci
 
