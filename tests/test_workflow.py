@@ -392,6 +392,24 @@ def test_table4_training_processes_exit_promptly(table4_run):
         assert log.read_text().rstrip().endswith("# exit status 0")
 
 
+# ------------------------------------------------------------------------------ what did not run
+
+def test_unavailable_runs_are_summarised_and_strict_fails(tmp_path):
+    """NUS-WIDE needs a manual download, on any machine: its Table 4 run is unavailable. The workflow
+    says so at its end; strict=true turns it into a failure, now and on the next invocation."""
+    wd = make_workdir(tmp_path / "wf")
+    config = ("--config", "datasets=[nuswide]", "methods=[cld]", f"raw_dir={tmp_path / 'empty'}")
+    strict = snakemake(wd, "--cores", "1", "paper_tables/table4.md", *config, "strict=true", check=False)
+    assert strict.returncode != 0 and "strict=true: " in strict.stderr
+    assert "summary: 1 runs: 0 ok, 1 unavailable, 0 failed or not run" in strict.stderr
+    run = snakemake(wd, "--cores", "1", "paper_tables/table4.md", *config)
+    assert "summary: 1 runs: 0 ok, 1 unavailable" in run.stderr
+    assert "unavailable, needs a manual download: 1 runs (nuswide)" in run.stderr
+    assert 'table 4 will show "—" for nuswide: cld' in run.stderr
+    again = snakemake(wd, "--cores", "1", "paper_tables/table4.md", *config, "strict=true", check=False)
+    assert again.returncode != 0 and "placeholders such as results/runs/paper/nuswide/cld" in again.stderr
+
+
 # ------------------------------------------------------------------------------ real data
 
 

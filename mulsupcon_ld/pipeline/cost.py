@@ -27,8 +27,8 @@ def table_costs(targets: list[str], config: dict[str, Any], device: str, precisi
     rc = plan.RunConfig.from_config(config)
     rows = []
     for target in targets:
-        t = target.rsplit("/", 1)[-1].split(".")[0].replace("table", "")
-        if t not in plan.TABLE_IDS and t not in ("figure2", "all"):
+        t = plan.target_id(target)
+        if t is None:
             raise UserError(f"unknown target {target!r}; use a table id (2-8, table4, "
                             "paper_tables/table4.md), figure2 or all")
         runs = plan.runs_for_target(t, rc)
@@ -54,12 +54,7 @@ def costed_targets(targets: list[str]) -> list[str]:
     no targets means the default target, ``all``."""
     if not targets:
         return ["all"]
-    keep = []
-    for target in targets:
-        t = target.rsplit("/", 1)[-1].split(".")[0].replace("table", "")
-        if t in plan.TABLE_IDS or t in ("figure2", "all"):
-            keep.append(target)
-    return keep
+    return [target for target in targets if plan.target_id(target) is not None]
 
 
 def start_lines(targets: list[str], config: dict[str, Any], device: str = "cuda") -> list[str]:

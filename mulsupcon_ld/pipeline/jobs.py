@@ -122,11 +122,14 @@ def prepare_job(data: str, raw_dir: str | None, data_dir: str | None, download_s
 
 def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: str | None = None,
               data_dir: str | None = None, device: str | None = None,
-              threads: int | None = None) -> dict[str, Any]:
-    """One training run (see the module docstring); returns what was written to ``out``."""
+              threads: int | None = None, strict: bool = False) -> dict[str, Any]:
+    """One training run (see the module docstring); returns what was written to ``out``.
+    ``strict`` (config ``strict``): an unavailable dataset fails the job instead of a placeholder."""
     prepared = read_status(prepared_status)
     if prepared["status"] != OK:
         record = unavailable_record(key, prepared["reason"])
+        if strict:
+            raise RuntimeError(f"strict=true: {key.run_id} is unavailable: {record['reason']}")
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         Path(log).write_text(f"# not run: {record['reason']}\n")
         write_json(out, record)

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..names import ABLATIONS, CONTROL_METHOD, NO_LD_METHODS, PAPER_METHOD, TABLE_METRICS
+from ..names import ABLATIONS, CONTROL_METHOD, METRICS_FILE, NO_LD_METHODS, PAPER_METHOD, TABLE_METRICS
 from ..registry import get_dataset
 from ..run_settings import resolve_settings
 
@@ -43,6 +43,12 @@ NA = "na"
 RUNS_ROOT = "results/runs"
 STATE_ROOT = "results/state"
 LOG_ROOT = "logs/train"
+#: a run's id: its folder under RUNS_ROOT / STATE_ROOT and its log under LOG_ROOT (the training
+#: rule's wildcards, workflow/rules/train.smk, are these names)
+RUN_ID = "{scale}/{data}/{method}/{ablation}/a{alpha}_b{beta}/seed{seed}"
+#: the status files of a dataset's download and prepare jobs (workflow/rules/data.smk)
+DOWNLOAD_STATUS = "results/data/{dataset}/download.json"
+PREPARED_STATUS = "results/data/{data}/prepared.json"
 
 
 def fmt_num(x: float | str | None) -> str:
@@ -106,13 +112,13 @@ class RunKey:
 
     @property
     def run_id(self) -> str:
-        return (f"{self.scale_dir}/{self.data}/{self.method}/{self.ablation}/"
-                f"a{self.alpha}_b{self.beta}/seed{self.seed}")
+        return RUN_ID.format(scale=self.scale_dir, data=self.data, method=self.method, ablation=self.ablation,
+                             alpha=self.alpha, beta=self.beta, seed=self.seed)
 
     @property
     def result(self) -> str:
         """The declared output of the training job."""
-        return f"{RUNS_ROOT}/{self.run_id}/metrics.json"
+        return f"{RUNS_ROOT}/{self.run_id}/{METRICS_FILE}"
 
     @property
     def state_dir(self) -> str:
@@ -365,6 +371,13 @@ def runs_for_figure2(rc: RunConfig) -> list[RunKey]:
             for abl in rc.ablations:
                 keys.append(rc.key(ds, "cld", abl, a, b, seed))
     return sorted(set(keys))
+
+
+def target_id(target: str) -> str | None:
+    """The table id ("2" … "8"), "figure2" or "all" a workflow target names (``paper_tables/table4.md``,
+    ``table4``, ``4``, ``figure2``, ``all``); None for any other target (runs.csv, the diff, …)."""
+    t = target.rsplit("/", 1)[-1].split(".")[0].replace("table", "")
+    return t if t in TABLE_IDS or t in ("figure2", "all") else None
 
 
 def runs_for_target(target: str, rc: RunConfig) -> list[RunKey]:
