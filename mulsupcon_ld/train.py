@@ -189,6 +189,21 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``model``'s weights (the kept best epoch of either loop)."""
+    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+
+
+def _checkpoint(path: Path, config_hash: str, phase: str, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                sched: Any, history: dict[str, Any], best: dict[str, Any], elapsed_s: float) -> None:
+    """The full training state after ``epoch`` epochs of ``phase`` (what :func:`_resume` restores)."""
+    save_state(path, {
+        "config_hash": config_hash, "phase": phase, "epoch": epoch,
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "rng": get_rng_state(), "history": history, "best": best, "elapsed_s": elapsed_s,
+    })
+
+
 def _resume(state_path: Path, config_hash: str, model: nn.Module, opt: torch.optim.Optimizer,
             sched: Any, seed: int, stream: str) -> dict[str, Any] | None:
     """Restore model, optimiser, scheduler and RNGs from the phase's checkpoint, if there is one;
@@ -390,16 +405,11 @@ def pretrain(moco: MoCo, batches: BatchSource, settings: RunSettings, loss_fn, *
             history["running_loss"].append(running)
             history["parts"].append(parts.means())
             if keep == "best_train_loss" and running < best["running_loss"]:
-                best = {"epoch": epoch + 1, "running_loss": running,
-                        "model": {k: v.detach().clone().cpu() for k, v in moco.state_dict().items()}}
+                best = {"epoch": epoch + 1, "running_loss": running, "model": cpu_state(moco)}
             progress.update(epoch, loss=mean_loss)
             if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
-                save_state(state_path, {
-                    "config_hash": config_hash, "phase": "pretrain", "epoch": epoch + 1,
-                    "model": moco.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": get_rng_state(), "history": history, "best": best,
-                    "elapsed_s": elapsed + time.monotonic() - t0,
-                })
+                _checkpoint(state_path, config_hash, "pretrain", epoch + 1, moco, opt, sched, history, best,
+                            elapsed + time.monotonic() - t0)
             if on_epoch_end is not None:
                 on_epoch_end("pretrain", epoch)
     progress.close()
@@ -495,19 +505,14 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, settings: R
             history["val_mAP"].append(val_map)
             score = -val_loss if select == "val_loss" else val_map
             if score > best["score"] or best["epoch"] == 0:
-                best = {"epoch": epoch + 1, "score": score,
-                        "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()},
+                best = {"epoch": epoch + 1, "score": score, "model": cpu_state(model),
                         "val_scores": torch.from_numpy(val_scores), "val_labels": torch.from_numpy(val_labels)}
             progress.update(epoch, loss=history["train_loss"][-1], val_loss=val_loss, val_mAP=val_map)
             stopped = epoch + 1
             last = epoch + 1 == epochs or stop_early(epoch + 1)
             if (epoch + 1) % checkpoint_every == 0 or last:
-                save_state(state_path, {
-                    "config_hash": config_hash, "phase": "finetune", "epoch": epoch + 1,
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": get_rng_state(), "history": history, "best": best,
-                    "elapsed_s": elapsed + time.monotonic() - t0,
-                })
+                _checkpoint(state_path, config_hash, "finetune", epoch + 1, model, opt, sched, history, best,
+                            elapsed + time.monotonic() - t0)
             if on_epoch_end is not None:
                 on_epoch_end("finetune", epoch)
             if last:
