@@ -39,7 +39,7 @@ import json
 from typing import Any, Iterable
 
 from .errors import UserError
-from .names import HOTPATHS
+from .names import AUGMENT_ON, HOTPATHS
 from .registry import canonical_name as registry_name
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ def validate(s: dict[str, Any]) -> None:
               f"{phase}.scheduler ReduceLROnPlateau steps once per epoch; set {phase}.scheduler_step=epoch")
     check(s["model"]["fc_input"] in ("rep", "proj"), "model.fc_input must be 'rep' or 'proj'")
     aug = s["data"].get("augment_on", "cpu")
-    check(aug in ("cpu", "device", "auto"), "data.augment_on must be 'cpu', 'device' or 'auto'")
+    check(aug in AUGMENT_ON, f"data.augment_on must be one of {', '.join(AUGMENT_ON)}")
     check(s["threads"] is None or (isinstance(s["threads"], int) and s["threads"] >= 1),
           "threads must be null or an integer >= 1")
     check(s["precision"] in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'")

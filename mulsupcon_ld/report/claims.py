@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..atomic import write_text
 from ..errors import UserError
-from ..names import NO_LD_METHODS
+from ..names import LD_METHODS, NO_LD_METHODS, PAPER_METHOD
 from ..paper_numbers import REPO_ROOT
 from ..pipeline import plan
 from .format import banner_lines, num
@@ -73,7 +73,7 @@ Q_PASCAL = ("In contrast, on the PASCAL dataset, fixing hyperparameter β and in
             "the best performance for our model.")
 Q_CONTROL = ("Ours (not in the paper): contrastive pretraining (MulSupCon) scores higher than the same network "
              "fine-tuned from random initialisation (--method bce).")
-LD_LABEL = {"rld": "MulSupCon_RLD", "cld": "MulSupCon_CLD"}
+LD_LABEL = {m: PAPER_METHOD[m] for m in LD_METHODS}
 
 
 def _side(method: str, ablation: str = "none", alpha: float | None = None, beta: float | None = None) -> dict:
