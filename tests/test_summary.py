@@ -50,3 +50,26 @@ def test_summary_of_a_finished_workflow_and_of_failed_jobs(tmp_path):
     assert len(s.missing) == 6 and summary.summary_lines(s)[1].startswith("  failed or not run: 6 runs")
     assert summary.requested_tables(["results/runs.csv"]) == (list(plan.TABLE_IDS), True)
     assert summary.requested_tables(["paper_tables/table5.md", "figure2"]) == (["5"], True)
+
+
+def test_an_image_run_at_paper_scale_without_cuda_is_unavailable_not_a_failed_job(tmp_path, monkeypatch):
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(jobs, "run_cli", lambda *a, **k: pytest.fail("the run must not start"))
+    prepared = tmp_path / "prepared.json"
+    prepared.write_text(json.dumps({"status": "ok"}))
+    key = plan.RunKey("pascal", "cld", "none", "1", "0.001", 0, "paper", False)
+    out, log = tmp_path / "metrics.json", tmp_path / "train.log"
+    record = jobs.train_job(key, str(prepared), str(out), str(log))
+    assert record["status"] == "unavailable" and "needs a GPU" in record["reason"]
+    assert summary.reason_group(record["reason"]) == "needs CUDA"
+    assert json.loads(out.read_text()) == record and log.read_text().startswith("# not run: not run on this machine")
+    out.unlink()
+    with pytest.raises(RuntimeError, match="strict=true"):
+        jobs.train_job(key, str(prepared), str(out), str(log), strict=True)
+    assert not out.exists()
+    # an explicit --device cpu, or smoke scale, is the override: the run starts
+    assert jobs.cpu_refusal(key, "cpu") == "" and jobs.cpu_refusal(plan.RunKey(
+        "pascal", "cld", "none", "1", "0.001", 0, "smoke", False), None) == ""

@@ -46,6 +46,8 @@ LOG_ROOT = "logs/train"
 #: a run's id: its folder under RUNS_ROOT / STATE_ROOT and its log under LOG_ROOT (the training
 #: rule's wildcards, workflow/rules/train.smk, are these names)
 RUN_ID = "{scale}/{data}/{method}/{ablation}/a{alpha}_b{beta}/seed{seed}"
+#: a status file's or a result's "status" (pipeline/jobs.py)
+OK, UNAVAILABLE = "ok", "unavailable"
 #: the status files of a dataset's download and prepare jobs (workflow/rules/data.smk)
 DOWNLOAD_STATUS = "results/data/{dataset}/download.json"
 PREPARED_STATUS = "results/data/{data}/prepared.json"

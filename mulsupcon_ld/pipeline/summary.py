@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .jobs import UNAVAILABLE
-from .plan import DOWNLOAD_STATUS, PREPARED_STATUS, TABLE_IDS, TABLES, RunConfig, RunKey, runs_for_figure2, runs_for_table, target_id
+from .plan import DOWNLOAD_STATUS, PREPARED_STATUS, UNAVAILABLE, TABLE_IDS, TABLES, RunConfig, RunKey, runs_for_figure2, runs_for_table, target_id
 
 #: reason groups, first match wins: (words in the recorded reason, what the summary calls it)
 REASON_GROUPS = (
