@@ -185,3 +185,33 @@ def test_bf16_on_a_cpu_without_native_bf16_is_announced(monkeypatch):
     assert "8x slower" in hotpath.bf16_cpu_note("bf16", cpu)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert hotpath.bf16_cpu_note("bf16", cpu) is None
+
+
+def test_pretraining_in_fused_modules_equals_module_by_module_fast_masks(tmp_path):
+    """The lane's numbers over whole pretraining epochs (fused AdamW, lerp momentum, the queue):
+    the FusedSequential encoders train exactly as the plain modules with fast dropout masks."""
+    import copy
+
+    import numpy as np
+
+    from mulsupcon_ld import train as T
+    from mulsupcon_ld.augment import VectorBatches
+    from mulsupcon_ld.experiment import build_moco
+
+    s = resolve_settings("yeast", overrides=["pretrain.epochs=2", "pretrain.batch_size=16", "pretrain.queue_size=40"])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 103)).astype(np.float32), (rng.random((64, 14)) < 0.3).astype(np.uint8)
+    torch.manual_seed(0)
+    fused = build_moco(s, 14, 103)
+    plain = copy.deepcopy(fused)
+    plain.encoder_q, plain.encoder_k = _unfused_fast_masks(fused.encoder_q), _unfused_fast_masks(fused.encoder_k)
+    assert not any(isinstance(m, hotpath.FusedSequential) for m in plain.modules())
+    loss = T.make_pretrain_loss("cld", s.loss, s.pretrain.temperature)
+    hist = {}
+    for name, moco in (("fused", fused), ("plain", plain)):
+        vb = VectorBatches(x, y, 16, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
+        hist[name] = T.pretrain(moco, vb, s, loss, seed=0, device=torch.device("cpu"),
+                                state_path=tmp_path / f"{name}.pt", config_hash="h")
+    assert hist["fused"]["loss"] == hist["plain"]["loss"] and hist["fused"]["parts"] == hist["plain"]["parts"]
+    for a, b in zip(fused.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b)
