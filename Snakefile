@@ -19,6 +19,18 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tables.smk"
 
 
+# one summary at the end: what ran, what is unavailable and why, which cells show "—"
+# (mulsupcon_ld/pipeline/summary.py); strict=true: an unavailable run fails the workflow
+onsuccess:
+    _status = summary.report(_requested_targets(), RUNS, strict=config["strict"])
+    if _status:
+        raise SystemExit(_status)
+
+
+onerror:
+    summary.report(_requested_targets(), RUNS, strict=config["strict"])
+
+
 localrules:
     all,
     download,

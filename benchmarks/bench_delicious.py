@@ -40,7 +40,8 @@ def worker_time(method: str, iters: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    sys.path.insert(0, str(HERE))
+    # each tree measures with its own bench_shapes.py (its own settings API); cwd is the tree
+    sys.path[:0] = [str(Path.cwd() / "benchmarks"), str(HERE)]
     import bench_pretrain
     import bench_shapes
     import mulsupcon_ld
@@ -63,10 +64,16 @@ def worker_grads(method: str, path: str, dtype: str) -> dict:
 
     from mulsupcon_ld import train as T
     from mulsupcon_ld.experiment import build_moco
-    from mulsupcon_ld.settings import get_settings
 
     torch.set_num_threads(1)
-    s = get_settings("delicious")
+    try:                                   # the settings object (since issue 18) or the older dict
+        from mulsupcon_ld.run_settings import resolve_settings
+        s = resolve_settings("delicious")
+        loss_cfg, temperature = s.loss, s.pretrain.temperature
+    except ImportError:
+        from mulsupcon_ld.settings import get_settings
+        s = get_settings("delicious")
+        loss_cfg, temperature = s["loss"], s["pretrain"]["temperature"]
     torch.manual_seed(0)
     dt = getattr(torch, dtype)
     moco = build_moco(s, 983, 500).to(dt)
@@ -79,7 +86,7 @@ def worker_grads(method: str, path: str, dtype: str) -> dict:
         moco.enqueue(k, y, dist)
     x1, x2 = torch.randn(128, 500, generator=g, dtype=dt), torch.randn(128, 500, generator=g, dtype=dt)
     y = (torch.rand(128, 983, generator=g) < 19 / 983).to(dt)
-    loss_fn = T.make_pretrain_loss(method, s["loss"], s["pretrain"]["temperature"])
+    loss_fn = T.make_pretrain_loss(method, loss_cfg, temperature)
     out = moco(x1, x2, y)
     loss, _ = loss_fn(out, y, moco)
     loss.backward()

@@ -15,7 +15,8 @@ import json, time, torch
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import resolve_settings
+from dataclasses import replace
 import numpy as np, tempfile
 from pathlib import Path
 dev = torch.device("cuda")
@@ -23,19 +24,19 @@ rng = np.random.default_rng(0)
 x = rng.normal(size=(1200, 103)).astype(np.float32); y = (rng.random((1200, 14)) < 0.3).astype(np.uint8)
 for precision, hotpath in (("fp32", "reference"), ("fp32", "fast"), ("bf16", "fast")):
     for comp in (False, "reduce-overhead"):
-        s = get_settings("yeast", overrides=[f"pretrain.hotpath={hotpath}"])
-        loss_fn = T.make_pretrain_loss("cld", s["loss"], 0.1)
+        s = resolve_settings("yeast", overrides=[f"pretrain.hotpath={hotpath}", f"precision={precision}"])
+        loss_fn = T.make_pretrain_loss("cld", s.loss, 0.1)
         best = float("inf")
         for rep in range(2):
             iters = 300
-            p = dict(s["pretrain"], epochs=1, iters_per_epoch=iters, compile=comp)
+            p = replace(s, pretrain=replace(s.pretrain, epochs=1, iters_per_epoch=iters, compile=comp), log_every=10**9)
             torch.manual_seed(0)
-            moco = build_moco(s, 14, 103).to(dev)
+            moco = build_moco(p, 14, 103).to(dev)
             vb = VectorBatches(x, y, 128, mask=0.5, two_views=True, iters_per_epoch=iters, seed=rep, device=dev)
             with tempfile.TemporaryDirectory() as tmp:
                 torch.cuda.synchronize(); t = time.perf_counter()
                 T.pretrain(moco, vb, p, loss_fn, seed=0, device=dev, state_path=Path(tmp) / "s.pt",
-                           config_hash="gpu", log_every=10**9, precision=precision)
+                           config_hash="gpu")
                 torch.cuda.synchronize(); el = time.perf_counter() - t
             if rep:   # the first repetition compiles / warms up
                 best = min(best, el / iters)

@@ -178,7 +178,7 @@ def loader_batches(args, device: torch.device, augment_on: str):
     about the store; ``augment_on``: ``cpu`` (views in workers) or ``device`` (views on ``device``)."""
     from mulsupcon_ld.data.image_prepare import write_image_dataset
     from mulsupcon_ld.data.images import clear_loader_cache, default_num_workers, image_epoch as make_batches
-    from mulsupcon_ld.settings import get_settings
+    from mulsupcon_ld.run_settings import get_settings
 
     workers = default_num_workers(device) if args.workers is None else args.workers
     n_img = max(args.batch * (args.loader_iters + args.warmup), args.batch * 2)

@@ -32,6 +32,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import resolve_settings
 
 PAPER_PRETRAIN_ITERS = 400 * 1000   # the published code's "400 epochs" of 1000 iterations (Yeast)
 
@@ -109,24 +110,24 @@ class OurStep:
 
     def __init__(self, x, y, method: str, batch: int, queue: int, precision: str, tmp: Path,
                  hotpath: str = "reference"):
-        self.s = get_settings("yeast", overrides=[f"pretrain.batch_size={batch}", f"pretrain.queue_size={queue}",
-                                                  f"pretrain.hotpath={hotpath}"])
-        self.loss_fn = T.make_pretrain_loss(method, self.s["loss"], self.s["pretrain"]["temperature"])
+        self.s = resolve_settings("yeast", overrides=[f"pretrain.batch_size={batch}", f"pretrain.queue_size={queue}",
+                                                      f"pretrain.hotpath={hotpath}", f"precision={precision}"])
+        self.loss_fn = T.make_pretrain_loss(method, self.s.loss, self.s.pretrain.temperature)
         self.x, self.y, self.batch, self.precision, self.tmp = x, y, batch, precision, tmp
         self.calls = 0
 
     def run(self, iters: int) -> float:
         """Seconds for ``iters`` iterations (one fresh model and optimiser, as a run's first epoch)."""
-        p = dict(self.s["pretrain"], epochs=1, iters_per_epoch=iters)
+        s = replace(self.s, pretrain=replace(self.s.pretrain, epochs=1, iters_per_epoch=iters), log_every=10**9)
         torch.manual_seed(0)
-        moco = build_moco(self.s, self.y.shape[1], self.x.shape[1])
-        vb = VectorBatches(self.x, self.y, self.batch, mask=p["mask"], two_views=True,
+        moco = build_moco(s, self.y.shape[1], self.x.shape[1])
+        vb = VectorBatches(self.x, self.y, self.batch, mask=s.pretrain.mask, two_views=True,
                            iters_per_epoch=iters, seed=self.calls)
         self.calls += 1
         state = self.tmp / f"s{self.calls}.pt"
         t = time.perf_counter()
-        T.pretrain(moco, vb, p, self.loss_fn, seed=0, device=torch.device("cpu"), state_path=state,
-                   config_hash="bench", log_every=10**9, precision=self.precision)
+        T.pretrain(moco, vb, s, self.loss_fn, seed=0, device=torch.device("cpu"), state_path=state,
+                   config_hash="bench")
         elapsed = time.perf_counter() - t
         state.unlink(missing_ok=True)
         return elapsed
@@ -179,19 +180,20 @@ def finetune_epoch_s(x, y, precision: str, rounds: int) -> tuple[float, int]:
     """Seconds per fine-tuning epoch (train + validation pass) at Yeast's settings, best of ``rounds``."""
     from mulsupcon_ld.encoders import Classifier
 
-    s = get_settings("yeast")
-    ft = dict(s["finetune"], epochs=1)
+    s = resolve_settings("yeast", overrides=[f"precision={precision}"])
+    s = replace(s, finetune=replace(s.finetune, epochs=1), log_every=10**9)
+    ft = s.finetune
     n_val = max(1, len(x) // 5)
     best = float("inf")
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
             torch.manual_seed(0)
             model = Classifier.from_pretrained(build_moco(s, y.shape[1], x.shape[1]))
-            train = VectorBatches(x[n_val:], y[n_val:], ft["batch_size"], mask=ft["mask"], seed=r)
-            val = VectorBatches(x[:n_val], y[:n_val], ft["eval_batch_size"], shuffle=False)
+            train = VectorBatches(x[n_val:], y[n_val:], ft.batch_size, mask=ft.mask, seed=r)
+            val = VectorBatches(x[:n_val], y[:n_val], ft.eval_batch_size, shuffle=False)
             t = time.perf_counter()
-            T.finetune(model, train, val, ft, seed=0, device=torch.device("cpu"), state_path=Path(tmp) / f"f{r}.pt",
-                       config_hash="bench", log_every=10**9, precision=precision)
+            T.finetune(model, train, val, s, seed=0, device=torch.device("cpu"), state_path=Path(tmp) / f"f{r}.pt",
+                       config_hash="bench")
             best = min(best, time.perf_counter() - t)
     return best, len(train)
 

@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,34 +33,33 @@ import torch
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
-from mulsupcon_ld.registry import get_dataset
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import resolve_settings
 
 
 def iteration_ms(dataset: str, lane: str, method: str, iters: int) -> dict:
     precision, _, hotpath = lane.partition("-")
-    s = get_settings(dataset, overrides=[f"pretrain.hotpath={hotpath}", f"precision={precision}"])
-    spec = get_dataset(s["dataset"])
-    batch, queue = s["pretrain"]["batch_size"], s["pretrain"]["queue_size"]
+    s = resolve_settings(dataset, overrides=[f"pretrain.hotpath={hotpath}", f"precision={precision}"])
+    spec = s.spec
+    batch, queue = s.pretrain.batch_size, s.pretrain.queue_size
     rng = np.random.default_rng(0)
     n = 4 * batch
     labels_per_sample = float(spec.expected.mean_labels_train)
     x = rng.normal(size=(n, spec.n_features)).astype(np.float32)
     y = (rng.random((n, spec.n_labels)) < labels_per_sample / spec.n_labels).astype(np.uint8)
-    loss_fn = T.make_pretrain_loss(method, s["loss"], s["pretrain"]["temperature"])
+    loss_fn = T.make_pretrain_loss(method, s.loss, s.pretrain.temperature)
     torch.manual_seed(0)
     moco = build_moco(s, spec.n_labels, spec.n_features)
     times: dict[int, float] = {}
     for k in (-(-queue // batch) + 2, iters, 4 * iters):
-        vb = VectorBatches(x, y, batch, mask=s["pretrain"]["mask"], two_views=True, iters_per_epoch=k, seed=0)
-        cfg = dict(s["pretrain"], epochs=1, iters_per_epoch=k)
+        vb = VectorBatches(x, y, batch, mask=s.pretrain.mask, two_views=True, iters_per_epoch=k, seed=0)
+        cfg = replace(s, pretrain=replace(s.pretrain, epochs=1, iters_per_epoch=k), log_every=10**9)
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             T.pretrain(moco, vb, cfg, loss_fn, seed=0, device=torch.device("cpu"), state_path=Path(tmp) / "s.pt",
-                       config_hash=lane, log_every=10**9, precision=precision)
+                       config_hash=lane)
             times[k] = time.perf_counter() - t
     marginal = (times[4 * iters] - times[iters]) / (3 * iters)
-    return {"bench": "shapes", "dataset": s["dataset"], "lane": lane, "method": method, "batch": batch,
+    return {"bench": "shapes", "dataset": s.dataset, "lane": lane, "method": method, "batch": batch,
             "queue": queue, "queue_filled": int(moco.queue_count), "n_features": spec.n_features,
             "n_labels": spec.n_labels, "ms_per_iter": round(marginal * 1e3, 2),
             "per_call_ms": round((times[iters] - iters * marginal) * 1e3, 1), "iters": [iters, 4 * iters],

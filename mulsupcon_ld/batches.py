@@ -8,26 +8,26 @@ epoch. Batch forms: pretraining ``(view1, view2, y)``; fine-tuning and evaluatio
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from .augment import VectorBatches, epoch_seed
 from .data import images
 from .data.prepared import PreparedDataset
+from .run_settings import RunSettings
 
 PHASES = ("pretrain", "finetune", "eval")
 
 
 class ImageBatches:
     """Image batch source: ``epoch(e)`` is :func:`data.images.image_epoch` with a seed that
-    depends only on ``(seed, phase, split, e)``; ``settings["phase"]`` picks the batch form."""
+    depends only on ``(seed, phase, split, e)``; ``phase`` picks the batch form. data/images.py
+    reads the plain-dict form of the settings (``RunSettings.to_dict()``, plus ``"phase"``)."""
 
-    def __init__(self, prepared: PreparedDataset, split: str, settings: dict[str, Any], phase: str,
+    def __init__(self, prepared: PreparedDataset, split: str, settings: RunSettings, phase: str,
                  seed: int, device: torch.device):
         self.prepared, self.split, self.phase, self.seed, self.device = prepared, split, phase, seed, device
-        self.settings = dict(settings, phase=phase)
+        self.settings = dict(settings.to_dict(), phase=phase)
         self._len: int | None = None
 
     def epoch(self, epoch: int):
@@ -41,20 +41,20 @@ class ImageBatches:
         return self._len
 
 
-def make_batches(prepared: PreparedDataset, split: str, settings: dict[str, Any], phase: str, seed: int,
+def make_batches(prepared: PreparedDataset, split: str, settings: RunSettings, phase: str, seed: int,
                  device: torch.device) -> ImageBatches | VectorBatches:
     """Batch source for ``phase`` in pretrain / finetune / eval, dispatching on ``prepared.kind``."""
     if prepared.kind == "image":
         return ImageBatches(prepared, split, settings, phase, seed, device)
     x, y = prepared.split(split)
-    if settings["data"]["standardize"]:
+    if settings.data.standardize:
         x = standardize(prepared, x)
     if phase == "eval":
-        return VectorBatches(x, y, settings["finetune"]["eval_batch_size"], shuffle=False, device=device)
-    cfg = settings[phase]
-    return VectorBatches(x, y, cfg["batch_size"], mask=cfg["mask"], two_views=phase == "pretrain",
-                         drop_last=bool(cfg["drop_last"]) if phase == "pretrain" else False, iters_per_epoch=cfg["iters_per_epoch"],
-                         seed=seed, stream=f"{phase}-{split}", device=device)
+        return VectorBatches(x, y, settings.finetune.eval_batch_size, shuffle=False, device=device)
+    cfg = settings.pretrain if phase == "pretrain" else settings.finetune
+    return VectorBatches(x, y, cfg.batch_size, mask=cfg.mask, two_views=phase == "pretrain",
+                         drop_last=bool(cfg.drop_last) if phase == "pretrain" else False,
+                         iters_per_epoch=cfg.iters_per_epoch, seed=seed, stream=f"{phase}-{split}", device=device)
 
 
 def standardize(prepared: PreparedDataset, x: np.ndarray) -> np.ndarray:

@@ -6,8 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from .experiment import ExperimentSpec, run_experiment
-from .settings import format_settings, get_settings
+import torch
+
+from .experiment import PHASES, ExperimentSpec, resolve_run, run_experiment
+from .run_settings import get_settings
+from .settings import format_settings
 
 
 def experiment_spec(args: argparse.Namespace, phases: tuple[str, ...]) -> ExperimentSpec:
@@ -19,19 +22,26 @@ def experiment_spec(args: argparse.Namespace, phases: tuple[str, ...]) -> Experi
                           preset=args.preset)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    run_experiment(experiment_spec(args, ("pretrain", "finetune")))
+def _run_phases(args: argparse.Namespace, phases: tuple[str, ...]) -> int:
+    """The body of ``run`` / ``pretrain`` / ``finetune``: resolve the settings, set the thread count
+    here, at the process edge (the library never changes it), run."""
+    run = resolve_run(experiment_spec(args, phases))
+    if run.settings.threads:
+        torch.set_num_threads(run.settings.threads)
+    run_experiment(run)
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_phases(args, PHASES)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    run_experiment(experiment_spec(args, ("pretrain",)))
-    return 0
+    return _run_phases(args, ("pretrain",))
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    run_experiment(experiment_spec(args, ("finetune",)))
-    return 0
+    return _run_phases(args, ("finetune",))
 
 
 def cmd_settings(args: argparse.Namespace) -> int:

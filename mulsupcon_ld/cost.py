@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .registry import get_dataset
-from .settings import fast_lane, get_settings
+from .run_settings import RunSettings
+from .settings import TABLE
 
 MEASUREMENTS = Path(__file__).with_name("cost_measurements.json")
 RESNET50_GFLOP = 2 * 4.1          # forward, one 224 px image (torchvision: 4.09 GMAC)
@@ -42,8 +42,8 @@ def measurements() -> dict[str, Any]:
 def _paper_shape(dataset: str) -> tuple[int, int]:
     """(batch, queue) of ``dataset``'s paper settings: the shape ``vector_pretrain_ms_per_iter`` was
     measured at (benchmarks/bench_shapes.py); another shape falls back to the FLOP model."""
-    p = get_settings(dataset)["pretrain"]
-    return int(p["batch_size"]), int(p["queue_size"])
+    row = TABLE[dataset]
+    return int(row["batch"]), int(row["queue"])
 
 
 def _mlp_gflop(widths: list[int]) -> float:
@@ -61,58 +61,57 @@ class RunCost:
     device: str          # "cpu" | "cuda"
 
 
-def run_cost(dataset: str, scale: str, device: str, precision: str = "fp32",
-             overrides: tuple[str, ...] = ()) -> RunCost:
-    """Estimated wall time of one ``mulsupcon-ld run`` of ``dataset`` at ``scale`` on ``device``."""
-    s = get_settings(dataset, scale, overrides)
-    spec = get_dataset(s["dataset"])
-    pre, ft = s["pretrain"], s["finetune"]
+def run_cost(s: RunSettings, device: str) -> RunCost:
+    """Estimated wall time of one ``mulsupcon-ld run`` with settings ``s`` (preset, scale and
+    overrides included) on ``device``."""
+    spec, pre, ft = s.spec, s.pretrain, s.finetune
     n_train = int(spec.expected.n_train * (1 - VAL_FRACTION))
-    pre_iters = int(pre["epochs"]) * int(pre["iters_per_epoch"] or max(1, n_train // pre["batch_size"]))
-    ft_iters = int(ft["epochs"]) * int(ft["iters_per_epoch"] or math.ceil(n_train / ft["batch_size"]))
+    pre_iters = pre.epochs * (pre.iters_per_epoch or max(1, n_train // pre.batch_size))
+    ft_iters = ft.epochs * (ft.iters_per_epoch or math.ceil(n_train / ft.batch_size))
     m = measurements()
-    if s["kind"] == "image":
+    if s.kind == "image":
         per_image = RESNET50_GFLOP
-        gflop = pre_iters * pre["batch_size"] * 4 * per_image + ft_iters * ft["batch_size"] * 3 * per_image
+        gflop = pre_iters * pre.batch_size * 4 * per_image + ft_iters * ft.batch_size * 3 * per_image
         if device == "cuda":
             c = m["cuda"]
             ms_per_image = c["image_pretrain_ms_per_iter"] / c["image_batch"]
-            seconds = (pre_iters * pre["batch_size"] * ms_per_image
-                       + ft_iters * ft["batch_size"] * ms_per_image * 0.75) / 1e3
+            seconds = (pre_iters * pre.batch_size * ms_per_image
+                       + ft_iters * ft.batch_size * ms_per_image * 0.75) / 1e3
         else:
             seconds = gflop / m["cpu"]["matmul_peak_gflops"]["fp32"]
     else:
-        backbone = [int(spec.n_features)] + list(s["model"]["hidden"])
-        rep, proj = backbone[-1], int(s["model"]["proj_dim"])
+        backbone = [int(spec.n_features)] + list(s.model.hidden)
+        rep, proj = backbone[-1], s.model.proj_dim
         enc = _mlp_gflop(backbone) + _mlp_gflop([rep, rep if rep < 2 * proj else rep // 2, proj])
         fc = _mlp_gflop([rep, spec.n_labels])
-        loss = 4 * (pre["queue_size"] + pre["batch_size"]) * proj / 1e9   # label products are sparse
-        pre_gflop = pre_iters * pre["batch_size"] * (3 * (enc + fc) + enc + loss)
-        ft_gflop = ft_iters * ft["batch_size"] * 3 * (_mlp_gflop(backbone) + fc)
+        loss = 4 * (pre.queue_size + pre.batch_size) * proj / 1e9   # label products are sparse
+        pre_gflop = pre_iters * pre.batch_size * (3 * (enc + fc) + enc + loss)
+        ft_gflop = ft_iters * ft.batch_size * 3 * (_mlp_gflop(backbone) + fc)
         gflop = pre_gflop + ft_gflop
-        lane = f"{precision}-{'fast' if fast_lane(precision, pre['hotpath']) else 'reference'}"
+        lane = f"{s.precision}-{'fast' if s.fast_lane else 'reference'}"
         rate = m["cpu"]["vector_pretrain_gflops"][lane]
-        measured_ms = m["cpu"].get("vector_pretrain_ms_per_iter", {}).get(lane, {}).get(s["dataset"])
-        if measured_ms is not None and (pre["batch_size"], pre["queue_size"]) == _paper_shape(s["dataset"]):
+        measured_ms = m["cpu"].get("vector_pretrain_ms_per_iter", {}).get(lane, {}).get(s.dataset)
+        if measured_ms is not None and (pre.batch_size, pre.queue_size) == _paper_shape(s.dataset):
             seconds = pre_iters * measured_ms / 1e3 + ft_gflop / rate      # the dataset's own iteration
         else:
             seconds = gflop / rate
-    return RunCost(s["dataset"], s["kind"], pre_iters, ft_iters, gflop, seconds / 3600, device)
+    return RunCost(s.dataset, s.kind, pre_iters, ft_iters, gflop, seconds / 3600, device)
 
 
-def guard_image_run(settings: dict[str, Any], device_arg: str | None, cuda_available: bool,
+def guard_image_run(settings: RunSettings, device_arg: str | None, cuda_available: bool,
                     synthetic: bool) -> None:
     """Stop an image run at paper scale that would fall back to the CPU, before any download.
 
-    Passing ``--device cpu`` explicitly (or ``--scale smoke``, or ``--synthetic``) is the override.
+    The estimate is of ``settings`` as resolved (preset and ``--set`` values included). Passing
+    ``--device cpu`` explicitly (or ``--scale smoke``, or ``--synthetic``) is the override.
     """
-    if (settings["kind"] != "image" or settings["scale"] != "paper" or synthetic or cuda_available
+    if (settings.kind != "image" or settings.scale != "paper" or synthetic or cuda_available
             or device_arg is not None):
         return
-    est = run_cost(settings["dataset"], "paper", "cpu")
+    est = run_cost(settings, "cpu")
     if est.hours < PAPER_SCALE_GUARD_HOURS:
         return
-    raise UserError(f"{settings['dataset']} at paper scale needs a GPU: torch sees no CUDA device and "
+    raise UserError(f"{settings.dataset} at paper scale needs a GPU: torch sees no CUDA device and "
                     f"this run is estimated at {est.hours:,.0f} CPU-hours ({est.pretrain_iters:,} "
                     f"pretraining iterations of ResNet-50; `mulsupcon-ld cost`). Pass --device cpu "
                     "to run it on the CPU anyway, or --scale smoke for a short run")

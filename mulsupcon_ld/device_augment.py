@@ -42,7 +42,6 @@ RATIO = (3.0 / 4.0, 4.0 / 3.0)   # v2.RandomResizedCrop's default aspect-ratio r
 CROP_ATTEMPTS = 10               # v2.RandomResizedCrop: ten tries before the centre fallback
 HFLIP_P = 0.5
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)   # v2.functional.rgb_to_grayscale
-AUGMENT_ON = ("cpu", "device", "auto")
 
 
 def resolve_augment_on(choice: str, device: torch.device) -> str:

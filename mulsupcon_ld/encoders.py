@@ -29,15 +29,19 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from . import hotpath
 from .errors import UserError
+from .run_settings import ModelSettings
 
 FC_INPUTS = ("rep", "proj")
 
 
 class MLPBackbone(nn.Module):
-    """Three Linear-ReLU-Dropout blocks (MulSupCon/C-GMVAE widths 256, 512, 256)."""
+    """Three Linear-ReLU-Dropout blocks (MulSupCon/C-GMVAE widths 256, 512, 256); ``fast``: each block
+    one fused node (:class:`hotpath.FusedSequential`, the same parameters)."""
 
-    def __init__(self, n_features: int, hidden: Sequence[int] = (256, 512, 256), dropout: float = 0.2):
+    def __init__(self, n_features: int, hidden: Sequence[int] = (256, 512, 256), dropout: float = 0.2,
+                 fast: bool = False):
         super().__init__()
         if n_features is None or int(n_features) < 1:
             raise UserError(f"the MLP backbone needs n_features >= 1, got {n_features!r}")
@@ -46,7 +50,7 @@ class MLPBackbone(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(p=dropout)]
             width = int(h)
-        self.net = nn.Sequential(*layers)
+        self.net = hotpath.sequential(layers, fast)
         self.rep_dim = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,9 +104,11 @@ def build_backbone(kind: str, n_features: int | None = None, **kw) -> nn.Module:
 
 
 class ProjectionHead(nn.Module):
-    """MulSupCon's projection head: ``n_hidden`` × (Linear-BN-ReLU-Dropout(0.1)), then Linear."""
+    """MulSupCon's projection head: ``n_hidden`` × (Linear-BN-ReLU-Dropout(0.1)), then Linear
+    (``fast``: ReLU-Dropout fused, :class:`hotpath.FusedSequential`)."""
 
-    def __init__(self, in_dim: int, out_dim: int = 256, n_hidden: int = 1, dropout: float = 0.1):
+    def __init__(self, in_dim: int, out_dim: int = 256, n_hidden: int = 1, dropout: float = 0.1,
+                 fast: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         width = in_dim
@@ -111,7 +117,7 @@ class ProjectionHead(nn.Module):
             layers += [nn.Linear(width, nxt), nn.BatchNorm1d(nxt), nn.ReLU(), nn.Dropout(p=dropout)]
             width = nxt
         layers.append(nn.Linear(width, out_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = hotpath.sequential(layers, fast)
         self.out_dim = out_dim
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -125,10 +131,10 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, proj_dim: int = 256, proj_hidden_layers: int = 1,
-                 proj_dropout: float = 0.1):
+                 proj_dropout: float = 0.1, fast: bool = False):
         super().__init__()
         self.backbone = backbone
-        self.head = ProjectionHead(backbone.rep_dim, proj_dim, proj_hidden_layers, proj_dropout)
+        self.head = ProjectionHead(backbone.rep_dim, proj_dim, proj_hidden_layers, proj_dropout, fast)
         self.rep_dim = backbone.rep_dim
         self.out_dim = proj_dim
 
@@ -137,17 +143,17 @@ class Encoder(nn.Module):
         return h, self.head(h)
 
 
-def build_encoder(model_cfg: dict, n_features: int | None = None) -> Encoder:
-    """The query encoder described by the ``model`` block of the settings."""
-    kind = model_cfg["backbone"]
+def build_encoder(model_cfg: ModelSettings, n_features: int | None = None, fast: bool = False) -> Encoder:
+    """The query encoder described by the ``model`` block of the settings; ``fast``: in the fast
+    lane's fused modules (``RunSettings.fast_lane``; ResNet-50 has no Linear-ReLU-Dropout run)."""
+    kind = model_cfg.backbone
     if kind == "mlp":
-        backbone = build_backbone("mlp", n_features, hidden=tuple(model_cfg["hidden"]),
-                                  dropout=float(model_cfg["dropout"]))
+        backbone = build_backbone("mlp", n_features, hidden=tuple(model_cfg.hidden),
+                                  dropout=float(model_cfg.dropout), fast=fast)
     else:
-        backbone = build_backbone(kind, weights=model_cfg["weights"],
-                                  channels_last=bool(model_cfg["channels_last"]))
-    return Encoder(backbone, int(model_cfg["proj_dim"]), int(model_cfg["proj_hidden_layers"]),
-                   float(model_cfg["proj_dropout"]))
+        backbone = build_backbone(kind, weights=model_cfg.weights, channels_last=bool(model_cfg.channels_last))
+    return Encoder(backbone, model_cfg.proj_dim, model_cfg.proj_hidden_layers, float(model_cfg.proj_dropout),
+                   fast)
 
 
 class Classifier(nn.Module):
@@ -175,10 +181,9 @@ class Classifier(nn.Module):
 
     @classmethod
     def from_pretrained(cls, moco: nn.Module) -> "Classifier":
-        import copy
-
+        """Fine-tuning runs the reference arithmetic, whatever the pretraining lane."""
         enc = moco.encoder_q
-        head = copy.deepcopy(enc.head) if moco.fc_input == "proj" else None
-        model = cls(copy.deepcopy(enc.backbone), moco.fc.out_features, head)
+        head = hotpath.reference_copy(enc.head) if moco.fc_input == "proj" else None
+        model = cls(hotpath.reference_copy(enc.backbone), moco.fc.out_features, head)
         model.fc.load_state_dict(moco.fc.state_dict())
         return model

@@ -40,11 +40,15 @@ from .metrics import compute_metrics
 from .moco import MoCo
 from .names import METRICS_FILE, NO_LD_METHODS, NO_PRETRAIN_METHODS, PRETRAINED_FILE
 from .provenance import config_hash, provenance
-from .settings import get_settings
+from .run_settings import RunSettings, resolve_settings
 
 PHASES = ("pretrain", "finetune")
-# settings that do not change the numbers (excluded from the resume/compatibility hashes)
-_NON_RESULT_KEYS = ("checkpoint_every", "log_every")
+#: the config paths the hashes leave out — the one list of them. Settings that do not change the
+#: numbers (data/images.py: batches do not depend on the loader's workers) …
+HASH_EXCLUDED = ("settings.checkpoint_every", "settings.log_every", "settings.data.num_workers",
+                 "settings.data.prefetch_factor")
+#: … and, for the pretrained model's hash, what only fine-tuning depends on
+PRETRAIN_HASH_EXCLUDED = ("settings.finetune", "scale")
 
 
 @dataclass(frozen=True)
@@ -68,25 +72,45 @@ class ExperimentSpec:
     preset: str = "paper"          # a key of settings.PRESETS
 
 
-@dataclass
-class _Context:
-    """What the steps of one experiment share."""
+@dataclass(frozen=True)
+class ResolvedRun:
+    """An :class:`ExperimentSpec` with its settings resolved (once) and its hashes."""
 
     spec: ExperimentSpec
-    config: dict[str, Any]
-    out: Path
-    device: torch.device
-    prepared: PreparedDataset
-    full_hash: str
-    pre_hash: str
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.config["settings"]
+    settings: RunSettings
+    config: dict[str, Any]     # the provenance ``config``: what decides the numbers
+    full_hash: str             # of the whole result (resume, "already done")
+    pre_hash: str              # of the pretrained model (``pretrained.pt``)
 
     @property
     def seed(self) -> int:
         return self.config["seed"]
+
+
+@dataclass
+class _Context:
+    """What the steps of one experiment share."""
+
+    run: ResolvedRun
+    out: Path
+    device: torch.device
+    prepared: PreparedDataset
+
+    @property
+    def spec(self) -> ExperimentSpec:
+        return self.run.spec
+
+    @property
+    def settings(self) -> RunSettings:
+        return self.run.settings
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.run.config
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
 
     def state(self, phase: str) -> Path:
         return self.out / "state" / f"{phase}.pt"
@@ -107,8 +131,8 @@ def resolve_device(name: str | None) -> torch.device:
     return dev
 
 
-def build_config(spec: ExperimentSpec) -> dict[str, Any]:
-    """Everything that decides the numbers of one experiment (the provenance ``config``)."""
+def resolve_run(spec: ExperimentSpec) -> ResolvedRun:
+    """The settings of ``spec`` (resolved here, the one time for a run), its config and hashes."""
     if spec.method in NO_LD_METHODS and spec.ablation != "none":
         raise UserError("--ablation applies to rld and cld only (it removes terms of eqs. 9/11); "
                         "drop it or use --method cld")
@@ -117,57 +141,60 @@ def build_config(spec: ExperimentSpec) -> dict[str, Any]:
         overrides.append(f"loss.alpha={spec.alpha}")
     if spec.beta is not None:
         overrides.append(f"loss.beta={spec.beta}")
-    settings = get_settings(spec.dataset, spec.scale, overrides, preset=spec.preset)
-    for name in ("alpha", "beta"):
-        v = settings["loss"][name]
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise UserError(f"{name} must be a finite number >= 0, got {v!r}")
+    settings = resolve_settings(spec.dataset, spec.scale, spec.preset, overrides)
     ld = spec.method not in NO_LD_METHODS
-    return {
-        "dataset": settings["dataset"],
+    config = {
+        "dataset": settings.dataset,
         "method": spec.method,
-        "preset": settings["preset"],
+        "preset": settings.preset,
         "seed": int(spec.seed),
-        "alpha": float(settings["loss"]["alpha"]) if ld else None,
-        "beta": float(settings["loss"]["beta"]) if ld else None,
+        "alpha": float(settings.loss.alpha) if ld else None,
+        "beta": float(settings.loss.beta) if ld else None,
         "ablation": spec.ablation,
         "scale": spec.scale,
         "synthetic": bool(spec.synthetic),
-        "settings": settings,
+        "settings": settings.to_dict(),
     }
+    return ResolvedRun(spec, settings, config, _hash_without(config, HASH_EXCLUDED),
+                       _hash_without(config, HASH_EXCLUDED + PRETRAIN_HASH_EXCLUDED))
 
 
-def _result_hash(config: dict[str, Any], pretrain_only: bool = False) -> str:
+def build_config(spec: ExperimentSpec) -> dict[str, Any]:
+    """Everything that decides the numbers of one experiment (the provenance ``config``)."""
+    return resolve_run(spec).config
+
+
+def _hash_without(config: dict[str, Any], excluded: tuple[str, ...]) -> str:
     c = copy.deepcopy(config)
-    for k in _NON_RESULT_KEYS:
-        c["settings"].pop(k, None)
-    for k in ("num_workers", "prefetch_factor"):  # data/images.py: batches do not depend on them
-        c["settings"]["data"].pop(k, None)
-    if pretrain_only:
-        c["settings"].pop("finetune", None)
-        c.pop("scale", None)
+    for path in excluded:
+        *parents, last = path.split(".")
+        node = c
+        for k in parents:
+            node = node.get(k, {})
+        node.pop(last, None)
     return config_hash(c)
 
 
-def load_data(config: dict[str, Any], spec: ExperimentSpec) -> PreparedDataset:
-    prepared = ensure_prepared(config["dataset"], paths.raw_dir(spec.raw_dir), paths.data_dir(spec.data_dir),
-                               synthetic=config["synthetic"])
-    kind = config["settings"]["kind"]
-    if prepared.kind != kind:
-        raise UserError(f"prepared data of {config['dataset']} is {prepared.kind!r} but its settings are "
-                        f"for {kind!r} data; re-run `mulsupcon-ld prepare {config['dataset']}`")
+def load_data(run: ResolvedRun) -> PreparedDataset:
+    s = run.settings
+    prepared = ensure_prepared(s.spec, paths.raw_dir(run.spec.raw_dir), paths.data_dir(run.spec.data_dir),
+                               synthetic=run.config["synthetic"])
+    if prepared.kind != s.kind:
+        raise UserError(f"prepared data of {s.dataset} is {prepared.kind!r} but its settings are "
+                        f"for {s.kind!r} data; re-run `mulsupcon-ld prepare {s.dataset}`")
     return prepared
 
 
-def build_moco(settings: dict[str, Any], n_labels: int, n_features: int | None) -> MoCo:
-    encoder = build_encoder(settings["model"], n_features)
-    p = settings["pretrain"]
-    return MoCo(encoder, n_labels, p["queue_size"], p["momentum"], settings["model"]["fc_input"])
+def build_moco(settings: RunSettings, n_labels: int, n_features: int | None) -> MoCo:
+    """The MoCo of ``settings``, in the pretraining lane's modules (``settings.fast_lane``)."""
+    encoder = build_encoder(settings.model, n_features, fast=settings.fast_lane)
+    p = settings.pretrain
+    return MoCo(encoder, n_labels, p.queue_size, p.momentum, settings.model.fc_input, settings.fast_lane)
 
 
-def _place(model: torch.nn.Module, settings: dict[str, Any], device: torch.device) -> torch.nn.Module:
+def _place(model: torch.nn.Module, settings: RunSettings, device: torch.device) -> torch.nn.Module:
     model = model.to(device)
-    if settings["model"]["backbone"] != "mlp" and settings["model"]["channels_last"]:
+    if settings.model.backbone != "mlp" and settings.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -212,7 +239,7 @@ def _pretrained(ctx: _Context, on_epoch_end: T.EpochCallback | None) -> tuple[Mo
         return moco, {"history": {}, "wall_time_s": 0.0, "iters_per_epoch": None}
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("pretrain_hash") != ctx.pre_hash:
+        if saved.get("pretrain_hash") != ctx.run.pre_hash:
             raise UserError(f"{path} was pretrained with different settings (dataset, method, seed, "
                             "alpha, beta, ablation, model or pretrain.*); use another --out directory")
         moco.load_state_dict(saved["model"])
@@ -227,15 +254,14 @@ def _pretrain(ctx: _Context, moco: MoCo, path: Path, on_epoch_end: T.EpochCallba
               ) -> tuple[MoCo, dict[str, Any]]:
     s, config = ctx.settings, ctx.config
     moco = _place(moco, s, ctx.device)
-    loss_fn = T.make_pretrain_loss(config["method"], s["loss"], s["pretrain"]["temperature"], config["ablation"])
+    loss_fn = T.make_pretrain_loss(config["method"], s.loss, s.pretrain.temperature, config["ablation"])
     batches = make_batches(ctx.prepared, "train", s, "pretrain", ctx.seed, ctx.device)
-    history = T.pretrain(moco, batches, s["pretrain"], loss_fn, seed=ctx.seed, device=ctx.device,
-                         state_path=ctx.state("pretrain"), config_hash=ctx.pre_hash,
-                         checkpoint_every=s["checkpoint_every"], log_every=s["log_every"],
-                         precision=s["precision"], on_epoch_end=on_epoch_end)
+    history = T.pretrain(moco, batches, s, loss_fn, seed=ctx.seed, device=ctx.device,
+                         state_path=ctx.state("pretrain"), config_hash=ctx.run.pre_hash,
+                         on_epoch_end=on_epoch_end)
     info = {"history": _clean(history), "wall_time_s": history["elapsed_s"], "iters_per_epoch": len(batches)}
     with atomic_path(path) as tmp:
-        torch.save({"pretrain_hash": ctx.pre_hash, "config": config,
+        torch.save({"pretrain_hash": ctx.run.pre_hash, "config": config,
                     "model": {k: v.cpu() for k, v in moco.state_dict().items()}, "info": info}, tmp)
     ctx.state("pretrain").unlink(missing_ok=True)
     del batches
@@ -249,10 +275,9 @@ def _finetune(ctx: _Context, moco: MoCo, on_epoch_end: T.EpochCallback | None
     s = ctx.settings
     model = _place(Classifier.from_pretrained(moco.cpu()), s, ctx.device)
     result = T.finetune(model, make_batches(ctx.prepared, "train", s, "finetune", ctx.seed, ctx.device),
-                        make_batches(ctx.prepared, "val", s, "eval", ctx.seed, ctx.device), s["finetune"],
+                        make_batches(ctx.prepared, "val", s, "eval", ctx.seed, ctx.device), s,
                         seed=ctx.seed, device=ctx.device, state_path=ctx.state("finetune"),
-                        config_hash=ctx.full_hash, checkpoint_every=s["checkpoint_every"],
-                        log_every=s["log_every"], precision=s["precision"], on_epoch_end=on_epoch_end,
+                        config_hash=ctx.run.full_hash, on_epoch_end=on_epoch_end,
                         loss_fn=asl_loss if ctx.config["method"] == "asl" else None)
     return model, result
 
@@ -262,7 +287,7 @@ def _evaluate(ctx: _Context, model: torch.nn.Module, result: dict[str, Any]) -> 
     s = ctx.settings
     t_eval = time.monotonic()
     test_scores, test_labels, test_loss = T.predict(
-        model, make_batches(ctx.prepared, "test", s, "eval", ctx.seed, ctx.device), ctx.device, s["precision"])
+        model, make_batches(ctx.prepared, "test", s, "eval", ctx.seed, ctx.device), ctx.device, s.precision)
     val_scores, val_labels = result["val_scores"], result["val_labels"]
     metrics = {
         "paper": compute_metrics(test_scores, test_labels, protocol="paper"),
@@ -291,7 +316,7 @@ def _record(ctx: _Context, pretrain_info: dict[str, Any], result: dict[str, Any]
         "metrics": evaluation["metrics"],
         "wall_time_s": wall,
         **provenance(config, str(ctx.device)),
-        "result_hash": ctx.full_hash,
+        "result_hash": ctx.run.full_hash,
         "data": {"n_train": int(splits.get("train", -1)), "n_val": int(splits.get("val", evaluation["n_val"])),
                  "n_test": int(splits.get("test", evaluation["n_test"])), "source": _data_source(meta),
                  "data_dir": str(paths.data_dir(ctx.spec.data_dir))},
@@ -322,47 +347,56 @@ def _data_source(meta: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ the experiment
-def run_experiment(spec: ExperimentSpec, on_epoch_end: T.EpochCallback | None = None) -> Path | None:
+def run_experiment(spec: ExperimentSpec | ResolvedRun, on_epoch_end: T.EpochCallback | None = None
+                   ) -> Path | None:
     """Run ``spec.phases`` of one experiment; returns ``metrics.json`` (None after pretrain only).
 
-    ``on_epoch_end(phase, epoch)`` is called after each training epoch, its checkpoint on disk.
+    ``spec`` may be already resolved (:func:`resolve_run`; the CLI does, to set the thread count at
+    the process edge). ``on_epoch_end(phase, epoch)`` is called after each training epoch, its
+    checkpoint on disk.
     """
+    run = spec if isinstance(spec, ResolvedRun) else resolve_run(spec)
     try:
-        return _run(spec, on_epoch_end)
+        return _run(run, on_epoch_end)
     finally:
         release_image_loaders()
 
 
-def _run(spec: ExperimentSpec, on_epoch_end: T.EpochCallback | None) -> Path | None:
+def _run(run: ResolvedRun, on_epoch_end: T.EpochCallback | None) -> Path | None:
     t_start = time.monotonic()
-    config = build_config(spec)
-    out = Path(spec.out)
-    full_hash = _result_hash(config)
+    out = Path(run.spec.out)
     metrics_path = out / METRICS_FILE
-    if "finetune" in spec.phases and _already_done(metrics_path, full_hash):
+    if "finetune" in run.spec.phases and _already_done(metrics_path, run.full_hash):
         return metrics_path
-    guard_image_run(config["settings"], spec.device, torch.cuda.is_available(), config["synthetic"])  # before any download
-    device = resolve_device(spec.device)
-    note = hotpath.bf16_cpu_note(config["settings"]["precision"], device)
-    if note:
-        print(note, file=sys.stderr)
-    if config["settings"]["threads"]:
-        torch.set_num_threads(int(config["settings"]["threads"]))
-    ctx = _Context(spec, config, out, device, load_data(config, spec), full_hash,
-                   _result_hash(config, pretrain_only=True))
+    ctx = _open(run, out)
     moco, pretrain_info = _pretrained(ctx, on_epoch_end)
-    if "finetune" not in spec.phases:
+    if "finetune" not in run.spec.phases:
         print(f"pretrained model: {out / PRETRAINED_FILE}", file=sys.stderr)
         return None
     model, result = _finetune(ctx, moco, on_epoch_end)
     del moco
     evaluation = _evaluate(ctx, model, result)
     write_json(metrics_path, _clean(_record(ctx, pretrain_info, result, evaluation)))
-    ctx.state("finetune").unlink(missing_ok=True)
-    try:
-        (out / "state").rmdir()
-    except OSError:
-        pass
+    _drop_state(ctx)
     print(f"{metrics_path}: mAP {evaluation['metrics']['paper']['mAP']:.4f}  (selected epoch "
           f"{result['best_epoch']}, {time.monotonic() - t_start:.0f}s)", file=sys.stderr)
     return metrics_path
+
+
+def _open(run: ResolvedRun, out: Path) -> _Context:
+    """The CPU guard (before any download), the device, and the data."""
+    guard_image_run(run.settings, run.spec.device, torch.cuda.is_available(), run.config["synthetic"])
+    device = resolve_device(run.spec.device)
+    note = hotpath.bf16_cpu_note(run.settings.precision, device)
+    if note:
+        print(note, file=sys.stderr)
+    return _Context(run, out, device, load_data(run))
+
+
+def _drop_state(ctx: _Context) -> None:
+    """The finished run's checkpoints are no longer needed."""
+    ctx.state("finetune").unlink(missing_ok=True)
+    try:
+        (ctx.out / "state").rmdir()
+    except OSError:
+        pass

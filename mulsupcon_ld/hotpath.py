@@ -6,7 +6,8 @@ momentum update as ``mul`` + ``add``. The fast lane removes what is not arithmet
 matrix products are small (docs/workflow.md, "Cost", has the measured effect and the 3-seed
 validation against the reference that made it the default):
 
-* Fused blocks. Inside any ``nn.Sequential``, ``Linear → ReLU → Dropout`` runs as one autograd node
+* Fused blocks. The encoders' containers are :class:`FusedSequential` (built so, no patching):
+  ``Linear → ReLU → Dropout`` runs as one autograd node
   (:class:`_LinearReLUDropout`: ``addmm``, one in-place clamp, one in-place mask multiply; backward
   three products and one mask) and ``ReLU → Dropout`` (after the projection head's BatchNorm) as
   another (:class:`_ReLUDropout`). The reference's four nodes and about ten element-wise passes
@@ -22,24 +23,24 @@ validation against the reference that made it the default):
 
 The fused blocks give the same numbers as ReLU then :func:`fast_dropout` module by module (tested:
 same seed, same outputs and gradients bit for bit), so the fast lane differs from the reference
-only by its dropout bits and the two rounding-level changes above.
+only by its dropout bits and the two rounding-level changes above. The lane is pretraining's:
+the fine-tuning classifier is a :func:`reference_copy` of the pretrained networks.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import math
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from .names import HOTPATHS
-from .settings import fast_lane
 
-__all__ = ["HOTPATHS", "fast_lane", "fast_lane_in", "fast_dropout", "keep_mask", "linear_relu_dropout",
-           "relu_dropout", "fused_plan", "momentum_update_", "optimizer_kwargs", "bf16_cpu_note"]
+__all__ = ["HOTPATHS", "FusedSequential", "sequential", "reference_copy", "fast_dropout", "keep_mask",
+           "linear_relu_dropout", "relu_dropout", "momentum_update_", "optimizer_kwargs", "bf16_cpu_note"]
 
 _BITS = 16
 _LEVELS = 1 << _BITS          # integers in [-2^15, 2^15) after viewing int64 words as int16
@@ -151,53 +152,65 @@ def _is(mods: list[nn.Module], i: int, *kinds: type) -> bool:
     return ok and all(not getattr(m, "inplace", False) or type(m) is nn.ReLU for m in mods[i:i + len(kinds)])
 
 
-def fused_plan(seq: nn.Sequential) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """The steps of ``seq`` with Linear-ReLU-Dropout and ReLU-Dropout runs fused, other Dropouts fast."""
-    mods, plan, i = list(seq), [], 0
+# steps of a FusedSequential's plan: (step, index of its first module)
+_LINEAR_RELU_DROPOUT, _RELU_DROPOUT, _DROPOUT, _MODULE = range(4)
+
+
+def _plan(mods: list[nn.Module]) -> tuple[tuple[int, int], ...]:
+    """The steps of ``mods`` with Linear-ReLU-Dropout and ReLU-Dropout runs fused, other Dropouts fast.
+    Plain data (no closures over modules), so a deepcopy of the container plans its own children."""
+    plan, i = [], 0
     while i < len(mods):
         if _is(mods, i, nn.Linear, nn.ReLU, nn.Dropout):
-            lin, drop = mods[i], mods[i + 2]
-            plan.append(lambda x, lin=lin, drop=drop: linear_relu_dropout(x, lin, drop))
+            plan.append((_LINEAR_RELU_DROPOUT, i))
             i += 3
         elif _is(mods, i, nn.ReLU, nn.Dropout):
-            drop = mods[i + 1]
-            plan.append(lambda x, drop=drop: relu_dropout(x, drop))
+            plan.append((_RELU_DROPOUT, i))
             i += 2
-        elif _is(mods, i, nn.Dropout):
-            drop = mods[i]
-            plan.append(lambda x, drop=drop: fast_dropout(x, drop.p, drop.training))
-            i += 1
         else:
-            plan.append(mods[i])
+            plan.append((_DROPOUT if _is(mods, i, nn.Dropout) else _MODULE, i))
             i += 1
-    return plan
+    return tuple(plan)
 
 
-def _run_plan(plan: list[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
-    for step in plan:
-        x = step(x)
-    return x
+class FusedSequential(nn.Sequential):
+    """The fast lane's container: the children of an ``nn.Sequential`` (same modules, same
+    ``state_dict`` keys), run with Linear-ReLU-Dropout and ReLU-Dropout fused into one autograd node
+    each and any other Dropout drawing :func:`keep_mask` bits. The encoders build it when the lane is
+    ``fast``; :func:`reference_copy` gives the plain ``nn.Sequential`` back."""
+
+    def __init__(self, *modules: nn.Module):
+        super().__init__(*modules)
+        self.plan = _plan(list(self))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mods = list(self)
+        for step, i in self.plan:
+            if step == _LINEAR_RELU_DROPOUT:
+                x = linear_relu_dropout(x, mods[i], mods[i + 2])
+            elif step == _RELU_DROPOUT:
+                x = relu_dropout(x, mods[i + 1])
+            elif step == _DROPOUT:
+                x = fast_dropout(x, mods[i].p, mods[i].training)
+            else:
+                x = mods[i](x)
+        return x
 
 
-@contextlib.contextmanager
-def fast_lane_in(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Inside the block every ``nn.Sequential`` of ``model`` runs its :func:`fused_plan`, and every
-    module with a ``fast_lane`` flag (MoCo: the momentum update) has it set."""
-    mods = list(model.modules()) if enabled else []
-    seqs = [m for m in mods if type(m) is nn.Sequential]
-    flagged = [m for m in mods if isinstance(getattr(m, "fast_lane", None), bool)]
-    for m in seqs:
-        plan = fused_plan(m)
-        m.forward = lambda x, plan=plan: _run_plan(plan, x)   # instance attribute shadows the method
-    for m in flagged:
-        m.fast_lane = True
-    try:
-        yield
-    finally:
-        for m in seqs:
-            del m.forward
-        for m in flagged:
-            m.fast_lane = False
+def sequential(modules: list[nn.Module], fast: bool) -> nn.Sequential:
+    """``nn.Sequential(*modules)``, or its :class:`FusedSequential` in the fast lane."""
+    return FusedSequential(*modules) if fast else nn.Sequential(*modules)
+
+
+def reference_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` in the reference arithmetic: every :class:`FusedSequential` becomes
+    the plain ``nn.Sequential`` of the same (copied) children; parameters and keys unchanged."""
+    module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is FusedSequential:
+                setattr(parent, name, nn.Sequential(*child))
+    return module
 
 
 def momentum_update_(key_params: list[torch.Tensor], query_params: list[torch.Tensor], momentum: float,

@@ -75,11 +75,12 @@ class MoCo(nn.Module):
 
     ``fc_input`` chooses what the label-distribution head reads: ``"rep"`` (default) the backbone
     representation ``h`` — so that fine-tuning can start its classifier from ``fc`` on top of the
-    backbone — or ``"proj"`` the (unnormalised) projection-head output.
+    backbone — or ``"proj"`` the (unnormalised) projection-head output. ``fast_lane``: the momentum
+    update as one lerp (hotpath.py; the encoder is then built in the lane's fused modules too).
     """
 
     def __init__(self, encoder: Encoder, n_labels: int, queue_size: int, momentum: float = 0.999,
-                 fc_input: str = "rep"):
+                 fc_input: str = "rep", fast_lane: bool = False):
         super().__init__()
         if fc_input not in FC_INPUTS:
             raise ValueError(f"fc_input must be one of {FC_INPUTS}, got {fc_input!r}")
@@ -92,7 +93,7 @@ class MoCo(nn.Module):
         self.fc_input = fc_input
         self.fc = nn.Linear(encoder.rep_dim if fc_input == "rep" else encoder.out_dim, n_labels)
         self.momentum = float(momentum)
-        self.fast_lane = False       # set by hotpath.fast_lane_in: the momentum update as one lerp
+        self.fast_lane = bool(fast_lane)
         self.queue_size = int(queue_size)
         dim = encoder.out_dim
         self.register_buffer("queue", torch.zeros(queue_size, dim))                 # Q

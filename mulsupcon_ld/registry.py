@@ -489,8 +489,11 @@ def canonical_name(name: str) -> str:
     return ALIASES.get(key, key)
 
 
-def get_dataset(name: str) -> DatasetSpec:
-    """Look a dataset (or a variant, e.g. ``nuswide21``) up by any of its names (:func:`canonical_name`)."""
+def get_dataset(name: "str | DatasetSpec") -> DatasetSpec:
+    """Look a dataset (or a variant, e.g. ``nuswide21``) up by any of its names (:func:`canonical_name`).
+    A spec already looked up is returned as it is, so a run passes its one lookup down."""
+    if isinstance(name, DatasetSpec):
+        return name
     key = canonical_name(name)
     spec = DATASETS.get(key) or VARIANTS.get(key)
     if spec is None:

@@ -1,6 +1,7 @@
 """Per-dataset hyperparameters of Section 4 ("Settings"), in one table, each value citing the paper.
 
-``get_settings(dataset, scale="paper", overrides=[...])`` returns a nested, JSON-serialisable dict;
+:func:`mulsupcon_ld.run_settings.resolve_settings` turns a row into one run's frozen
+:class:`~mulsupcon_ld.run_settings.RunSettings` (preset, scale, ``--set`` overrides, validation);
 ``mulsupcon-ld settings --dataset NAME [--json]`` prints it. Values the paper does not state are
 marked ``ours`` below and explained in docs/method.md (Part 2).
 
@@ -34,12 +35,11 @@ Quotes (Section 4, Settings):
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any, Iterable
 
 from .errors import UserError
-from .names import HOTPATHS
+from .names import AUGMENT_ON, HOTPATHS
 from .registry import canonical_name as registry_name
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +117,8 @@ def _sched(t: tuple) -> dict[str, Any]:
     return {"name": "CosineAnnealingWarmRestarts", "T_0": t[0], "T_mult": t[1], "eta_min": t[2]}
 
 
-def _build(dataset: str) -> dict[str, Any]:
+def table_settings(dataset: str) -> dict[str, Any]:
+    """The paper-preset, paper-scale settings dict of ``dataset`` (no preset, scale or overrides yet)."""
     key = canonical_name(dataset)
     row, c = TABLE[key], COMMON
     kind = row["kind"]
@@ -271,39 +272,6 @@ OFFICIAL_YEAST: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "mulsupcon-official": OFFICIAL_YEAST}
 
 
-def apply_preset(settings: dict[str, Any], preset: str) -> dict[str, Any]:
-    """Set the values of ``preset`` (a key of :data:`PRESETS`) in ``settings``."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
-    if preset != "paper" and settings["kind"] != "vector":
-        raise UserError(f"preset {preset!r} is for vector datasets (the published configs are Yeast's)")
-    for path, value in PRESETS[preset].items():
-        apply_overrides(settings, [f"{path}={json.dumps(value)}"])
-    settings["preset"] = preset
-    return settings
-
-
-def get_settings(dataset: str, scale: str = "paper", overrides: Iterable[str] = (),
-                 preset: str = "paper") -> dict[str, Any]:
-    """All hyperparameters of one dataset under ``preset`` (a key of :data:`PRESETS`), at ``scale``
-    ("paper" or "smoke"), then ``overrides``."""
-    settings = apply_preset(_build(dataset), preset)
-    if scale == "smoke":
-        apply_overrides(settings, [f"{k}={v}" for k, v in SMOKE.items()])
-    elif scale != "paper":
-        raise UserError(f"unknown scale {scale!r}; choose 'paper' or 'smoke'")
-    settings["scale"] = scale
-    apply_overrides(settings, overrides)
-    validate(settings)
-    return copy.deepcopy(settings)
-
-
-def fast_lane(precision: str, hotpath: str = "reference") -> bool:
-    """Whether pretraining takes the fast lane (mulsupcon_ld/hotpath.py): ``pretrain.hotpath="fast"``,
-    or ``precision="bf16"`` (which changes every product anyway and was validated with it on)."""
-    return hotpath == "fast" or precision == "bf16"
-
-
 def validate(s: dict[str, Any]) -> None:
     """Reject values that would fail later with a confusing error."""
     def check(cond: bool, msg: str) -> None:
@@ -344,7 +312,7 @@ def validate(s: dict[str, Any]) -> None:
               f"{phase}.scheduler ReduceLROnPlateau steps once per epoch; set {phase}.scheduler_step=epoch")
     check(s["model"]["fc_input"] in ("rep", "proj"), "model.fc_input must be 'rep' or 'proj'")
     aug = s["data"].get("augment_on", "cpu")
-    check(aug in ("cpu", "device", "auto"), "data.augment_on must be 'cpu', 'device' or 'auto'")
+    check(aug in AUGMENT_ON, f"data.augment_on must be one of {', '.join(AUGMENT_ON)}")
     check(s["threads"] is None or (isinstance(s["threads"], int) and s["threads"] >= 1),
           "threads must be null or an integer >= 1")
     check(s["precision"] in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'")

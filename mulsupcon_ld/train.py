@@ -50,6 +50,7 @@ from .errors import UserError
 from .metrics import tracking_map
 from .moco import MoCo, MoCoOutput
 from .names import LD_METHODS
+from .run_settings import LossSettings, RunSettings
 from .settings import COMPILE_MODES
 
 # Called as on_epoch_end(phase, epoch) after each epoch (its checkpoint, if due, is on disk by then).
@@ -188,6 +189,21 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``model``'s weights (the kept best epoch of either loop)."""
+    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+
+
+def _checkpoint(path: Path, config_hash: str, phase: str, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                sched: Any, history: dict[str, Any], best: dict[str, Any], elapsed_s: float) -> None:
+    """The full training state after ``epoch`` epochs of ``phase`` (what :func:`_resume` restores)."""
+    save_state(path, {
+        "config_hash": config_hash, "phase": phase, "epoch": epoch,
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "rng": get_rng_state(), "history": history, "best": best, "elapsed_s": elapsed_s,
+    })
+
+
 def _resume(state_path: Path, config_hash: str, model: nn.Module, opt: torch.optim.Optimizer,
             sched: Any, seed: int, stream: str) -> dict[str, Any] | None:
     """Restore model, optimiser, scheduler and RNGs from the phase's checkpoint, if there is one;
@@ -281,7 +297,7 @@ def compiled(modules: Iterable[nn.Module], setting: bool | str | None) -> Iterat
 LossParts = dict[str, torch.Tensor]
 
 
-def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float, ablation: str = "none"
+def make_pretrain_loss(method: str, loss_cfg: LossSettings, temperature: float, ablation: str = "none"
                        ) -> Callable[[MoCoOutput, torch.Tensor, MoCo], tuple[torch.Tensor, LossParts]]:
     """``loss(out, y, moco) -> (loss, parts)`` for ``method`` in mulsupcon / rld / cld; ``parts`` are the
     detached terms of the loss (``ld_loss(return_parts=True)``), logged per epoch by :func:`pretrain`."""
@@ -299,9 +315,9 @@ def make_pretrain_loss(method: str, loss_cfg: dict[str, Any], temperature: float
 
     def loss_ld(out: MoCoOutput, y: torch.Tensor, moco: MoCo) -> tuple[torch.Tensor, LossParts]:
         return losses.ld_loss(out.q, out.k, y, out.labels, out.dist, out.dist, moco.fc.weight, queue=out.queue,
-                              variant=method, alpha=float(loss_cfg["alpha"]), beta=float(loss_cfg["beta"]),
-                              sigma=float(loss_cfg["sigma"]), temperature=temperature, ablation=ablation,
-                              options=loss_cfg["options"], return_parts=True)
+                              variant=method, alpha=float(loss_cfg.alpha), beta=float(loss_cfg.beta),
+                              sigma=float(loss_cfg.sigma), temperature=temperature, ablation=ablation,
+                              options=loss_cfg.options, return_parts=True)
 
     return loss_ld
 
@@ -322,25 +338,27 @@ class EpochParts:
         return {name: float(v) / max(1, self.count) for name, v in self.sums.items()}
 
 
-def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, seed: int,
-             device: torch.device, state_path: Path, config_hash: str, checkpoint_every: int = 1,
-             log_every: int = 10, precision: str = "fp32",
+def pretrain(moco: MoCo, batches: BatchSource, settings: RunSettings, loss_fn, *, seed: int,
+             device: torch.device, state_path: Path, config_hash: str,
              on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
-    """Run (or resume) pretraining; ``moco`` is trained in place. Returns the history.
+    """Run (or resume) pretraining with ``settings.pretrain``; ``moco`` is trained in place.
+    Returns the history.
 
-    ``cfg["keep"]``: ``"last"`` leaves the last epoch's weights in ``moco``; ``"best_train_loss"``
+    ``keep``: ``"last"`` leaves the last epoch's weights in ``moco``; ``"best_train_loss"``
     the weights at the end of the epoch with the lowest running train loss (MulSupCon
     ``codes/main.py`` l. 157 and 175-179: ignite ``RunningAverage`` — an exponential average of the
     iteration losses, α = 0.98 — scored at each epoch end, ``train_best`` checkpoint, which
     ``codes/utils.py`` l. 139-140 loads for fine-tuning). The running average is not reset
     between epochs (ignite's default ``RunningBatchWise`` usage).
     """
+    cfg, precision, fast = settings.pretrain, settings.precision, settings.fast_lane
+    if moco.fast_lane != fast:  # the lane is built into the model (experiment.build_moco)
+        raise ValueError(f"the model was built for fast_lane={moco.fast_lane}, the settings say {fast}")
+    checkpoint_every = settings.checkpoint_every
     params = [p for p in moco.parameters() if p.requires_grad]
-    fast = hotpath.fast_lane(precision, cfg["hotpath"])
-    opt = make_optimizer(params, cfg["optimizer"], **hotpath.optimizer_kwargs(fast, params))
-    sched = make_scheduler(opt, cfg["scheduler"])
-    epochs, mode = int(cfg["epochs"]), cfg["scheduler_step"]
-    keep = cfg["keep"]
+    opt = make_optimizer(params, cfg.optimizer, **hotpath.optimizer_kwargs(fast, params))
+    sched = make_scheduler(opt, cfg.scheduler)
+    epochs, mode, keep = cfg.epochs, cfg.scheduler_step, cfg.keep
     if keep not in PRETRAIN_KEEP:
         raise UserError(f"pretrain.keep must be one of {', '.join(PRETRAIN_KEEP)}, got {keep!r}")
     history: dict[str, Any] = {"loss": [], "lr": [], "running_loss": [], "parts": []}
@@ -355,10 +373,9 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
     if iters < 1:
         raise UserError("the training split is too small for one pretraining batch; lower "
                         "--set pretrain.batch_size or use more data")
-    progress = EpochProgress("pretrain", epochs, start, log_every)
+    progress = EpochProgress("pretrain", epochs, start, settings.log_every)
     t0 = time.monotonic()
-    with compiled([moco.encoder_q, moco.encoder_k], cfg["compile"]), \
-            hotpath.fast_lane_in(moco, fast):
+    with compiled([moco.encoder_q, moco.encoder_k], cfg.compile):
         for epoch in range(start, epochs):
             moco.train()
             total, count, parts = torch.zeros((), device=device), 0, EpochParts()
@@ -388,16 +405,11 @@ def pretrain(moco: MoCo, batches: BatchSource, cfg: dict[str, Any], loss_fn, *, 
             history["running_loss"].append(running)
             history["parts"].append(parts.means())
             if keep == "best_train_loss" and running < best["running_loss"]:
-                best = {"epoch": epoch + 1, "running_loss": running,
-                        "model": {k: v.detach().clone().cpu() for k, v in moco.state_dict().items()}}
+                best = {"epoch": epoch + 1, "running_loss": running, "model": cpu_state(moco)}
             progress.update(epoch, loss=mean_loss)
             if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
-                save_state(state_path, {
-                    "config_hash": config_hash, "phase": "pretrain", "epoch": epoch + 1,
-                    "model": moco.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": get_rng_state(), "history": history, "best": best,
-                    "elapsed_s": elapsed + time.monotonic() - t0,
-                })
+                _checkpoint(state_path, config_hash, "pretrain", epoch + 1, moco, opt, sched, history, best,
+                            elapsed + time.monotonic() - t0)
             if on_epoch_end is not None:
                 on_epoch_end("pretrain", epoch)
     progress.close()
@@ -430,11 +442,11 @@ def predict(model: nn.Module, batches: BatchSource, device: torch.device, precis
     return s, y, loss_sum / max(1, n)
 
 
-def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[str, Any], *, seed: int,
-             device: torch.device, state_path: Path, config_hash: str, checkpoint_every: int = 1,
-             log_every: int = 10, precision: str = "fp32", on_epoch_end: EpochCallback | None = None,
+def finetune(model: nn.Module, train: BatchSource, val: BatchSource, settings: RunSettings, *, seed: int,
+             device: torch.device, state_path: Path, config_hash: str,
+             on_epoch_end: EpochCallback | None = None,
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
-    """BCE fine-tuning of the whole network with model selection on ``val``.
+    """BCE fine-tuning of the whole network (``settings.finetune``) with model selection on ``val``.
 
     ``loss_fn(logits, targets)`` replaces the training BCE (``--method asl``); selection and the
     scheduler still watch the validation BCE, so the rule is the BCE control's.
@@ -448,13 +460,14 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
     None = off): stop once that many epochs have passed without a better selection score (ignite
     ``EarlyStopping`` as MulSupCon ``codes/main.py`` l. 448-453 uses it, on the validation BCE).
     """
-    mult = cfg["backbone_lr_mult"]
+    cfg, precision, checkpoint_every = settings.finetune, settings.precision, settings.checkpoint_every
+    mult = cfg.backbone_lr_mult
     params = (model.parameters() if mult is None or float(mult) == 1.0
-              else finetune_param_groups(model, float(cfg["optimizer"]["lr"]), float(mult)))
-    opt = make_optimizer(params, cfg["optimizer"])
-    sched = make_scheduler(opt, cfg["scheduler"])
-    epochs, mode, select = int(cfg["epochs"]), cfg["scheduler_step"], cfg["select"]
-    patience = cfg["early_stop_patience"]
+              else finetune_param_groups(model, float(cfg.optimizer["lr"]), float(mult)))
+    opt = make_optimizer(params, cfg.optimizer)
+    sched = make_scheduler(opt, cfg.scheduler)
+    epochs, mode, select = cfg.epochs, cfg.scheduler_step, cfg.select
+    patience = cfg.early_stop_patience
     history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_mAP": [], "lr": []}
     best: dict[str, Any] = {"epoch": 0, "score": -math.inf}
     state = _resume(state_path, config_hash, model, opt, sched, seed, "finetune-rng")
@@ -467,10 +480,10 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
     iters = len(train)
     if iters < 1:
         raise UserError("the training split is too small for one fine-tuning batch")
-    progress = EpochProgress("finetune", epochs, start, log_every)
+    progress = EpochProgress("finetune", epochs, start, settings.log_every)
     t0 = time.monotonic()
     stopped = start
-    with compiled([model], cfg["compile"]):
+    with compiled([model], cfg.compile):
         for epoch in range(start, epochs):
             if stop_early(epoch):  # resumed after the run had already stopped
                 break
@@ -496,19 +509,14 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, cfg: dict[s
             history["val_mAP"].append(val_map)
             score = -val_loss if select == "val_loss" else val_map
             if score > best["score"] or best["epoch"] == 0:
-                best = {"epoch": epoch + 1, "score": score,
-                        "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()},
+                best = {"epoch": epoch + 1, "score": score, "model": cpu_state(model),
                         "val_scores": torch.from_numpy(val_scores), "val_labels": torch.from_numpy(val_labels)}
             progress.update(epoch, loss=history["train_loss"][-1], val_loss=val_loss, val_mAP=val_map)
             stopped = epoch + 1
             last = epoch + 1 == epochs or stop_early(epoch + 1)
             if (epoch + 1) % checkpoint_every == 0 or last:
-                save_state(state_path, {
-                    "config_hash": config_hash, "phase": "finetune", "epoch": epoch + 1,
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": get_rng_state(), "history": history, "best": best,
-                    "elapsed_s": elapsed + time.monotonic() - t0,
-                })
+                _checkpoint(state_path, config_hash, "finetune", epoch + 1, model, opt, sched, history, best,
+                            elapsed + time.monotonic() - t0)
             if on_epoch_end is not None:
                 on_epoch_end("finetune", epoch)
             if last:

@@ -319,3 +319,23 @@ def test_claims_command_and_delta_figure(tmp_path):
         "Scene MulSupCon (n=3)": 6, "Scene MulSupCon_RLD (n=3)": 6, "Scene MulSupCon_CLD (n=3)": 6,
         "T5 Scene CLD α=0.1 β=1 (n=3)": 6}
     assert cli_main(["claims", "--runs", str(tmp_path / "absent.csv"), "--out", str(out)]) == 2
+
+
+def test_claims_builds_each_table_once_for_the_figure_the_tables_and_the_diff(tmp_path, monkeypatch):
+    runs = runs_frame(*(record("scene", m, s, 0.8 + 0.01 * s) for m in ("mulsupcon", "cld") for s in (0, 1)))
+    runs_csv = tmp_path / "runs.csv"
+    aggregate.write_runs(runs, runs_csv)
+    built = []
+    real = tables.table_frame
+
+    def counting(table_id, *args, **kwargs):
+        built.append(str(table_id))
+        return real(table_id, *args, **kwargs)
+
+    monkeypatch.setattr(tables, "table_frame", counting)
+    out_dir = tmp_path / "tables"
+    assert cli_main(["claims", "--runs", str(runs_csv), "--out", str(tmp_path / "claims.md"),
+                     "--figure", str(tmp_path / "delta.png"), "--tables-dir", str(out_dir)]) == 0
+    assert sorted(built) == sorted(set(built)) and set(built) == set(tables.plan.TABLE_IDS)
+    assert {p.name for p in out_dir.iterdir()} >= {"table2.md", "table3.md", "table5.md", "diff.md"}
+    assert not (out_dir / "table4.md").exists()   # no run of ours: not written

@@ -9,7 +9,7 @@ import torch
 
 from mulsupcon_ld import cli, cost
 from mulsupcon_ld.pipeline import cost as pipeline_cost, plan
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import resolve_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "config" / "config.yaml")
@@ -27,13 +27,18 @@ def test_cost_prints_runs_and_hours_per_table(capsys):
     assert "measured on" in out
 
 
+def run_cost(dataset: str, scale: str = "paper", device: str = "cpu", overrides: tuple[str, ...] = (),
+             preset: str = "paper") -> cost.RunCost:
+    return cost.run_cost(resolve_settings(dataset, scale, preset, overrides), device)
+
+
 def test_cost_scales_with_the_iterations():
-    paper = cost.run_cost("yeast", "paper", "cpu")
-    smoke = cost.run_cost("yeast", "smoke", "cpu")
-    longer = cost.run_cost("yeast", "paper", "cpu", overrides=("pretrain.iters_per_epoch=1000",))
+    paper = run_cost("yeast", "paper", "cpu")
+    smoke = run_cost("yeast", "smoke", "cpu")
+    longer = run_cost("yeast", "paper", "cpu", overrides=("pretrain.iters_per_epoch=1000",))
     assert longer.pretrain_iters == 400 * 1000 and paper.pretrain_iters == 400 * (1200 // 128)
     assert smoke.hours < paper.hours < longer.hours
-    on_cpu, on_gpu = cost.run_cost("pascal", "paper", "cpu"), cost.run_cost("pascal", "paper", "cuda")
+    on_cpu, on_gpu = run_cost("pascal", "paper", "cpu"), run_cost("pascal", "paper", "cuda")
     assert on_cpu.hours > 50 * on_gpu.hours
 
 
@@ -54,14 +59,47 @@ def test_image_run_at_paper_scale_without_cuda_stops_before_any_download(tmp_pat
 
 
 def test_guard_lets_overrides_and_vector_runs_through():
-    image = get_settings("pascal")
+    image = resolve_settings("pascal")
     cost.guard_image_run(image, "cpu", False, False)                      # explicit --device cpu
-    cost.guard_image_run(get_settings("pascal", "smoke"), None, False, False)
+    cost.guard_image_run(resolve_settings("pascal", "smoke"), None, False, False)
     cost.guard_image_run(image, None, False, True)                        # synthetic stand-in
     cost.guard_image_run(image, None, True, False)                        # CUDA present
-    cost.guard_image_run(get_settings("yeast"), None, False, False)
+    cost.guard_image_run(resolve_settings("yeast"), None, False, False)
     with pytest.raises(cost.UserError):
         cost.guard_image_run(image, None, False, False)
+    # the estimate is of the settings as resolved: a few iterations at paper scale pass
+    tiny = resolve_settings("pascal", overrides=["pretrain.epochs=1", "pretrain.iters_per_epoch=1",
+                                                 "finetune.epochs=1", "finetune.iters_per_epoch=1"])
+    cost.guard_image_run(tiny, None, False, False)
+
+
+def test_the_guard_of_a_run_sees_its_set_values(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def spy(settings, device):
+        seen.append(settings)
+        return cost.RunCost(settings.dataset, settings.kind, 1, 1, 1.0, 1e6, device)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cost, "run_cost", spy)
+    code = cli.main(["run", "--dataset", "pascal", "--method", "cld", "--out", str(tmp_path / "out"),
+                     "--raw-dir", str(tmp_path / "raw"), "--data-dir", str(tmp_path / "data"),
+                     "--set", "pretrain.epochs=7", "--set", "finetune.batch_size=16"])
+    assert code == 2 and "CPU-hours" in capsys.readouterr().err
+    assert [(s.pretrain.epochs, s.finetune.batch_size) for s in seen] == [(7, 16)]
+
+
+def test_cost_follows_the_preset(capsys):
+    paper = run_cost("yeast")
+    official = run_cost("yeast", preset="mulsupcon-official")
+    assert official.pretrain_iters == 150 * 1000 and paper.pretrain_iters == 400 * (1200 // 128)
+    assert official.hours > 10 * paper.hours
+    hours = {}
+    for preset in ("paper", "mulsupcon-official"):
+        assert cli.main(["cost", "paper_tables/table2.md", "--configfile", CONFIG, "--config",
+                         f"preset={preset}", "datasets=[yeast]"]) == 0
+        hours[preset] = float(capsys.readouterr().out.strip().splitlines()[-1].split()[2].replace(",", ""))
+    assert hours["mulsupcon-official"] > 10 * hours["paper"] > 0
 
 
 def test_workflow_start_line_survives_a_bad_measurements_file(monkeypatch):
@@ -82,8 +120,8 @@ def _without_shapes(monkeypatch) -> dict:
 
 def test_cost_uses_the_rate_of_the_configured_lane(monkeypatch):
     rates = _without_shapes(monkeypatch)["cpu"]["vector_pretrain_gflops"]
-    fast = cost.run_cost("yeast", "paper", "cpu")
-    ref = cost.run_cost("yeast", "paper", "cpu", overrides=("pretrain.hotpath=reference",))
+    fast = run_cost("yeast", "paper", "cpu")
+    ref = run_cost("yeast", "paper", "cpu", overrides=("pretrain.hotpath=reference",))
     assert fast.gflop == ref.gflop
     assert fast.hours / ref.hours == pytest.approx(rates["fp32-reference"] / rates["fp32-fast"])
 
@@ -91,12 +129,12 @@ def test_cost_uses_the_rate_of_the_configured_lane(monkeypatch):
 def test_cost_takes_a_measured_iteration_of_the_dataset_shape(monkeypatch):
     m = cost.measurements()
     ms = m["cpu"]["vector_pretrain_ms_per_iter"]["fp32-fast"]["delicious"]
-    with_shape = cost.run_cost("delicious", "paper", "cpu")
-    flop_model = cost.run_cost("delicious", "paper", "cpu", overrides=("pretrain.queue_size=4000",))
+    with_shape = run_cost("delicious", "paper", "cpu")
+    flop_model = run_cost("delicious", "paper", "cpu", overrides=("pretrain.queue_size=4000",))
     assert with_shape.hours * 3600 >= with_shape.pretrain_iters * ms / 1e3          # + fine-tuning
     assert with_shape.hours * 3600 < with_shape.pretrain_iters * ms / 1e3 * 1.5
     _without_shapes(monkeypatch)
-    assert cost.run_cost("delicious", "paper", "cpu").hours == pytest.approx(
+    assert run_cost("delicious", "paper", "cpu").hours == pytest.approx(
         flop_model.hours * with_shape.gflop / flop_model.gflop, rel=0.05)           # no table: FLOPs only
 
 

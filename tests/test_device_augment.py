@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import functional as F
 from mulsupcon_ld import device_augment as DA
 from mulsupcon_ld import transforms as T
 from mulsupcon_ld.data import images as I
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import get_settings
 
 N = 4000
 ALPHA = 1e-3        # fixed seeds: a pass is a fixed p-value above this, not luck per run

@@ -10,47 +10,60 @@ from torch import nn
 from mulsupcon_ld import hotpath
 from mulsupcon_ld.encoders import build_encoder
 from mulsupcon_ld.errors import UserError
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import resolve_settings
 
 
-def _encoder(seed: int = 0) -> nn.Module:
+def _encoder(seed: int = 0, fast: bool = False) -> nn.Module:
     torch.manual_seed(seed)
-    return build_encoder(get_settings("yeast")["model"], 103)
+    return build_encoder(resolve_settings("yeast").model, 103, fast=fast)
 
 
-def _outputs_and_grads(enc: nn.Module, x: torch.Tensor, lane: str) -> list[torch.Tensor]:
-    """Forward + backward of ``enc`` with the RNG at seed 1, through the lane ``lane``."""
+class _FastDropoutModule(nn.Module):
+    """A Dropout drawing :func:`hotpath.fast_dropout` masks, module by module (no fusion)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return hotpath.fast_dropout(t, self.p, self.training)
+
+
+def _unfused_fast_masks(enc: nn.Module) -> nn.Module:
+    """``enc`` in the reference modules, each Dropout replaced by :class:`_FastDropoutModule`."""
+    enc = hotpath.reference_copy(enc)
+    for parent in list(enc.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, _FastDropoutModule(child.p))
+    return enc
+
+
+def _outputs_and_grads(enc: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Forward + backward of ``enc`` with the RNG at seed 1."""
     torch.manual_seed(1)
     for p in enc.parameters():
         p.grad = None
-    drops = [m for m in enc.modules() if type(m) is nn.Dropout]
-    if lane == "modules":  # ReLU and Dropout module by module, the Dropouts drawing fast masks
-        for m in drops:
-            m.forward = lambda t, m=m: hotpath.fast_dropout(t, m.p, m.training)
-        h, p = enc(x)
-        for m in drops:
-            del m.forward
-    else:
-        with hotpath.fast_lane_in(enc, lane == "fused"):
-            h, p = enc(x)
+    h, p = enc(x)
     (h.square().sum() + p.sin().sum()).backward()
     return [h.detach(), p.detach()] + [q.grad.clone() for q in enc.parameters()]
 
 
 def test_fused_blocks_equal_relu_then_fast_dropout_bit_for_bit():
-    enc, x = _encoder(), torch.randn(64, 103)
-    ref = _outputs_and_grads(enc, x, "modules")
-    fused = _outputs_and_grads(enc, x, "fused")
+    enc, x = _encoder(fast=True), torch.randn(64, 103)
+    assert sum(type(m) is hotpath.FusedSequential for m in enc.modules()) == 2
+    ref = _outputs_and_grads(_unfused_fast_masks(enc), x)
+    fused = _outputs_and_grads(enc, x)
     assert len(ref) == len(fused) == 2 + len(list(enc.parameters()))
     for a, b in zip(ref, fused):
         assert torch.equal(a, b)
 
 
 def test_fused_blocks_in_eval_mode_equal_the_reference():
-    enc, x = _encoder(), torch.randn(32, 103)
-    enc.eval()
-    ref = _outputs_and_grads(enc, x, "reference")
-    fused = _outputs_and_grads(enc, x, "fused")
+    enc, fast, x = _encoder(), _encoder(fast=True), torch.randn(32, 103)
+    enc.eval(), fast.eval()
+    ref = _outputs_and_grads(enc, x)
+    fused = _outputs_and_grads(fast, x)
     for a, b in zip(ref, fused):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
@@ -68,8 +81,8 @@ def test_fused_blocks_match_autograd_without_dropout():
 
 
 def test_fused_blocks_under_bf16_autocast_give_float32_gradients():
-    enc, x = _encoder(), torch.randn(16, 103)
-    with torch.autocast("cpu", dtype=torch.bfloat16), hotpath.fast_lane_in(enc):
+    enc, x = _encoder(fast=True), torch.randn(16, 103)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
         h, p = enc(x)
     assert h.dtype == torch.bfloat16
     (h.float().sum() + p.float().sum()).backward()
@@ -99,16 +112,32 @@ def test_fused_dropout_rate_and_scale():
     assert torch.allclose(out[out != 0], torch.tensor(1.25))
 
 
-def test_fast_lane_in_patches_only_inside_the_block_and_only_when_enabled():
-    from mulsupcon_ld.moco import MoCo
+def test_the_lane_is_built_not_patched_and_survives_deepcopy():
+    import copy
 
-    moco = MoCo(_encoder(), n_labels=14, queue_size=8)
-    seqs = [m for m in moco.modules() if type(m) is nn.Sequential]
-    with hotpath.fast_lane_in(moco, enabled=False):
-        assert all("forward" not in vars(m) for m in seqs) and moco.fast_lane is False
-    with hotpath.fast_lane_in(moco):
-        assert all("forward" in vars(m) for m in seqs) and moco.fast_lane is True
-    assert all("forward" not in vars(m) for m in seqs) and moco.fast_lane is False
+    from mulsupcon_ld.encoders import Classifier
+    from mulsupcon_ld.experiment import build_moco
+
+    fast, ref = (build_moco(resolve_settings("yeast", overrides=[f"pretrain.hotpath={h}"]), 14, 103)
+                 for h in ("fast", "reference"))
+    assert fast.fast_lane and not ref.fast_lane
+    fused = [m for m in fast.modules() if isinstance(m, hotpath.FusedSequential)]
+    assert len(fused) == 4                                  # backbone and head, query and key encoders
+    assert not any(isinstance(m, hotpath.FusedSequential) for m in ref.modules())
+    assert list(fast.state_dict()) == list(ref.state_dict())  # checkpoints do not depend on the lane
+    assert not any("forward" in vars(m) for m in fast.modules())
+    # a deepcopy is the lane with its own weights: changing the copy leaves the original alone
+    twin = copy.deepcopy(fast.encoder_q)
+    x = torch.randn(8, 103)
+    fast.eval(), twin.eval()
+    torch.testing.assert_close(twin(x)[1], fast.encoder_q(x)[1])
+    with torch.no_grad():
+        next(twin.parameters()).add_(1.0)
+    assert not torch.equal(twin(x)[1], fast.encoder_q(x)[1])
+    # fine-tuning takes the reference modules, the same weights
+    clf = Classifier.from_pretrained(fast)
+    assert not any(isinstance(m, hotpath.FusedSequential) for m in clf.modules())
+    assert torch.equal(clf.backbone.net[0].weight, fast.encoder_q.backbone.net[0].weight)
 
 
 def test_momentum_update_lanes_agree_to_rounding():
@@ -124,14 +153,16 @@ def test_momentum_update_lanes_agree_to_rounding():
 
 def test_lane_switches_and_optimizer_arguments():
     net = nn.Linear(3, 2)
-    assert not hotpath.fast_lane("fp32") and not hotpath.fast_lane("fp32", "reference")
-    assert hotpath.fast_lane("fp32", "fast") and hotpath.fast_lane("bf16")
+    def lane(*overrides):
+        return resolve_settings("yeast", overrides=overrides).fast_lane
+
+    assert lane() and lane("pretrain.hotpath=fast") and lane("pretrain.hotpath=reference", "precision=bf16")
+    assert not lane("pretrain.hotpath=reference")
     assert hotpath.optimizer_kwargs(False, list(net.parameters())) == {}
     assert hotpath.optimizer_kwargs(True, list(net.parameters())) == {"fused": True}
-    assert get_settings("yeast")["pretrain"]["hotpath"] == "fast"
-    assert get_settings("yeast", overrides=["pretrain.hotpath=reference"])["pretrain"]["hotpath"] == "reference"
+    assert resolve_settings("yeast").pretrain.hotpath == "fast"
     with pytest.raises(UserError, match="pretrain.hotpath"):
-        get_settings("yeast", overrides=["pretrain.hotpath=turbo"])
+        resolve_settings("yeast", overrides=["pretrain.hotpath=turbo"])
 
 
 def test_fused_blocks_trace_into_one_compiled_graph():
@@ -139,10 +170,9 @@ def test_fused_blocks_trace_into_one_compiled_graph():
     compilation the mask comes from an out-of-place ``rand`` instead of the in-place ``random_``."""
     import torch._dynamo
 
-    enc, x = _encoder(), torch.randn(16, 103)
+    enc, x = _encoder(fast=True), torch.randn(16, 103)
     torch._dynamo.reset()
-    with hotpath.fast_lane_in(enc):
-        explained = torch._dynamo.explain(enc)(x)
+    explained = torch._dynamo.explain(enc)(x)
     torch._dynamo.reset()
     assert explained.graph_break_count == 0 and explained.graph_count == 1
 
@@ -155,3 +185,33 @@ def test_bf16_on_a_cpu_without_native_bf16_is_announced(monkeypatch):
     assert "8x slower" in hotpath.bf16_cpu_note("bf16", cpu)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert hotpath.bf16_cpu_note("bf16", cpu) is None
+
+
+def test_pretraining_in_fused_modules_equals_module_by_module_fast_masks(tmp_path):
+    """The lane's numbers over whole pretraining epochs (fused AdamW, lerp momentum, the queue):
+    the FusedSequential encoders train exactly as the plain modules with fast dropout masks."""
+    import copy
+
+    import numpy as np
+
+    from mulsupcon_ld import train as T
+    from mulsupcon_ld.augment import VectorBatches
+    from mulsupcon_ld.experiment import build_moco
+
+    s = resolve_settings("yeast", overrides=["pretrain.epochs=2", "pretrain.batch_size=16", "pretrain.queue_size=40"])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 103)).astype(np.float32), (rng.random((64, 14)) < 0.3).astype(np.uint8)
+    torch.manual_seed(0)
+    fused = build_moco(s, 14, 103)
+    plain = copy.deepcopy(fused)
+    plain.encoder_q, plain.encoder_k = _unfused_fast_masks(fused.encoder_q), _unfused_fast_masks(fused.encoder_k)
+    assert not any(isinstance(m, hotpath.FusedSequential) for m in plain.modules())
+    loss = T.make_pretrain_loss("cld", s.loss, s.pretrain.temperature)
+    hist = {}
+    for name, moco in (("fused", fused), ("plain", plain)):
+        vb = VectorBatches(x, y, 16, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
+        hist[name] = T.pretrain(moco, vb, s, loss, seed=0, device=torch.device("cpu"),
+                                state_path=tmp_path / f"{name}.pt", config_hash="h")
+    assert hist["fused"]["loss"] == hist["plain"]["loss"] and hist["fused"]["parts"] == hist["plain"]["parts"]
+    for a, b in zip(fused.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b)

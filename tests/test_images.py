@@ -31,7 +31,7 @@ from mulsupcon_ld.data.coco import labels_from_instances
 from mulsupcon_ld.data.image_store import ImageStore, Source, resize_jpeg
 from mulsupcon_ld.data.voc import VOC_CLASSES, parse_annotation
 from mulsupcon_ld.errors import UserError
-from mulsupcon_ld.settings import get_settings
+from mulsupcon_ld.run_settings import get_settings
 
 
 # --------------------------------------------------------------------------------- helpers

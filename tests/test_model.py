@@ -238,9 +238,9 @@ def test_classifier_starts_from_pretrained_fc(fc_input):
 
 
 def test_build_encoder_from_settings():
-    from mulsupcon_ld.settings import get_settings
+    from mulsupcon_ld.run_settings import resolve_settings
 
-    enc = build_encoder(get_settings("yeast")["model"], n_features=103)
+    enc = build_encoder(resolve_settings("yeast").model, n_features=103)
     assert enc.rep_dim == 256 and enc.out_dim == 256
 
 

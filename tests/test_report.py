@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from mulsupcon_ld.cli import main as cli_main
 from mulsupcon_ld.pipeline import jobs, plan
-from mulsupcon_ld.report import aggregate, diff, tables
+from mulsupcon_ld.report import aggregate, diff, runs_table, tables
 from mulsupcon_ld.pipeline.plan import RunConfig, RunKey
 
 METRICS = plan.METRICS
@@ -277,6 +278,25 @@ def test_diff_command(tmp_path, paper):
     assert cli_main(["diff", "--runs", str(tmp_path / "absent.csv")]) == 2
 
 
+@pytest.mark.parametrize("command", ["diff", "claims"])
+def test_a_file_that_is_not_a_runs_table_is_one_error_line(tmp_path, capsys, command):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\nuser,with,commas:x:1000\nbin:x:1:1:bin:/bin:/sbin/nologin\n")
+    two_columns = tmp_path / "two.csv"
+    two_columns.write_text("run_id,dataset\nr0,scene\n")
+    binary = tmp_path / "blob.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    for bad in (passwd, two_columns, binary, empty) + ((Path("/etc/passwd"),) if Path("/etc/passwd").is_file() else ()):
+        assert cli_main([command, "--runs", str(bad), "--out", str(tmp_path / "out.md")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {bad} is not a runs table"), err
+    assert cli_main([command, "--runs", str(two_columns), "--out", str(tmp_path / "o.md")]) == 2
+    assert "missing column(s) method, seed, alpha" in capsys.readouterr().err
+    assert not (tmp_path / "out.md").exists()
+
+
 # ------------------------------------------------------------------------------------- aggregation
 
 
@@ -291,7 +311,7 @@ def test_aggregate_one_row_per_result_file(tmp_path):
         paths.append(p)
     out = tmp_path / "runs.csv"
     aggregate.aggregate(paths, out)
-    frame = aggregate.read_runs(out)
+    frame = runs_table.read_runs(out)
     assert len(frame) == 2
     assert list(frame.columns[:len(aggregate.ID_COLUMNS)]) == aggregate.ID_COLUMNS
     ok, missing = frame.iloc[0], frame.iloc[1]

@@ -287,3 +287,29 @@ def test_standardize_uses_train_statistics_only():
     np.testing.assert_allclose(z_test[1, :2], (test[1, :2] - mean[:2]) / std[:2], rtol=1e-5)
     assert z_test[1, 2] == pytest.approx(2.0)  # test-time deviation of a train-constant feature kept
     assert z_test.dtype == np.float32
+
+
+def test_a_run_resolves_its_settings_once_and_looks_the_dataset_up_once(tmp_path, data_dir, monkeypatch):
+    """Followed from the CLI, the registry is asked by name once and the settings are built once;
+    everything below receives the objects (RunSettings, DatasetSpec)."""
+    from mulsupcon_ld import registry, run_settings, settings
+
+    calls = {"lookup": 0, "resolve": 0, "table": 0}
+
+    def counting(name, real):
+        def wrapped(*a, **kw):
+            if name != "lookup" or isinstance(a[0], str):   # a DatasetSpec passed down is not a lookup
+                calls[name] += 1
+            return real(*a, **kw)
+        return wrapped
+
+    for attr, name, real in (("get_dataset", "lookup", registry.get_dataset),
+                             ("resolve_settings", "resolve", run_settings.resolve_settings),
+                             ("table_settings", "table", settings.table_settings)):
+        for mod in [m for n, m in sys.modules.items() if n.startswith("mulsupcon_ld") and m is not None]:
+            if getattr(mod, attr, None) is real:
+                monkeypatch.setattr(mod, attr, counting(name, real))
+    assert main(args(tmp_path / "warm", data_dir)) == 0   # the stand-in prepared beforehand
+    calls.update(lookup=0, resolve=0, table=0)
+    assert main(args(tmp_path / "out", data_dir)) == 0
+    assert calls == {"lookup": 1, "resolve": 1, "table": 1}

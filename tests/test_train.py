@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from mulsupcon_ld.augment import VectorBatches, epoch_seed, random_mask
 from mulsupcon_ld.encoders import Classifier, Encoder, MLPBackbone
 from mulsupcon_ld.errors import UserError
 from mulsupcon_ld.moco import MoCo
-from mulsupcon_ld.settings import TABLE, get_settings
+from mulsupcon_ld.run_settings import RunSettings, get_settings, resolve_settings
+from mulsupcon_ld.settings import TABLE
 
 torch.set_num_threads(1)
 
@@ -115,6 +117,38 @@ def test_preset_mulsupcon_official_settings_json(capsys):
             get_settings(bad.pop("dataset", "yeast"), **bad)
 
 
+@pytest.mark.parametrize("key,value", [("dataset", "coco"), ("kind", "image"), ("scale", "smoke"),
+                                       ("preset", "mulsupcon-official")])
+def test_identity_keys_cannot_be_set(key, value):
+    with pytest.raises(UserError, match=f"--set {key}=.*relabel"):
+        resolve_settings("scene", overrides=[f"{key}={value}"])
+
+
+def test_set_dataset_is_one_error_line_before_any_work(tmp_path, capsys):
+    from mulsupcon_ld import cli
+
+    code = cli.main(["run", "--dataset", "scene", "--method", "cld", "--scale", "smoke", "--out", str(tmp_path / "o"),
+                     "--data-dir", str(tmp_path / "d"), "--set", "dataset=coco", "--set", "kind=image"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: --set dataset=")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
+
+
+def test_run_settings_object_round_trips_the_dict():
+    for name in TABLE:
+        for scale in ("paper", "smoke"):
+            s = resolve_settings(name, scale, overrides=["loss.alpha=0.5"])
+            d = s.to_dict()
+            assert list(d) == ["dataset", "kind", "scale", "preset", "model", "pretrain", "finetune", "loss",
+                               "data", "threads", "precision", "checkpoint_every", "log_every"]
+            assert RunSettings.from_dict(d, s.spec) == s and d["loss"]["alpha"] == 0.5
+            assert s.spec.name == s.dataset and s.kind == s.spec.kind
+    with pytest.raises(UserError, match="alpha must be a finite number"):
+        resolve_settings("scene", overrides=["loss.alpha=-1"])
+    with pytest.raises(Exception):  # frozen
+        resolve_settings("scene").threads = 2
+
+
 # ---------------------------------------------------------------------------- batches
 def data(n=50, d=7, c=4, seed=0):
     rng = np.random.default_rng(seed)
@@ -192,24 +226,35 @@ def simple_loss(out, y, moco):
     return loss, {"loss": loss.detach()}
 
 
-def pretrain_cfg(epochs=4, step="epoch", **extra):
-    return {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4},
-            "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-5},
-            "scheduler_step": step, "compile": False, "keep": "last", "hotpath": "reference", **extra}
+BASE = resolve_settings("yeast")
 
 
-def new_moco(d=7, c=4, queue=24):
+def pretrain_cfg(epochs=4, step="epoch", precision="fp32", log_every=10, **extra) -> RunSettings:
+    """Yeast's settings with the tiny problem's pretraining."""
+    pre = replace(BASE.pretrain, **{
+        "epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4},
+        "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-5},
+        "scheduler_step": step, "compile": False, "keep": "last", "hotpath": "reference", **extra})
+    return replace(BASE, pretrain=pre, precision=precision, log_every=log_every)
+
+
+def finetune_cfg(**cfg) -> RunSettings:
+    return replace(BASE, finetune=replace(BASE.finetune, **cfg))
+
+
+def new_moco(d=7, c=4, queue=24, fast=False):
     torch.manual_seed(0)
-    return MoCo(Encoder(MLPBackbone(d, hidden=(16, 16, 8)), proj_dim=8), c, queue, momentum=0.9)
+    return MoCo(Encoder(MLPBackbone(d, hidden=(16, 16, 8), fast=fast), proj_dim=8, fast=fast), c, queue,
+                momentum=0.9, fast_lane=fast)
 
 
 def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32", **extra):
     x, y = data(n=40)
-    moco = new_moco()
+    settings = pretrain_cfg(epochs, step, precision, log_every=2, **extra)
+    moco = new_moco(fast=settings.fast_lane)
     vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
-    hist = T.pretrain(moco, vb, pretrain_cfg(epochs, step, **extra), simple_loss, seed=0, device=torch.device("cpu"),
-                      state_path=tmp_path / name, config_hash="h", log_every=2, precision=precision,
-                      on_epoch_end=hook)
+    hist = T.pretrain(moco, vb, settings, simple_loss, seed=0,
+                      device=torch.device("cpu"), state_path=tmp_path / name, config_hash="h", on_epoch_end=hook)
     return moco, hist
 
 
@@ -230,7 +275,10 @@ def test_fast_lane_trains_as_the_reference_does_but_with_its_own_dropout_bits(tm
     assert hist_fast["loss"] == hist_again["loss"]                     # same seed, same numbers
     assert hist_fast["loss"] != hist_ref["loss"]                       # other dropout bits
     assert np.allclose(hist_fast["loss"], hist_ref["loss"], rtol=0.2)  # the same training, though
-    assert "forward" not in vars(fast.encoder_q.backbone.net) and fast.fast_lane is False  # lane undone
+    assert fast.fast_lane and not ref.fast_lane
+    with pytest.raises(ValueError, match="fast_lane"):  # a model built for the other lane is refused
+        T.pretrain(new_moco(fast=False), None, pretrain_cfg(hotpath="fast"), simple_loss, seed=0,
+                   device=torch.device("cpu"), state_path=tmp_path / "x.pt", config_hash="h")
 
 
 def test_pretrain_bf16_autocast_runs(tmp_path):
@@ -280,8 +328,8 @@ def finetune_run(tmp_path, select="val_loss", epochs=4, hook=None, name="ft.pt",
            "early_stop_patience": None, **extra}
     train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
     val = VectorBatches(x[40:], y[40:], 100, shuffle=False)
-    res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,
-                     config_hash="h", on_epoch_end=hook)
+    res = T.finetune(model, train, val, finetune_cfg(**cfg), seed=0, device=torch.device("cpu"),
+                     state_path=tmp_path / name, config_hash="h", on_epoch_end=hook)
     return model, res, val
 
 
@@ -415,7 +463,7 @@ def _compile_pretrain(tmp_path, name, compile, hook=None):
     x, y = data(n=40)
     moco = new_moco()
     vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
-    hist = T.pretrain(moco, vb, dict(pretrain_cfg(3), compile=compile), simple_loss, seed=0,
+    hist = T.pretrain(moco, vb, pretrain_cfg(3, compile=compile), simple_loss, seed=0,
                       device=torch.device("cpu"), state_path=tmp_path / name, config_hash="h", on_epoch_end=hook)
     return moco, hist
 
@@ -430,8 +478,8 @@ def _compile_finetune(tmp_path, name, compile):
            "backbone_lr_mult": 1.0, "early_stop_patience": None}
     train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
     val = VectorBatches(x[40:], y[40:], 100, shuffle=False)
-    res = T.finetune(model, train, val, cfg, seed=0, device=torch.device("cpu"), state_path=tmp_path / name,
-                     config_hash="h")
+    res = T.finetune(model, train, val, finetune_cfg(**cfg), seed=0, device=torch.device("cpu"),
+                     state_path=tmp_path / name, config_hash="h")
     return model, res
 
 

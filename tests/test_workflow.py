@@ -393,6 +393,24 @@ def test_table4_training_processes_exit_promptly(table4_run):
         assert log.read_text().rstrip().endswith("# exit status 0")
 
 
+# ------------------------------------------------------------------------------ what did not run
+
+def test_unavailable_runs_are_summarised_and_strict_fails(tmp_path):
+    """NUS-WIDE needs a manual download, on any machine: its Table 4 run is unavailable. The workflow
+    says so at its end; strict=true turns it into a failure, now and on the next invocation."""
+    wd = make_workdir(tmp_path / "wf")
+    config = ("--config", "datasets=[nuswide]", "methods=[cld]", f"raw_dir={tmp_path / 'empty'}")
+    strict = snakemake(wd, "--cores", "1", "paper_tables/table4.md", *config, "strict=true", check=False)
+    assert strict.returncode != 0 and "strict=true: " in strict.stderr
+    assert "summary: 1 runs: 0 ok, 1 unavailable, 0 failed or not run" in strict.stderr
+    run = snakemake(wd, "--cores", "1", "paper_tables/table4.md", *config)
+    assert "summary: 1 runs: 0 ok, 1 unavailable" in run.stderr
+    assert "unavailable, needs a manual download: 1 runs (nuswide)" in run.stderr
+    assert 'table 4 will show "—" for nuswide: cld' in run.stderr
+    again = snakemake(wd, "--cores", "1", "paper_tables/table4.md", *config, "strict=true", check=False)
+    assert again.returncode != 0 and "placeholders such as results/runs/paper/nuswide/cld" in again.stderr
+
+
 # ------------------------------------------------------------------------------ real data
 
 
@@ -470,7 +488,7 @@ def test_killed_training_job_resumes(tmp_path):
     assert "resuming from the state of an earlier attempt" in log
     result = json.loads((wd / key.result).read_text())
     assert result["training"]["pretrain"]["loss"][0] == SENTINEL  # the killed attempt's epochs were kept
-    from mulsupcon_ld.settings import get_settings
+    from mulsupcon_ld.run_settings import get_settings
 
     assert len(result["training"]["pretrain"]["loss"]) == get_settings("yeast", "smoke")["pretrain"]["epochs"]
     cells = pd.read_csv(wd / "paper_tables/table3.csv")

@@ -306,7 +306,7 @@ def image_epoch(prepared: PreparedDataset | str | os.PathLike, split: str, setti
                 train: bool, seed: int, device: torch.device | str = "cpu") -> ImageEpoch:
     """Batches of one epoch of ``split`` of a prepared image dataset (real or synthetic).
 
-    ``settings`` is :func:`mulsupcon_ld.settings.get_settings`'s dict; ``settings["phase"]``
+    ``settings`` is the plain-dict settings (:meth:`mulsupcon_ld.run_settings.RunSettings.to_dict`); ``settings["phase"]``
     (``pretrain``/``finetune``/``eval``; default ``pretrain`` when ``train`` else ``eval``) picks
     the batch form and the batch size (``pretrain.batch_size``, ``finetune.batch_size``,
     ``finetune.eval_batch_size``). Optional ``settings["data"]``: ``image_size`` (crop, default

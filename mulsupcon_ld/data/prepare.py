@@ -317,7 +317,7 @@ def prepare_synthetic(name: str, data_dir: str | os.PathLike | None = None, *,
     return load_prepared(spec.name, data_dir, synthetic=True)
 
 
-def ensure_prepared(name: str, raw_dir: str | os.PathLike | None = None,
+def ensure_prepared(name: str | DatasetSpec, raw_dir: str | os.PathLike | None = None,
                     data_dir: str | os.PathLike | None = None, synthetic: bool = False,
                     quiet: bool = False) -> PreparedDataset:
     """Load the prepared dataset, downloading and preparing it first when it is missing."""

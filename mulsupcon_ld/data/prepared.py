@@ -23,7 +23,7 @@ import numpy as np
 from ..atomic import save_npz
 from ..errors import UserError
 from ..paths import data_dir as resolve_data_dir
-from ..registry import get_dataset
+from ..registry import DatasetSpec, get_dataset
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -74,14 +74,14 @@ def seeded_split(n: int, *, fraction: float | None = None, count: int | None = N
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def prepared_dir(name: str, data_dir: str | os.PathLike | None = None,
+def prepared_dir(name: str | DatasetSpec, data_dir: str | os.PathLike | None = None,
                  synthetic: bool = False) -> Path:
     """``DATA_DIR/<name>`` or ``DATA_DIR/<name>-synthetic``."""
     spec = get_dataset(name)
     return resolve_data_dir(data_dir) / (f"{spec.name}-synthetic" if synthetic else spec.name)
 
 
-def is_prepared(name: str, data_dir: str | os.PathLike | None = None,
+def is_prepared(name: str | DatasetSpec, data_dir: str | os.PathLike | None = None,
                 synthetic: bool = False) -> bool:
     """True when the prepared directory is complete (its ``meta.json`` exists)."""
     return (prepared_dir(name, data_dir, synthetic) / META).is_file()
@@ -177,11 +177,11 @@ class PreparedDataset:
         return {s: self.split(s) for s in SPLITS}
 
 
-def load_prepared(name: str, data_dir: str | os.PathLike | None = None,
+def load_prepared(name: str | DatasetSpec, data_dir: str | os.PathLike | None = None,
                   synthetic: bool = False) -> PreparedDataset:
     """Open ``DATA_DIR/<name>[-synthetic]``; a missing one is a :class:`UserError` naming the fix."""
     spec = get_dataset(name)
-    path = prepared_dir(spec.name, data_dir, synthetic)
+    path = prepared_dir(spec, data_dir, synthetic)
     meta_file = path / META
     if not meta_file.is_file():
         what = "synthetic stand-in of " if synthetic else ""

@@ -8,7 +8,7 @@ a preparer may write extra files there (the image store), moved into place with 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 

@@ -14,35 +14,38 @@ import yaml
 
 from ..cost import RunCost, measurements, run_cost
 from ..errors import UserError
+from ..run_settings import resolve_settings
 from . import plan
 
 
 def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str = "fp32",
                 hotpath: str | None = None) -> list[dict]:
     """Per target: runs, and CPU- or GPU-hours (image runs on ``device``, vector runs on CPU in
-    ``precision`` and the pretraining lane ``hotpath``; None: the settings' default)."""
-    overrides = () if hotpath is None else (f"pretrain.hotpath={hotpath}",)
+    ``precision`` and the pretraining lane ``hotpath``; None: the settings' default). Each run is
+    costed with its own resolved settings: scale and preset of the config included."""
+    overrides = (f"precision={precision}",) + (() if hotpath is None else (f"pretrain.hotpath={hotpath}",))
     rc = plan.RunConfig.from_config(config)
     rows = []
     for target in targets:
-        t = target.rsplit("/", 1)[-1].split(".")[0].replace("table", "")
-        if t not in plan.TABLE_IDS and t not in ("figure2", "all"):
+        t = plan.target_id(target)
+        if t is None:
             raise UserError(f"unknown target {target!r}; use a table id (2-8, table4, "
                             "paper_tables/table4.md), figure2 or all")
         runs = plan.runs_for_target(t, rc)
         cpu_h = gpu_h = 0.0
-        cache: dict[tuple[str, str], RunCost] = {}
+        cache: dict[tuple[str, str, str, str], RunCost] = {}
         for key in runs:
-            kind = rc.kind(key.dataset)
-            dev = device if kind == "image" else "cpu"
-            if (key.dataset, dev) not in cache:
-                cache[key.dataset, dev] = run_cost(key.dataset, rc.scale, dev, precision, overrides)
+            dev = device if rc.kind(key.dataset) == "image" else "cpu"
+            at = (key.dataset, key.scale, key.preset, dev)
+            if at not in cache:
+                cache[at] = run_cost(resolve_settings(key.dataset, key.scale, key.preset, overrides), dev)
             if dev == "cuda":
-                gpu_h += cache[key.dataset, dev].hours
+                gpu_h += cache[at].hours
             else:
-                cpu_h += cache[key.dataset, dev].hours
+                cpu_h += cache[at].hours
         rows.append({"target": target, "runs": len(runs), "cpu_hours": round(cpu_h, 2),
-                     "gpu_hours": round(gpu_h, 2), "scale": rc.scale})
+                     "gpu_hours": round(gpu_h, 2),
+                     "scale": rc.scale if rc.preset == "paper" else f"{rc.scale}{plan.PRESET_SEP}{rc.preset}"})
     return rows
 
 
@@ -51,12 +54,7 @@ def costed_targets(targets: list[str]) -> list[str]:
     no targets means the default target, ``all``."""
     if not targets:
         return ["all"]
-    keep = []
-    for target in targets:
-        t = target.rsplit("/", 1)[-1].split(".")[0].replace("table", "")
-        if t in plan.TABLE_IDS or t in ("figure2", "all"):
-            keep.append(target)
-    return keep
+    return [target for target in targets if plan.target_id(target) is not None]
 
 
 def start_lines(targets: list[str], config: dict[str, Any], device: str = "cuda") -> list[str]:

@@ -11,7 +11,8 @@ its output appended to the job's log, and writes one small file Snakemake declar
   outside the declared outputs, so a killed job resumes when re-run — and then copies
   ``metrics.json`` to the declared ``results/runs/<run-id>/metrics.json`` atomically. For an
   unavailable dataset it writes a result without metrics: ``{"status": "unavailable", "reason": …,
-  "metrics": null}``, which the tables show as "—" with the reason.
+  "metrics": null}``, which the tables show as "—" with the reason. So does a run this machine cannot
+  do (:func:`cpu_refusal`: an image run at paper scale without CUDA).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..atomic import atomic_path, write_json
-from .plan import NA, RunKey, split_data_name
+import torch
 
-UNAVAILABLE = "unavailable"
-OK = "ok"
+from ..atomic import atomic_path, write_json
+from ..cost import guard_image_run
+from ..errors import UserError
+from ..run_settings import resolve_settings
+from .plan import NA, OK, UNAVAILABLE, RunKey, split_data_name
 
 
 def run_cli(args: Sequence[str], log: str | os.PathLike, threads: int | None = None) -> tuple[int, str]:
@@ -122,15 +125,15 @@ def prepare_job(data: str, raw_dir: str | None, data_dir: str | None, download_s
 
 def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: str | None = None,
               data_dir: str | None = None, device: str | None = None,
-              threads: int | None = None) -> dict[str, Any]:
-    """One training run (see the module docstring); returns what was written to ``out``."""
+              threads: int | None = None, strict: bool = False) -> dict[str, Any]:
+    """One training run (see the module docstring); returns what was written to ``out``.
+    ``strict`` (config ``strict``): an unavailable dataset fails the job instead of a placeholder."""
     prepared = read_status(prepared_status)
     if prepared["status"] != OK:
-        record = unavailable_record(key, prepared["reason"])
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        Path(log).write_text(f"# not run: {record['reason']}\n")
-        write_json(out, record)
-        return record
+        return _unavailable(unavailable_record(key, prepared["reason"]), key, out, log, strict)
+    refusal = cpu_refusal(key, device)
+    if refusal:
+        return _unavailable(unavailable_record(key, refusal, what="not run on this machine"), key, out, log, strict)
     args = ["run", *key.cli_args(), "--out", key.state_dir, *_dir_flags(raw_dir, data_dir)]
     if device:
         args += ["--device", device]
@@ -150,6 +153,27 @@ def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: st
     return record
 
 
+def cpu_refusal(key: RunKey, device: str | None) -> str:
+    """Why this machine cannot run ``key`` (the CPU guard: an image run at paper scale without CUDA),
+    or ""; such a run is unavailable here, as a dataset that is not, rather than a failed job."""
+    try:
+        guard_image_run(resolve_settings(key.dataset, key.scale, key.preset), device, torch.cuda.is_available(),
+                        key.synthetic)
+    except UserError as exc:
+        return str(exc)
+    return ""
+
+
+def _unavailable(record: dict[str, Any], key: RunKey, out: str, log: str, strict: bool) -> dict[str, Any]:
+    """Write the placeholder result of an unavailable run (strict: fail the job instead)."""
+    if strict:
+        raise RuntimeError(f"strict=true: {key.run_id} is unavailable: {record['reason']}")
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    Path(log).write_text(f"# not run: {record['reason']}\n")
+    write_json(out, record)
+    return record
+
+
 def existing_state(state_dir: str | os.PathLike) -> list[str]:
     """Checkpoints and finished phases a killed attempt left in ``state_dir`` (relative names)."""
     root = Path(state_dir)
@@ -159,11 +183,11 @@ def existing_state(state_dir: str | os.PathLike) -> list[str]:
                   if p.is_file() and p.suffix in (".pt", ".json"))
 
 
-def unavailable_record(key: RunKey, reason: str) -> dict[str, Any]:
-    """What a run of an unavailable dataset records: its parameters and why there is no number."""
+def unavailable_record(key: RunKey, reason: str, what: str = "dataset not available") -> dict[str, Any]:
+    """What an unavailable run records: its parameters and why there is no number."""
     num = (lambda v: None if v == NA else float(v))
     return {
         "dataset": key.dataset, "method": key.method, "seed": key.seed, "alpha": num(key.alpha),
         "beta": num(key.beta), "ablation": key.ablation, "scale": key.scale, "preset": key.preset, "synthetic": key.synthetic,
-        "status": UNAVAILABLE, "reason": f"dataset not available: {reason}", "metrics": None,
+        "status": UNAVAILABLE, "reason": f"{what}: {reason}", "metrics": None,
     }

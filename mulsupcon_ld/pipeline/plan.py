@@ -12,7 +12,7 @@ loss). Identical parameters give identical paths, so a job shared by several tab
 Table 2's CLD run on Scene *is* the grid cell of Tables 5/6 at the default α, β and Figure 2's
 "full CLD" run, because the default α, β of :mod:`mulsupcon_ld.settings` lie on the grid.
 
-Hyperparameters are never decided here: default α, β come from :func:`mulsupcon_ld.settings.get_settings`.
+Hyperparameters are never decided here: default α, β come from :func:`mulsupcon_ld.run_settings.resolve_settings`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..names import ABLATIONS, CONTROL_METHOD, NO_LD_METHODS, PAPER_METHOD, TABLE_METRICS
+from ..names import ABLATIONS, CONTROL_METHOD, METRICS_FILE, NO_LD_METHODS, PAPER_METHOD, TABLE_METRICS
 from ..registry import get_dataset
-from ..settings import get_settings
+from ..run_settings import resolve_settings
 
 # --------------------------------------------------------------------------------------------
 # names
@@ -44,6 +44,14 @@ NA = "na"
 RUNS_ROOT = "results/runs"
 STATE_ROOT = "results/state"
 LOG_ROOT = "logs/train"
+#: a run's id: its folder under RUNS_ROOT / STATE_ROOT and its log under LOG_ROOT (the training
+#: rule's wildcards, workflow/rules/train.smk, are these names)
+RUN_ID = "{scale}/{data}/{method}/{ablation}/a{alpha}_b{beta}/seed{seed}"
+#: a status file's or a result's "status" (pipeline/jobs.py)
+OK, UNAVAILABLE = "ok", "unavailable"
+#: the status files of a dataset's download and prepare jobs (workflow/rules/data.smk)
+DOWNLOAD_STATUS = "results/data/{dataset}/download.json"
+PREPARED_STATUS = "results/data/{data}/prepared.json"
 
 
 def fmt_num(x: float | str | None) -> str:
@@ -107,13 +115,13 @@ class RunKey:
 
     @property
     def run_id(self) -> str:
-        return (f"{self.scale_dir}/{self.data}/{self.method}/{self.ablation}/"
-                f"a{self.alpha}_b{self.beta}/seed{self.seed}")
+        return RUN_ID.format(scale=self.scale_dir, data=self.data, method=self.method, ablation=self.ablation,
+                             alpha=self.alpha, beta=self.beta, seed=self.seed)
 
     @property
     def result(self) -> str:
         """The declared output of the training job."""
-        return f"{RUNS_ROOT}/{self.run_id}/metrics.json"
+        return f"{RUNS_ROOT}/{self.run_id}/{METRICS_FILE}"
 
     @property
     def state_dir(self) -> str:
@@ -138,8 +146,8 @@ class RunKey:
 @functools.lru_cache(maxsize=None)
 def default_alpha_beta(dataset: str, scale: str = "paper") -> tuple[float, float]:
     """The library's default α, β for ``dataset`` (used by Tables 2–4 and Figure 2)."""
-    loss = get_settings(dataset, scale)["loss"]
-    return float(loss["alpha"]), float(loss["beta"])
+    loss = resolve_settings(dataset, scale).loss
+    return float(loss.alpha), float(loss.beta)
 
 
 def main_alpha_beta(dataset: str, method: str, scale: str) -> tuple[str, str]:
@@ -217,11 +225,11 @@ TABLES: dict[str, TableSpec] = {
 }
 TABLE_IDS = tuple(TABLES)
 
-#: Figure 2: CLD ablation on Scene and PASCAL, six metrics
-FIGURE2_DATASETS = ("scene", "pascal")
-FIGURE2_TITLES = ("Scene", "PASCAL")
-
 DATASET_TITLE = {d: t for spec in TABLES.values() for d, t in zip(spec.datasets, spec.titles)}
+
+#: Figure 2: CLD ablation on Scene and PASCAL, six metrics (titles: the tables')
+FIGURE2_DATASETS = ("scene", "pascal")
+FIGURE2_TITLES = tuple(DATASET_TITLE[d] for d in FIGURE2_DATASETS)
 
 
 @dataclass(frozen=True)
@@ -368,6 +376,13 @@ def runs_for_figure2(rc: RunConfig) -> list[RunKey]:
             for abl in rc.ablations:
                 keys.append(rc.key(ds, "cld", abl, a, b, seed))
     return sorted(set(keys))
+
+
+def target_id(target: str) -> str | None:
+    """The table id ("2" … "8"), "figure2" or "all" a workflow target names (``paper_tables/table4.md``,
+    ``table4``, ``4``, ``figure2``, ``all``); None for any other target (runs.csv, the diff, …)."""
+    t = target.rsplit("/", 1)[-1].split(".")[0].replace("table", "")
+    return t if t in TABLE_IDS or t in ("figure2", "all") else None
 
 
 def runs_for_target(target: str, rc: RunConfig) -> list[RunKey]:

@@ -1,4 +1,5 @@
-"""Collect ``metrics.json`` result files into one table, one row per run (``results/runs.csv``).
+"""Collect ``metrics.json`` result files into one table, one row per run (``results/runs.csv``;
+its columns and reader: :mod:`.runs_table`).
 
 Columns: the run's parameters (``dataset, method, seed, alpha, beta, ablation, scale, preset, synthetic``),
 ``status`` (``ok`` or ``unavailable``) and ``reason``; every metric of both protocols
@@ -17,18 +18,8 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..atomic import atomic_path
-from ..errors import UserError
-from ..names import PROTOCOLS
-from ..pipeline.plan import METRICS, RUNS_ROOT
-
-ID_COLUMNS = ["run_id", "dataset", "method", "seed", "alpha", "beta", "ablation", "scale", "preset",
-              "synthetic", "status", "reason"]
-METRIC_COLUMNS = [f"{p}.{m}" for p in PROTOCOLS for m in METRICS] + ["val-threshold.threshold"]
-
-
-def metric_column(metric: str, protocol: str = "paper") -> str:
-    return f"{protocol}.{metric}"
-
+from ..pipeline.plan import RUNS_ROOT
+from .runs_table import ID_COLUMNS, METRIC_COLUMNS
 
 def run_row(record: dict[str, Any], path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Flatten one result record into a row."""
@@ -70,34 +61,6 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     first = ID_COLUMNS + METRIC_COLUMNS
     frame = frame[first + [c for c in frame.columns if c not in first]]
     return frame.sort_values("run_id", kind="stable").reset_index(drop=True)
-
-
-def read_runs(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a runs CSV written by :func:`write_runs` (types restored)."""
-    text_columns = {c: str for c in ("run_id", "dataset", "method", "ablation", "scale", "preset", "status",
-                                            "reason")}
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text_columns)
-    for col in ("alpha", "beta") + tuple(c for c in METRIC_COLUMNS if c in frame.columns):
-        if col in frame.columns:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    if "synthetic" in frame.columns:
-        frame["synthetic"] = frame["synthetic"].map(_truthy)
-    for col in text_columns:
-        if col in frame.columns:
-            frame[col] = frame[col].fillna("")
-    return frame
-
-
-def read_runs_arg(path: str | os.PathLike) -> pd.DataFrame:
-    """:func:`read_runs` for a command's ``--runs``: a missing file is one clear error."""
-    if not Path(path).is_file():
-        raise UserError(f"{path} does not exist; build it with `snakemake --cores N results/runs.csv` "
-                        "(or pass --runs PATH)")
-    return read_runs(path)
-
-
-def _truthy(v: Any) -> bool:
-    return str(v).strip().lower() in ("true", "1", "yes")
 
 
 def write_runs(frame: pd.DataFrame, out: str | os.PathLike) -> None:

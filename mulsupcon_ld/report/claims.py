@@ -31,16 +31,17 @@ import pandas as pd
 
 from ..atomic import write_text
 from ..errors import UserError
-from ..names import NO_LD_METHODS
+from ..names import LD_METHODS, NO_LD_METHODS, PAPER_METHOD
 from ..paper_numbers import REPO_ROOT
 from ..pipeline import plan
-from .aggregate import read_runs_arg
+from .format import banner_lines, num
+from .runs_table import read_runs_arg
 from .delta import write_delta
-from .diff import write_diff
+from .diff import write_diff_cells
 from .forest import plot_forest
 from .paper_delta import PAPER_LABEL, paper_deltas, paper_values
 from .stats import compare
-from .tables import RunIndex, load_paper, markdown_table, seed_values, write_table
+from .tables import RunIndex, TableFrames, load_paper, markdown_table, seed_values, write_table_frame
 from .power import MAX_SEEDS
 from .verdicts import FAMILY_TITLE, VERDICTS, family_sizes, judge
 
@@ -80,7 +81,7 @@ Q_CONTROL = ("Ours (not in the paper): contrastive pretraining (MulSupCon) score
 Q_ASL = ("Ours (not in the paper): the paper compares with ASL's quoted numbers, produced by other code on other "
          "splits; here MulSupCon and MulSupCon_CLD score higher than ASL run by us (--method asl: the same MLP "
          "fine-tuned from scratch with the asymmetric loss, the BCE control's budget, data, seeds and selection).")
-LD_LABEL = {"rld": "MulSupCon_RLD", "cld": "MulSupCon_CLD"}
+LD_LABEL = {m: PAPER_METHOD[m] for m in LD_METHODS}
 
 
 def _side(method: str, ablation: str = "none", alpha: float | None = None, beta: float | None = None) -> dict:
@@ -264,7 +265,7 @@ def verdict_counts(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _g(x: float, digits: int = 3) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+    return num(x, digits)
 
 
 def _p(x: float) -> str:
@@ -335,11 +336,7 @@ def render_claims(frame: pd.DataFrame) -> str:
     ok = frame[frame["verdict"] != "no runs"]
     synthetic = bool(ok["synthetic"].astype(bool).any())
     lines = ["# The paper's claims, tested on our runs", ""]
-    if synthetic:
-        lines += ["**SYNTHETIC DATA** — some claims were tested on small deterministic stand-ins of the datasets: "
-                  "their verdicts say nothing about the paper.", ""]
-    if "smoke" in set(ok["scale"]):
-        lines += ["Scale includes **smoke** (a few epochs): not comparable to the paper.", ""]
+    lines += banner_lines(synthetic, ok["scale"], "verdicts")
     lines += [_method_text(frame), "", "## Summary", ""]
     counts = verdict_counts(frame)
     lines.append(markdown_table(["kind"] + list(VERDICTS) + ["claims"],
@@ -385,30 +382,28 @@ def write_claims(runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | o
 def cmd_claims(args: argparse.Namespace) -> int:
     runs = read_runs_arg(args.runs)
     frame = write_claims(runs, args.out, args.csv, load_claims(args.registry) if args.registry else None)
+    frames = TableFrames(runs, tolerance=args.tolerance)   # each table's cells once, for the figure and the tables
     if args.figure:
         stem = Path(args.figure).with_suffix("")
-        write_delta(runs, f"{stem}.png", f"{stem}.pdf")
+        write_delta(runs, f"{stem}.png", f"{stem}.pdf", frames=frames)
     if args.tables_dir:
-        write_tables_dir(runs, args.tables_dir, args.tolerance)
+        write_tables_dir(frames, args.tables_dir)
     counts = frame["verdict"].value_counts()
     print(f"{args.out}: {len(frame)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS),
           file=sys.stderr)
     return 0
 
 
-def write_tables_dir(runs: pd.DataFrame, out_dir: str | os.PathLike, tolerance: float) -> list[str]:
+def write_tables_dir(frames: TableFrames, out_dir: str | os.PathLike) -> list[str]:
     """Regenerate, in ``out_dir``, every table with at least one of our numbers, and ``diff.md``."""
     out = Path(out_dir)
-    paper = load_paper()
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for t in plan.TABLE_IDS:
-        frame = write_table(t, runs, out / f"table{t}.md", out / f"table{t}.csv", tolerance, paper)
-        if not (frame["status"] == "ok").any():
-            for suffix in (".md", ".csv"):
-                (out / f"table{t}{suffix}").unlink()
-        else:
+        if (frames[t]["status"] == "ok").any():
+            write_table_frame(t, frames[t], out / f"table{t}.md", out / f"table{t}.csv", frames.tolerance)
             written.append(f"table{t}")
-    write_diff(runs, tolerance, str(out / "diff.md"), paper)
+    write_diff_cells(frames, str(out / "diff.md"))
     return written
 
 

@@ -18,19 +18,22 @@ import pandas as pd
 
 from ..atomic import atomic_path
 from ..pipeline import plan
-from .diff import diff_frame
-from .tables import load_paper
+from .diff import diff_cells
+from .format import mark_figure
+from .tables import TableFrames
 
 #: the grids printed twice: Table 6 re-arranges Table 5, Table 8 re-arranges Table 7
 REPEATS = ("6", "8")
 PALETTE = {"consistent": "#0072B2", "ours lower": "#D55E00", "ours higher": "#009E73", "one seed": "#999999"}
 
 
-def delta_frame(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Cells with our result and a paper value: label, metric, Δ, Δ interval, agreement."""
-    paper = load_paper() if paper is None else paper
+def delta_frame(runs: pd.DataFrame, paper: pd.DataFrame | None = None,
+                frames: TableFrames | None = None) -> pd.DataFrame:
+    """Cells with our result and a paper value: label, metric, Δ, Δ interval, agreement (``frames``:
+    the command's table frames, when it has them; the tolerance flag is not used here)."""
+    frames = TableFrames(runs, paper) if frames is None else frames
     tables = tuple(t for t in plan.TABLE_IDS if t not in REPEATS)
-    frame = diff_frame(runs, paper, tolerance=0.0, tables=tables)
+    frame = diff_cells(frames, tables)
     frame = frame[(frame["status"] == "ok") & frame["paper"].notna()].copy()
     base = pd.Series([_label(r) for r in frame.itertuples()], index=frame.index)
     n = frame["n"].groupby(base).agg(lambda x: f"n={int(x.min())}" if x.min() == x.max()
@@ -92,10 +95,8 @@ def plot_delta(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> Non
     top = 1 - 1.1 / height  # room for the title and, under it, the legend
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, top + 0.75 / height), ncol=len(PALETTE),
                frameon=False, title="paper's value vs our 95% CI")
-    title = "Ours − paper per cell: dot = Δ of the means, bar = our 95% CI shifted by the paper's value"
-    if synthetic:
-        title = "SYNTHETIC DATA — " + title
-        fig.text(0.5, 0.5, "SYNTHETIC", fontsize=70, color="red", alpha=0.12, ha="center", va="center", rotation=20)
+    title = mark_figure(fig, "Ours − paper per cell: dot = Δ of the means, bar = our 95% CI shifted by the "
+                             "paper's value", synthetic)
     fig.suptitle(title, color="red" if synthetic else "black")
     fig.tight_layout(rect=(0, 0, 1, top))
     for out in outputs:
@@ -105,7 +106,7 @@ def plot_delta(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> Non
 
 
 def write_delta(runs: pd.DataFrame, out_png: str | os.PathLike, out_pdf: str | os.PathLike,
-                paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    frame = delta_frame(runs, paper)
+                paper: pd.DataFrame | None = None, frames: TableFrames | None = None) -> pd.DataFrame:
+    frame = delta_frame(runs, paper, frames)
     plot_delta(frame, [out_png, out_pdf])
     return frame

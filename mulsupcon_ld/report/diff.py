@@ -21,15 +21,20 @@ import pandas as pd
 from ..atomic import write_text
 from ..errors import UserError
 from ..pipeline import plan
-from .aggregate import read_runs_arg
-from .tables import FLAG, load_paper, markdown_table, ours_text, summary_counts, table_frame
+from .format import NO_NUMBER, SYNTHETIC, banner_lines, num
+from .runs_table import read_runs_arg
+from .tables import FLAG, TableFrames, markdown_table, ours_text, summary_counts
 
 
 def diff_frame(runs: pd.DataFrame, paper: pd.DataFrame, tolerance: float,
                tables: tuple[str, ...] = plan.TABLE_IDS) -> pd.DataFrame:
     """Every cell of ``tables`` (quoted methods left out), with ours, paper, Δ and the flag."""
-    frames = [table_frame(t, runs, paper, tolerance) for t in tables]
-    frame = pd.concat(frames, ignore_index=True)
+    return diff_cells(TableFrames(runs, paper, tolerance), tables)
+
+
+def diff_cells(frames: TableFrames, tables: tuple[str, ...] = plan.TABLE_IDS) -> pd.DataFrame:
+    """:func:`diff_frame` from table frames already built (or built here, once)."""
+    frame = pd.concat([frames[t] for t in tables], ignore_index=True)
     return frame[frame["status"] != "quoted"].reset_index(drop=True)
 
 
@@ -40,29 +45,18 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _num_text(x: float, digits: int, sign: bool = False) -> str:
-    if isinstance(x, float) and math.isnan(x):
-        return "—"
-    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
-
-
 def render_diff(frame: pd.DataFrame, tolerance: float) -> str:
     summary = summary_frame(frame)
     synthetic = bool(frame.loc[frame["status"] == "ok", "synthetic"].astype(bool).any())
     lines = ["# Ours − paper, per cell", ""]
-    if synthetic:
-        lines += ["**SYNTHETIC DATA** — numbers marked SYNTHETIC come from small deterministic stand-ins of "
-                  "the datasets; their differences from the paper mean nothing.", ""]
-    scales = sorted(set(frame.loc[frame["status"] == "ok", "scale"]))
-    if "smoke" in scales:
-        lines += ["Scale includes **smoke** (a few epochs): not comparable to the paper.", ""]
+    lines += banner_lines(synthetic, frame.loc[frame["status"] == "ok", "scale"], "numbers")
     lines += [f"Δ = ours (mean over seeds, `paper` protocol) − paper. Tolerance: |Δ| ≤ {tolerance:g}; "
               f"beyond it a cell is flagged {FLAG}. \"total\" = cells of our methods with a paper value; "
               "\"no result\" = cells we could not run (reasons in the table files). \"95% CI\" = Student-t "
               "interval of our mean over seeds; \"paper vs CI\": *consistent* = the paper's value lies inside "
               "it, *ours lower* / *ours higher* = outside (none for one seed). The claims the paper makes "
               "are tested in `claims.md`.", "",
-              "## Summary" + (" (SYNTHETIC)" if synthetic else ""), ""]
+              "## Summary" + (f" ({SYNTHETIC})" if synthetic else ""), ""]
     body = [[r["table"] if r["table"] == "overall" else f"Table {r['table']}", f"{r['within']} / {r['total']}",
              str(r["compared"]), str(r["beyond"]), str(r["no_result"]), f"{r['consistent']} / {r['with_ci']}"]
             for r in summary.to_dict("records")]
@@ -73,12 +67,12 @@ def render_diff(frame: pd.DataFrame, tolerance: float) -> str:
         body = []
         for r in part.to_dict("records"):
             ok = r["status"] == "ok"
-            ci = (f"[{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]"
-                  if ok and not math.isnan(r["ci_low"]) else "—")
-            body.append([r["panel"] or "", r["row"], r["column"], r["metric"], ours_text(r, digits, ci=False) if ok else "—",
-                         ci, _num_text(r["paper"], digits), _num_text(r["diff"], digits, sign=True),
-                         {True: "yes", False: f"no {FLAG}"}.get(r["within_tolerance"], "—"),
-                         r["paper_vs_ci"] or "—"])
+            ci = (f"[{num(r['ci_low'], digits)}, {num(r['ci_high'], digits)}]"
+                  if ok and not math.isnan(r["ci_low"]) else NO_NUMBER)
+            body.append([r["panel"] or "", r["row"], r["column"], r["metric"], ours_text(r, digits, ci=False) if ok else NO_NUMBER,
+                         ci, num(r["paper"], digits), num(r["diff"], digits, sign=True),
+                         {True: "yes", False: f"no {FLAG}"}.get(r["within_tolerance"], NO_NUMBER),
+                         r["paper_vs_ci"] or NO_NUMBER])
         lines += ["", f"## Table {table_id}", "",
                   markdown_table(["panel", "row", "column", "metric", "ours", "95% CI", "paper", "Δ", "within",
                                   "paper vs CI"], body)]
@@ -88,9 +82,13 @@ def render_diff(frame: pd.DataFrame, tolerance: float) -> str:
 def write_diff(runs: pd.DataFrame, tolerance: float, out: str | None = None,
                paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Render the diff of ``runs`` against the paper; write it to ``out`` (or stdout)."""
-    paper = load_paper() if paper is None else paper
-    frame = diff_frame(runs, paper, tolerance)
-    text = render_diff(frame, tolerance)
+    return write_diff_cells(TableFrames(runs, paper, tolerance), out)
+
+
+def write_diff_cells(frames: TableFrames, out: str | None = None) -> pd.DataFrame:
+    """:func:`write_diff` from table frames already built (or built here, once)."""
+    frame = diff_cells(frames)
+    text = render_diff(frame, frames.tolerance)
     if out:
         write_text(out, text)
     else:

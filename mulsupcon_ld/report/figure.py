@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..atomic import atomic_path, write_text
 from ..pipeline import plan
+from .format import SYNTHETIC, mark_figure
 from .tables import compute_cells
 
 
@@ -41,7 +42,7 @@ def plot_figure2(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> N
     for ax, ds, title in zip(axes, plan.FIGURE2_DATASETS, plan.FIGURE2_TITLES):
         part = frame[frame["dataset"] == ds]
         ok = part[part["status"] == "ok"]
-        ax.set_title(title + (" (SYNTHETIC)" if ok["synthetic"].astype(bool).any() else ""))
+        ax.set_title(title + (f" ({SYNTHETIC})" if ok["synthetic"].astype(bool).any() else ""))
         ax.set_xticks(range(len(plan.METRICS)), plan.METRICS)
         ax.set_xlim(-0.6, len(plan.METRICS) - 0.4)
         if ok.empty:
@@ -66,11 +67,8 @@ def plot_figure2(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> N
             legend_labels[variant] = f"{variant} (n={int(n)})" if n == n else variant
     handles = [matplotlib.patches.Patch(color=colors[v], label=legend_labels.get(v, v)) for v in variants]
     fig.legend(handles=handles, loc="lower center", ncol=len(variants), frameon=False)
-    suptitle = "Figure 2 (regenerated): ablation of MulSupCon_CLD (mean ± std over seeds)"
-    if synthetic:
-        suptitle = "SYNTHETIC DATA — " + suptitle
-        fig.text(0.5, 0.5, "SYNTHETIC", fontsize=70, color="red", alpha=0.12, ha="center", va="center",
-                 rotation=20)
+    suptitle = mark_figure(fig, "Figure 2 (regenerated): ablation of MulSupCon_CLD (mean ± std over seeds)",
+                           synthetic)
     fig.suptitle(suptitle, color="red" if synthetic else "black")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     for out in outputs:

@@ -31,8 +31,9 @@ from ..atomic import write_text
 from ..names import CONTROL_METHOD, NO_LD_METHODS
 from ..paper_numbers import load_paper_numbers
 from ..pipeline import plan
-from .aggregate import metric_column
+from .runs_table import metric_column
 from ..pipeline.plan import NA, Cell, fmt_num
+from .format import SYNTHETIC, banner_lines, num
 from .stats import mean_ci, paper_vs_ci
 
 #: preference order of (scale, synthetic) when a cell has runs of several kinds
@@ -247,26 +248,22 @@ class Footnotes:
         return f"[{self.items.index(text) + 1}]"
 
 
-def _f(x: float, digits: int) -> str:
-    return f"{x:.{digits}f}"
-
-
 def ours_text(r: dict[str, Any], digits: int, ci: bool = True) -> str:
     """``[SYNTHETIC ]mean ± std (n=k), CI [lo, hi]`` (no ± and no CI for one seed)."""
-    text = _f(r["ours_mean"], digits)
+    text = num(r["ours_mean"], digits)
     if r["n"] > 1:
-        text += f" ± {_f(r['ours_std'], digits)}"
+        text += f" ± {num(r['ours_std'], digits)}"
     text += f" (n={r['n']})"
     if ci and _num(r.get("ci_low")) is not None:
-        text += f", CI [{_f(r['ci_low'], digits)}, {_f(r['ci_high'], digits)}]"
-    return ("SYNTHETIC " + text) if r.get("synthetic") else text
+        text += f", CI [{num(r['ci_low'], digits)}, {num(r['ci_high'], digits)}]"
+    return f"{SYNTHETIC} {text}" if r.get("synthetic") else text
 
 
 def cell_texts(r: dict[str, Any], digits: int, notes: Footnotes | None = None) -> tuple[str, str]:
     """``(ours, paper)`` sub-cells. ours: :func:`ours_text`, or ``— (reason [k])``; paper: the printed
     value, then ``Δ d[ ⚠]`` and where it lies against our CI (``consistent``, ``ours lower``, …)."""
     paper_value = _num(r.get("paper"))
-    paper_txt = _f(paper_value, digits) if paper_value is not None else "—"
+    paper_txt = num(paper_value, digits)
     if r["status"] == "quoted":
         return "", (f"{paper_txt} (quoted)" if paper_value is not None else "— (not reported)")
     if r["status"] != "ok":
@@ -275,7 +272,7 @@ def cell_texts(r: dict[str, Any], digits: int, notes: Footnotes | None = None) -
         return f"— {note}", paper_txt
     if paper_value is None:
         return ours_text(r, digits), "— (not reported)"
-    delta = f"Δ {r['diff']:+.{digits}f}"
+    delta = f"Δ {num(r['diff'], digits, sign=True)}"
     if r.get("within_tolerance") is False:
         delta = f"**{delta} {FLAG}**"
     parts = [paper_txt, delta] + ([r["paper_vs_ci"]] if r.get("paper_vs_ci") else [])
@@ -313,13 +310,7 @@ def summary_counts(frame: pd.DataFrame) -> dict[str, int]:
 def _preamble(spec: plan.TableSpec, frame: pd.DataFrame, tolerance: float) -> list[str]:
     ran = frame[frame["status"] == "ok"]
     lines = [f"# {spec.title} (regenerated)", "", f"> Paper: {spec.caption}", ""]
-    if ran["synthetic"].astype(bool).any():
-        lines += ["**SYNTHETIC DATA** — cells marked SYNTHETIC come from small deterministic stand-ins of the "
-                  "datasets, not the real data: their numbers say nothing about the paper's claims.", ""]
-    scales = sorted(set(ran["scale"]))
-    if scales:
-        lines += [f"Scale: {', '.join(scales)}" + (" (a few epochs, for testing: not comparable to the paper)"
-                                                    if "smoke" in scales else "") + ".", ""]
+    lines += banner_lines(bool(ran["synthetic"].astype(bool).any()), ran["scale"], "cells")
     presets = sorted(set(ran["preset"]) - {""})
     if presets and presets != [DEFAULT_PRESET]:
         lines += [f"Preset: {', '.join(presets)}.", ""]
@@ -388,11 +379,32 @@ def _render_grid(spec: plan.TableSpec, frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+class TableFrames:
+    """The cell frame of each table for one runs table, built at most once: a command that writes the
+    tables, the diff and the delta figure builds each table's cells one time."""
+
+    def __init__(self, runs: pd.DataFrame, paper: pd.DataFrame | None = None, tolerance: float = 0.02):
+        self.runs, self.tolerance = runs, tolerance
+        self.paper = load_paper() if paper is None else paper
+        self._built: dict[str, pd.DataFrame] = {}
+
+    def __getitem__(self, table_id: str) -> pd.DataFrame:
+        table_id = str(table_id)
+        if table_id not in self._built:
+            self._built[table_id] = table_frame(table_id, self.runs, self.paper, self.tolerance)
+        return self._built[table_id]
+
+
 def write_table(table_id: str, runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike,
                 tolerance: float, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Write Table ``table_id`` as markdown and as a CSV of its cells (both atomically)."""
-    paper = load_paper() if paper is None else paper
-    frame = table_frame(table_id, runs, paper, tolerance)
+    frame = table_frame(table_id, runs, load_paper() if paper is None else paper, tolerance)
+    write_table_frame(table_id, frame, out_md, out_csv, tolerance)
+    return frame
+
+
+def write_table_frame(table_id: str, frame: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike,
+                      tolerance: float) -> None:
+    """Write the cells ``frame`` of Table ``table_id`` as markdown and CSV (both atomically)."""
     write_text(out_md, render_markdown(table_id, frame, tolerance))
     write_text(out_csv, frame.to_csv(index=False))
-    return frame

@@ -8,10 +8,10 @@ from snakemake.cli import get_argument_parser
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from mulsupcon_ld.names import ABLATIONS, METHODS
+from mulsupcon_ld.names import ABLATIONS, METHODS, METRICS_FILE, SCALES
 from mulsupcon_ld.registry import DATASETS
 from mulsupcon_ld.settings import PRESETS
-from mulsupcon_ld.pipeline import cost, plan
+from mulsupcon_ld.pipeline import cost, plan, summary
 
 # `--config seeds=[0,1]` leaves strings inside lists: convert them to the schema's types first
 with open(workflow.source_path("../schemas/config.schema.yaml")) as _fh:
@@ -49,6 +49,19 @@ if workflow.is_main_process:
     _targets = _requested_targets()
     for _line in cost.start_lines(_targets, config) if _targets is not None else []:
         print(_line, file=sys.stderr)
+    # strict=true and placeholders of unavailable runs from an earlier run: nothing would re-run
+    # them (their files exist), so stop here rather than finish "done"
+    _held = (
+        summary.placeholders(_targets, RUNS)
+        if config["strict"] and _targets is not None
+        else []
+    )
+    if _held:
+        summary.report(_targets, RUNS, strict=True)
+        raise WorkflowError(
+            f"strict=true: {len(_held)} requested runs are unavailable (placeholders such as "
+            f"{_held[0].result}); delete them and results/data/<dataset>/ to try again"
+        )
 
 # envs/mulsupcon.post-deploy.sh installs the project from here into the conda env (--sdm conda)
 os.environ.setdefault("MULSUPCON_LD_ROOT", str(Path(workflow.basedir).resolve()))
@@ -61,7 +74,7 @@ _NUMBER = r"na|[0-9][0-9.e+-]*"
 wildcard_constraints:
     dataset=f"(?:{_NAMES})",
     data=f"(?:{_NAMES})(?:{plan.SYNTHETIC_SUFFIX})?",
-    scale=rf"(?:paper|smoke)(?:\{plan.PRESET_SEP}(?:{'|'.join(p for p in PRESETS if p != 'paper')}))?",  # SCALE[+PRESET], plan.RunKey.scale_dir
+    scale=rf"(?:{'|'.join(SCALES)})(?:\{plan.PRESET_SEP}(?:{'|'.join(p for p in PRESETS if p != 'paper')}))?",  # SCALE[+PRESET], plan.RunKey.scale_dir
     method="|".join(METHODS),
     ablation="|".join(ABLATIONS),
     alpha=_NUMBER,
@@ -98,7 +111,7 @@ def all_results(wildcards):
 def download_status(wildcards):
     """Synthetic stand-ins need no download."""
     dataset, synthetic = plan.split_data_name(wildcards.data)
-    return [] if synthetic else f"results/data/{dataset}/download.json"
+    return [] if synthetic else plan.DOWNLOAD_STATUS.format(dataset=dataset)
 
 
 def data_kind(wildcards):

@@ -5,7 +5,7 @@
 
 rule download:
     output:
-        "results/data/{dataset}/download.json",
+        plan.DOWNLOAD_STATUS,
     log:
         "logs/download/{dataset}.log",
     conda:
@@ -24,7 +24,7 @@ rule prepare:
     input:
         download=download_status,
     output:
-        "results/data/{data}/prepared.json",
+        plan.PREPARED_STATUS,
     log:
         "logs/prepare/{data}.log",
     conda:

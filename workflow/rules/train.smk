@@ -7,11 +7,11 @@
 
 rule train:
     input:
-        prepared="results/data/{data}/prepared.json",
+        prepared=plan.PREPARED_STATUS,
     output:
-        "results/runs/{scale}/{data}/{method}/{ablation}/a{alpha}_b{beta}/seed{seed}/metrics.json",
+        f"{plan.RUNS_ROOT}/{plan.RUN_ID}/{METRICS_FILE}",
     log:
-        "logs/train/{scale}/{data}/{method}/{ablation}/a{alpha}_b{beta}/seed{seed}.log",
+        f"{plan.LOG_ROOT}/{plan.RUN_ID}.log",
     conda:
         ENV
     threads: train_threads

@@ -13,4 +13,5 @@ train_job(
     data_dir=snakemake.params.data_dir,
     device=snakemake.config["device"],
     threads=snakemake.threads,
+    strict=snakemake.config["strict"],
 )

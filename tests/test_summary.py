@@ -1,0 +1,75 @@
+"""The end-of-workflow summary (mulsupcon_ld/pipeline/summary.py), on hand-made result files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mulsupcon_ld.pipeline import jobs, plan, summary
+
+RC = plan.RunConfig(datasets=("pascal", "nuswide", "coco"), methods=("cld", "mulsupcon"), seeds=(0,),
+                    image_seeds=(0,), alphas=(1.0,), betas=(0.001,), ablations=("none",), scale="smoke")
+
+
+def _write(root: Path, rel: str, record: dict) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def test_summary_counts_groups_and_blank_cells(tmp_path):
+    keys = {(k.dataset, k.method): k for k in plan.runs_for_table("4", RC)}
+    assert len(keys) == 6
+    _write(tmp_path, keys["pascal", "cld"].result, {"metrics": {"paper": {}}})
+    _write(tmp_path, keys["pascal", "mulsupcon"].result,
+           jobs.unavailable_record(keys["pascal", "mulsupcon"], "could not download pascal: is this machine offline?"))
+    for method in ("cld", "mulsupcon"):
+        _write(tmp_path, keys["nuswide", method].result,
+               jobs.unavailable_record(keys["nuswide", method], "nuswide needs a manual download. …"))
+    # coco: no result; its prepare job says why (strict mode writes no placeholder)
+    _write(tmp_path, plan.PREPARED_STATUS.format(data="coco"), {"status": "unavailable", "reason": "needs a GPU"})
+    s = summary.summarize(["paper_tables/table4.md"], RC, tmp_path)
+    assert len(s.ok) == 1 and s.n_unavailable == 5 and not s.missing
+    assert {g: len(k) for g, k in s.unavailable.items()} == {
+        "offline (no network)": 1, "needs a manual download": 2, "needs CUDA": 2}
+    assert s.blank == {"4": ["coco: cld, mulsupcon", "nuswide: cld, mulsupcon", "pascal: mulsupcon"]}
+    lines = summary.summary_lines(s)
+    assert lines[0] == "summary: 6 runs: 1 ok, 5 unavailable, 0 failed or not run"
+    assert any("table 4 will show \"—\" for coco: cld, mulsupcon" in line for line in lines)
+    assert summary.report(["table4"], RC, strict=False, root=tmp_path) == 0
+    assert summary.report(["table4"], RC, strict=True, root=tmp_path) == summary.STRICT_EXIT
+    assert [k.dataset for k in summary.placeholders(["table4"], RC, tmp_path)] == ["nuswide", "nuswide", "pascal"]
+
+
+def test_summary_of_a_finished_workflow_and_of_failed_jobs(tmp_path):
+    for key in plan.runs_for_target("all", RC):
+        _write(tmp_path, key.result, {"metrics": {"paper": {}}})
+    s = summary.summarize(None, RC, tmp_path)   # no targets: the default target, everything
+    assert s.n_unavailable == 0 and not s.missing and not any(s.blank.values())
+    assert summary.report(None, RC, strict=True, root=tmp_path) == 0
+    s = summary.summarize(["paper_tables/table4.md"], RC, tmp_path / "elsewhere")
+    assert len(s.missing) == 6 and summary.summary_lines(s)[1].startswith("  failed or not run: 6 runs")
+    assert summary.requested_tables(["results/runs.csv"]) == (list(plan.TABLE_IDS), True)
+    assert summary.requested_tables(["paper_tables/table5.md", "figure2"]) == (["5"], True)
+
+
+def test_an_image_run_at_paper_scale_without_cuda_is_unavailable_not_a_failed_job(tmp_path, monkeypatch):
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(jobs, "run_cli", lambda *a, **k: pytest.fail("the run must not start"))
+    prepared = tmp_path / "prepared.json"
+    prepared.write_text(json.dumps({"status": "ok"}))
+    key = plan.RunKey("pascal", "cld", "none", "1", "0.001", 0, "paper", False)
+    out, log = tmp_path / "metrics.json", tmp_path / "train.log"
+    record = jobs.train_job(key, str(prepared), str(out), str(log))
+    assert record["status"] == "unavailable" and "needs a GPU" in record["reason"]
+    assert summary.reason_group(record["reason"]) == "needs CUDA"
+    assert json.loads(out.read_text()) == record and log.read_text().startswith("# not run: not run on this machine")
+    out.unlink()
+    with pytest.raises(RuntimeError, match="strict=true"):
+        jobs.train_job(key, str(prepared), str(out), str(log), strict=True)
+    assert not out.exists()
+    # an explicit --device cpu, or smoke scale, is the override: the run starts
+    assert jobs.cpu_refusal(key, "cpu") == "" and jobs.cpu_refusal(plan.RunKey(
+        "pascal", "cld", "none", "1", "0.001", 0, "smoke", False), None) == ""
