@@ -116,6 +116,7 @@ def test_cli_method_and_ablation_reach_ld_loss(tmp_path, data_dir, monkeypatch, 
 
 def test_cli_mulsupcon_reaches_mulsupcon_loss(tmp_path, data_dir, monkeypatch):
     kw = _first_loss_call(monkeypatch, tmp_path, data_dir, "mulsupcon")
+    assert isinstance(kw.pop("queue"), losses.Queue)        # the MoCo queue as its own block
     assert kw == {"_loss": "mulsupcon_loss", "_n_args": 4, "temperature": 0.1}
 
 
