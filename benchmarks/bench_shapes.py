@@ -75,9 +75,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from bench_pretrain import cpu_facts       # the CPU model and ISA beside every row
+
+    facts = cpu_facts()
     for dataset in args.datasets.split(","):
         for lane in args.lanes.split(","):
-            print(json.dumps(iteration_ms(dataset, lane, args.method, args.iters)), flush=True)
+            print(json.dumps({**iteration_ms(dataset, lane, args.method, args.iters), **facts}), flush=True)
 
 
 if __name__ == "__main__":

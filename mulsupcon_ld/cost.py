@@ -61,12 +61,13 @@ class RunCost:
     device: str          # "cpu" | "cuda"
 
 
-def run_cost(s: RunSettings, device: str) -> RunCost:
+def run_cost(s: RunSettings, device: str, pretrain: bool = True) -> RunCost:
     """Estimated wall time of one ``mulsupcon-ld run`` with settings ``s`` (preset, scale and
-    overrides included) on ``device``."""
+    overrides included) on ``device``; ``pretrain=False`` for the methods that only fine-tune
+    (``names.NO_PRETRAIN_METHODS``: bce, asl)."""
     spec, pre, ft = s.spec, s.pretrain, s.finetune
     n_train = int(spec.expected.n_train * (1 - VAL_FRACTION))
-    pre_iters = pre.epochs * (pre.iters_per_epoch or max(1, n_train // pre.batch_size))
+    pre_iters = pre.epochs * (pre.iters_per_epoch or max(1, n_train // pre.batch_size)) if pretrain else 0
     ft_iters = ft.epochs * (ft.iters_per_epoch or math.ceil(n_train / ft.batch_size))
     m = measurements()
     if s.kind == "image":

@@ -78,10 +78,10 @@ def summarise(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(args.out).glob("*/*/seed*/metrics.json")):
         m = json.loads(path.read_text())
-        ft = m["training"]["finetune"]
-        hist, best = ft["history"], ft["selected_epoch"]
-        parts = m["training"]["pretrain"].get("parts") or {}
-        last = {k: v[-1] for k, v in parts.items()} if isinstance(parts, dict) else {}
+        ft = m["training"]["finetune"]                     # per-epoch lists: val_mAP, val_loss, …
+        hist, best = ft, ft["selected_epoch"]
+        parts = m["training"]["pretrain"].get("parts") or [{}]   # one dict of loss terms per epoch
+        last = parts[-1]
         rows.append({"reading": path.parts[-4], "method": path.parts[-3], "seed": m["seed"],
                      "val_mAP": hist["val_mAP"][best - 1], "val_bce": hist["val_loss"][best - 1],
                      "selected_epoch": best, "pretrain_epochs": m["config"]["settings"]["pretrain"]["epochs"],

@@ -147,3 +147,15 @@ def test_cost_cli_takes_the_pretraining_lane(capsys, monkeypatch):
     rates = cost.measurements()["cpu"]["vector_pretrain_gflops"]
     assert hours["reference"] > hours["fast"] > 0
     assert hours["reference"] / hours["fast"] == pytest.approx(rates["fp32-fast"] / rates["fp32-reference"], rel=0.02)
+
+
+def test_methods_without_pretraining_are_costed_without_it():
+    """bce and asl only fine-tune: their runs cost no pretraining (they were charged CLD's)."""
+    config = yaml.safe_load(Path(CONFIG).read_text())
+    hours = {}
+    for method in ("bce", "asl", "cld"):
+        cfg = dict(config, datasets=["delicious"], methods=[method], seeds=[0])
+        hours[method] = pipeline_cost.table_costs(["2"], cfg, "cpu")[0]["cpu_hours"]
+    s = resolve_settings("delicious")
+    assert cost.run_cost(s, "cpu", pretrain=False).pretrain_iters == 0
+    assert 0 < hours["bce"] == hours["asl"] < hours["cld"] / 5

@@ -14,6 +14,7 @@ import yaml
 
 from ..cost import RunCost, measurements, run_cost
 from ..errors import UserError
+from ..names import NO_PRETRAIN_METHODS
 from ..run_settings import resolve_settings
 from . import plan
 
@@ -33,12 +34,14 @@ def table_costs(targets: list[str], config: dict[str, Any], device: str, precisi
                             "paper_tables/table4.md), figure2 or all")
         runs = plan.runs_for_target(t, rc)
         cpu_h = gpu_h = 0.0
-        cache: dict[tuple[str, str, str, str], RunCost] = {}
+        cache: dict[tuple[str, str, str, str, bool], RunCost] = {}
         for key in runs:
             dev = device if rc.kind(key.dataset) == "image" else "cpu"
-            at = (key.dataset, key.scale, key.preset, dev)
+            pretrains = key.method not in NO_PRETRAIN_METHODS
+            at = (key.dataset, key.scale, key.preset, dev, pretrains)
             if at not in cache:
-                cache[at] = run_cost(resolve_settings(key.dataset, key.scale, key.preset, overrides), dev)
+                cache[at] = run_cost(resolve_settings(key.dataset, key.scale, key.preset, overrides), dev,
+                                     pretrain=pretrains)
             if dev == "cuda":
                 gpu_h += cache[at].hours
             else:
