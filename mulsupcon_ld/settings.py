@@ -49,6 +49,8 @@ from .registry import canonical_name as registry_name
 #   ft_lr, ft_wd : fine-tuning AdamW [I3]/[V3]
 #   ft_mask: fine-tuning masking probability [V4] (vector only; images use images.py's augmentation)
 #   ft_sched: fine-tuning CosineAnnealingWarmRestarts (T_0, T_mult, eta_min) [I3]/[V5]
+#   loss_options: ours, where a dataset's own validation split chose another reading of eqs. 12-15
+#            than the printed one (LD_READINGS below; absent = the printed form)
 # --------------------------------------------------------------------------------------------
 TABLE: dict[str, dict[str, Any]] = {
     # vector datasets ([V1]–[V5])
@@ -61,7 +63,10 @@ TABLE: dict[str, dict[str, Any]] = {
     "bookmarks": dict(kind="vector", batch=256, queue=8192, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.4,
                       ft_sched=(25, 2, 1e-4)),   # [V5] "Scene and Bookmarks … 25, 2, 0.0001"
     "delicious": dict(kind="vector", batch=128, queue=4096, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.2,
-                      ft_sched=(50, 2, 1e-4)),   # [V5] "Scene and Delicious … 50, 2, 0.0001"
+                      ft_sched=(50, 2, 1e-4),    # [V5] "Scene and Delicious … 50, 2, 0.0001"
+                      loss_options="normalised"),  # ours: Delicious' validation split (docs/method.md,
+                                                 # "Readings at many labels"): val mAP CLD .1762 vs .1744,
+                                                 # RLD .1780 vs .1730, val BCE lower, 3 of 3 seeds each
     "mediamill": dict(kind="vector", batch=512, queue=8192, ft_lr=4e-3, ft_wd=1e-4, ft_mask=0.0,
                       ft_sched=(50, 2, 1e-3)),   # [V3] lr/wd exception, [V4] mask 0, [V5] 50, 2, 0.001
     # image datasets ([I1]–[I3])
@@ -73,6 +78,11 @@ TABLE: dict[str, dict[str, Any]] = {
                       ft_sched=(25, 2, 1e-4)),
     "pascal":    dict(kind="image", batch=128, queue=1024, ft_lr=4e-4, ft_wd=1e-5, ft_mask=0.0,
                       ft_sched=(25, 2, 1e-4)),
+}
+
+# Named readings of eqs. 12-15 (losses.LDOptions fields) that a dataset row may choose.
+LD_READINGS: dict[str, dict[str, str]] = {
+    "normalised": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean"},
 }
 
 # Shared by every dataset of a kind.
@@ -178,7 +188,8 @@ def table_settings(dataset: str) -> dict[str, Any]:
             "alpha": alpha,
             "beta": beta,
             "sigma": c["sigma"],
-            "options": None,             # passed through to losses.ld_loss(options=…)
+            # passed through to losses.ld_loss(options=…); None = the printed form
+            "options": dict(LD_READINGS[row["loss_options"]]) if row.get("loss_options") else None,
         },
         **({"data": {
             "standardize": True,         # ours: z-score features with train-split statistics. The paper

@@ -24,15 +24,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from mulsupcon_ld.settings import LD_READINGS
+
 # name -> loss.options (LDOptions fields); "printed" = the defaults (eqs. 12-15 as printed)
+_NORM = LD_READINGS["normalised"]
 READINGS: dict[str, dict | None] = {
     "printed": None,
-    "normalised": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean"},
-    "normalised-h": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean", "h_target": "normalized"},
-    "normalised-h-own": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean",
-                         "h_target": "normalized", "in_batch_keys": "own"},
-    "normalised-h-perlabel": {"pos_norm": "per_label", "beta_per": "batch", "reduction": "mean",
-                              "h_target": "normalized", "ld_positive_set": "per_label"},
+    "normalised": dict(_NORM),
+    "normalised-h": {**_NORM, "h_target": "normalized"},
+    "normalised-h-own": {**_NORM, "h_target": "normalized", "in_batch_keys": "own"},
+    "normalised-h-perlabel": {**_NORM, "h_target": "normalized", "ld_positive_set": "per_label"},
 }
 
 
@@ -95,11 +96,25 @@ def summarise(args: argparse.Namespace) -> pd.DataFrame:
         df.to_csv(tmp, index=False)
         tmp.replace(args.csv)
     if len(df):
-        agg = df.groupby(["method", "reading"]).agg(
-            n=("seed", "size"), val_mAP=("val_mAP", "mean"), val_mAP_sd=("val_mAP", "std"),
-            val_bce=("val_bce", "mean"), val_bce_sd=("val_bce", "std"))
-        print(agg.to_markdown(floatfmt=".4f"))
+        print(readings_table(df))
     return df
+
+
+def readings_table(df: pd.DataFrame) -> str:
+    """One markdown row per (method, reading): val mAP per seed, mean ± sd, val BCE, and the loss
+    terms of the last pretraining epoch (seed mean)."""
+    rows = []
+    for (method, reading), g in df.sort_values("seed").groupby(["method", "reading"], sort=False):
+        sd = g["val_mAP"].std() if len(g) > 1 else float("nan")
+        parts = [f"{g[f'part_{k}'].mean():,.3g}" if f"part_{k}" in g else "—"
+                 for k in ("contrastive", "g", "alpha_h", "beta_w")]
+        rows.append([method.upper(), reading, ", ".join(f"{v:.4f}" for v in g["val_mAP"]),
+                     f"{g['val_mAP'].mean():.4f}" + ("" if sd != sd else f" ± {sd:.4f}"),
+                     f"{g['val_bce'].mean():.4f}", *parts])
+    head = ["method", "reading", "val mAP per seed", "mean ± sd", "val BCE", "contrastive", "G", "α·H", "β‖W‖²"]
+    order = {r: i for i, r in enumerate(READINGS)}
+    rows.sort(key=lambda r: (r[0], order.get(r[1], 99)))
+    return pd.DataFrame(rows, columns=head).to_markdown(index=False)
 
 
 def main() -> None:

@@ -526,3 +526,17 @@ def test_compile_runs_and_keeps_checkpoints_and_resume(tmp_path):
     assert res_comp["history"]["val_loss"] == pytest.approx(res_eager["history"]["val_loss"], rel=1e-4)
     assert hist_res["loss"] == hist_comp["loss"]
     assert all(torch.equal(a, b) for a, b in zip(comp.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_delicious_takes_the_reading_its_validation_split_chose():
+    """Delicious' default loss options are the 'normalised' reading (docs/method.md, "Readings at many
+    labels"); every other dataset keeps the printed form (options null); --set still overrides."""
+    from mulsupcon_ld.losses import LDOptions
+    from mulsupcon_ld.settings import LD_READINGS
+
+    assert dict(resolve_settings("delicious").loss.options) == LD_READINGS["normalised"]
+    for name in TABLE:
+        if name != "delicious":
+            assert resolve_settings(name).loss.options is None, name
+    assert resolve_settings("delicious", overrides=["loss.options=null"]).loss.options is None
+    LDOptions(**LD_READINGS["normalised"])                  # every named reading is a valid LDOptions
