@@ -40,37 +40,35 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
-class PretrainSettings:
+class _PhaseSettings:
+    """What pretraining and fine-tuning both have (the loops read them the same way)."""
+
     epochs: int
     batch_size: int
-    queue_size: int
-    momentum: float
-    temperature: float
     mask: float
     optimizer: Mapping[str, Any]
     scheduler: Mapping[str, Any]
     scheduler_step: str
     iters_per_epoch: int | None
+    compile: bool | str
+
+
+@dataclass(frozen=True)
+class PretrainSettings(_PhaseSettings):
+    queue_size: int
+    momentum: float
+    temperature: float
     drop_last: bool
     keep: str
-    compile: bool | str
     hotpath: str
 
 
 @dataclass(frozen=True)
-class FinetuneSettings:
-    epochs: int
-    batch_size: int
-    mask: float
-    optimizer: Mapping[str, Any]
-    scheduler: Mapping[str, Any]
-    scheduler_step: str
-    iters_per_epoch: int | None
+class FinetuneSettings(_PhaseSettings):
     select: str
     backbone_lr_mult: float
     early_stop_patience: int | None
     eval_batch_size: int
-    compile: bool | str
 
 
 @dataclass(frozen=True)
