@@ -73,3 +73,28 @@ def test_an_image_run_at_paper_scale_without_cuda_is_unavailable_not_a_failed_jo
     # an explicit --device cpu, or smoke scale, is the override: the run starts
     assert jobs.cpu_refusal(key, "cpu") == "" and jobs.cpu_refusal(plan.RunKey(
         "pascal", "cld", "none", "1", "0.001", 0, "smoke", False), None) == ""
+
+
+def test_workflow_hotpath_reaches_the_runs_that_pretrain_an_mlp(tmp_path, monkeypatch):
+    """config ``hotpath`` → ``--set pretrain.hotpath=…`` for vector runs that pretrain, nothing else."""
+    calls = []
+
+    def fake_run_cli(args, log, threads=None):
+        calls.append(args)
+        _write(tmp_path, f"{args[args.index('--out') + 1]}/metrics.json", {"metrics": {"paper": {}}})
+        return 0, ""
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(jobs, "run_cli", fake_run_cli)
+    prepared = tmp_path / "prepared.json"
+    prepared.write_text(json.dumps({"status": "ok"}))
+    keys = [plan.RunKey("yeast", "cld", "none", "0.1", "1", 5, "paper", False),
+            plan.RunKey("yeast", "bce", "none", "na", "na", 5, "paper", False),
+            plan.RunKey("pascal", "cld", "none", "1", "0.001", 0, "smoke", False)]
+    for i, key in enumerate(keys):
+        jobs.train_job(key, str(prepared), str(tmp_path / f"m{i}.json"), str(tmp_path / f"l{i}.log"),
+                       hotpath="reference")
+    sets = [a[a.index("--set") + 1] if "--set" in a else None for a in calls]
+    assert sets == ["pretrain.hotpath=reference", None, None]
+    jobs.train_job(keys[0], str(prepared), str(tmp_path / "m9.json"), str(tmp_path / "l9.log"))
+    assert "--set" not in calls[-1]

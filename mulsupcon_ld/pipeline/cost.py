@@ -88,7 +88,7 @@ def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
 
 def cmd_cost(args: argparse.Namespace) -> int:
     config = _load_config(args.configfile, args.config)
-    rows = table_costs(args.targets, config, args.device, args.precision, args.hotpath)
+    rows = table_costs(args.targets, config, args.device, args.precision, args.hotpath or config.get("hotpath"))
     m = measurements()
     print(f"# per-iteration costs measured on: CPU {m['cpu']['machine']} ({m['cpu']['commit']}); "
           f"GPU {m['cuda']['machine']} ({m['cuda']['source']})")

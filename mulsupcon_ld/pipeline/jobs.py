@@ -32,6 +32,8 @@ import torch
 from ..atomic import atomic_path, write_json
 from ..cost import guard_image_run
 from ..errors import UserError
+from ..names import NO_PRETRAIN_METHODS
+from ..registry import get_dataset
 from ..run_settings import resolve_settings
 from .plan import NA, OK, UNAVAILABLE, RunKey, split_data_name
 
@@ -125,9 +127,10 @@ def prepare_job(data: str, raw_dir: str | None, data_dir: str | None, download_s
 
 def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: str | None = None,
               data_dir: str | None = None, device: str | None = None,
-              threads: int | None = None, strict: bool = False) -> dict[str, Any]:
+              threads: int | None = None, strict: bool = False, hotpath: str | None = None) -> dict[str, Any]:
     """One training run (see the module docstring); returns what was written to ``out``.
-    ``strict`` (config ``strict``): an unavailable dataset fails the job instead of a placeholder."""
+    ``strict`` (config ``strict``): an unavailable dataset fails the job instead of a placeholder;
+    ``hotpath`` (config ``hotpath``): the pretraining lane, passed as ``--set pretrain.hotpath=…``."""
     prepared = read_status(prepared_status)
     if prepared["status"] != OK:
         return _unavailable(unavailable_record(key, prepared["reason"]), key, out, log, strict)
@@ -137,6 +140,8 @@ def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: st
     args = ["run", *key.cli_args(), "--out", key.state_dir, *_dir_flags(raw_dir, data_dir)]
     if device:
         args += ["--device", device]
+    if hotpath and key.method not in NO_PRETRAIN_METHODS and get_dataset(key.dataset).kind == "vector":
+        args += ["--set", f"pretrain.hotpath={hotpath}"]     # the lane of the MLP's pretraining only
     found = existing_state(key.state_dir)
     if found:
         with open(log, "a") as fh:

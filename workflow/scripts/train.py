@@ -12,6 +12,7 @@ train_job(
     raw_dir=snakemake.config["raw_dir"],
     data_dir=snakemake.params.data_dir,
     device=snakemake.config["device"],
+    hotpath=snakemake.config.get("hotpath"),
     threads=snakemake.threads,
     strict=snakemake.config["strict"],
 )
