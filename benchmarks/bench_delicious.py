@@ -50,12 +50,13 @@ def worker_time(method: str, iters: int) -> dict:
     row = bench_shapes.iteration_ms("delicious", "fp32-fast", method, iters)
     peak = bench_pretrain.matmul_peak(torch.float32)
     counts = []
-    for k in (1, 2):       # iteration_ms runs fill + k + 4k iterations: the difference is 5 iterations
+    for k in (1, 2):       # iteration_ms runs fill + k + m k iterations (m: the tree's, row["iters"])
         with FlopCounterMode(display=False) as fc:
             bench_shapes.iteration_ms("delicious", "fp32-fast", method, k)
         counts.append(fc.get_total_flops())
+    per_k = 1 + row["iters"][1] // row["iters"][0]     # the k = 2 call runs per_k iterations more
     return {"ms_per_iter": row["ms_per_iter"], "tree": str(Path(mulsupcon_ld.__file__).parent.parent),
-            "fp32_peak_gflops": round(peak, 1), "flops_counted": int((counts[1] - counts[0]) / 5)}
+            "fp32_peak_gflops": round(peak, 1), "flops_counted": int((counts[1] - counts[0]) / per_k)}
 
 
 def worker_grads(method: str, path: str, dtype: str) -> dict:

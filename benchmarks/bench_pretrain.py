@@ -43,6 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
+from mulsupcon_ld.machine import cpu_facts, matmul_peak
 from mulsupcon_ld.run_settings import resolve_settings
 
 PAPER_PRETRAIN_ITERS = 400 * 1000   # the published code's "400 epochs" of 1000 iterations (Yeast)
@@ -70,39 +71,6 @@ def load_yeast(raw_dir: str | None, data_dir: str) -> tuple[np.ndarray, np.ndarr
 
 def load() -> float:
     return round(os.getloadavg()[0], 2)
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
-    """GFLOP/s of an ``n x n`` matrix product in ``dtype`` (best of ``rounds``), the better of the two
-    operand layouts ``a @ b`` and ``a @ b.T`` (nn.Linear's; without AVX512-BF16 or AMX, CPU bf16
-    products take a slow path that depends on the layout: 0.3 vs 9.7 GFLOP/s on an AVX2 machine)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    best = float("inf")
-    for product in (lambda: a @ b, lambda: a @ b.t()):
-        product()
-        for _ in range(rounds):
-            t = time.perf_counter()
-            product()
-            best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
-
-
-def cpu_facts() -> dict[str, object]:
-    """The CPU model and the instruction sets that decide the fp32 and bf16 matrix-product rates."""
-    flags: set[str] = set()
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {"cpu": model, "isa": {f: f in flags for f in wanted},
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 class OurStep:

@@ -9,8 +9,9 @@ Data: random features and labels of the dataset's shape (n_features, n_labels, a
 per sample from Table 1), so nothing needs downloading; the time of an iteration does not depend
 on the values. The model, batch and queue sizes are the dataset's paper settings. The queue is
 filled first (ceil(queue / batch) + 2 iterations, untimed), then two calls of
-:func:`mulsupcon_ld.train.pretrain` of ``--iters`` and ``4 x --iters`` iterations are timed and the
-difference divided by ``3 x --iters``: the marginal cost of an iteration, without the per-call
+:func:`mulsupcon_ld.train.pretrain` of ``--iters`` and ``3 x --iters`` iterations are timed and the
+difference divided by ``2 x --iters`` (:class:`mulsupcon_ld.precision.IterationTimer`, which
+``precision=auto`` calibrates with): the marginal cost of an iteration, without the per-call
 optimiser set-up and checkpoint (which a 400-epoch run pays per epoch; see ``per_call_ms``). The numbers go into
 ``mulsupcon_ld/cost_measurements.json`` (``vector_pretrain_ms_per_iter``), where ``mulsupcon-ld
 cost`` takes them instead of the FLOP model: the FLOP model counts the similarity products only
@@ -22,17 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
-from dataclasses import replace
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from mulsupcon_ld import train as T
-from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
+from mulsupcon_ld.machine import cpu_facts
+from mulsupcon_ld.precision import IterationTimer
 from mulsupcon_ld.run_settings import resolve_settings
 
 
@@ -40,29 +37,13 @@ def iteration_ms(dataset: str, lane: str, method: str, iters: int) -> dict:
     precision, _, hotpath = lane.partition("-")
     s = resolve_settings(dataset, overrides=[f"pretrain.hotpath={hotpath}", f"precision={precision}"])
     spec = s.spec
-    batch, queue = s.pretrain.batch_size, s.pretrain.queue_size
-    rng = np.random.default_rng(0)
-    n = 4 * batch
-    labels_per_sample = float(spec.expected.mean_labels_train)
-    x = rng.normal(size=(n, spec.n_features)).astype(np.float32)
-    y = (rng.random((n, spec.n_labels)) < labels_per_sample / spec.n_labels).astype(np.uint8)
-    loss_fn = T.make_pretrain_loss(method, s.loss, s.pretrain.temperature)
-    torch.manual_seed(0)
-    moco = build_moco(s, spec.n_labels, spec.n_features)
-    times: dict[int, float] = {}
-    for k in (-(-queue // batch) + 2, iters, 4 * iters):
-        vb = VectorBatches(x, y, batch, mask=s.pretrain.mask, two_views=True, iters_per_epoch=k, seed=0)
-        cfg = replace(s, pretrain=replace(s.pretrain, epochs=1, iters_per_epoch=k), log_every=10**9)
-        with tempfile.TemporaryDirectory() as tmp:
-            t = time.perf_counter()
-            T.pretrain(moco, vb, cfg, loss_fn, seed=0, device=torch.device("cpu"), state_path=Path(tmp) / "s.pt",
-                       config_hash=lane)
-            times[k] = time.perf_counter() - t
-    marginal = (times[4 * iters] - times[iters]) / (3 * iters)
-    return {"bench": "shapes", "dataset": s.dataset, "lane": lane, "method": method, "batch": batch,
-            "queue": queue, "queue_filled": int(moco.queue_count), "n_features": spec.n_features,
-            "n_labels": spec.n_labels, "ms_per_iter": round(marginal * 1e3, 2),
-            "per_call_ms": round((times[iters] - iters * marginal) * 1e3, 1), "iters": [iters, 4 * iters],
+    timer = IterationTimer(s, method, build_moco)
+    t = time.perf_counter()
+    ms = timer.ms(iters)
+    return {"bench": "shapes", "dataset": s.dataset, "lane": lane, "method": method, "batch": s.pretrain.batch_size,
+            "queue": s.pretrain.queue_size, "queue_filled": int(timer.moco.queue_count), "n_features": spec.n_features,
+            "n_labels": spec.n_labels, "ms_per_iter": round(ms, 2),
+            "per_call_ms": round(((time.perf_counter() - t) * 1e3 - 4 * iters * ms) / 2, 1), "iters": [iters, 3 * iters],
             "threads": torch.get_num_threads(), "torch": torch.__version__, "load_1min": round(os.getloadavg()[0], 2)}
 
 
@@ -75,8 +56,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from bench_pretrain import cpu_facts       # the CPU model and ISA beside every row
-
     facts = cpu_facts()
     for dataset in args.datasets.split(","):
         for lane in args.lanes.split(","):

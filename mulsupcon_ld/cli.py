@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import UserError
-from .names import ABLATIONS, HOTPATHS, METHODS, PROTOCOLS, SCALES
+from .names import ABLATIONS, HOTPATHS, METHODS, PRECISIONS, PROTOCOLS, SCALES
 from .settings import PRESETS
 
 # command -> "module:function"; the function takes the parsed Namespace and returns an exit code
@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configfile", default=None, help="workflow config (default config/config.yaml)")
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="as snakemake --config")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="where image runs would run")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="vector runs' precision")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="vector runs' precision (default: the settings'; auto: the faster where measured)")
     p.add_argument("--hotpath", choices=HOTPATHS, default=None,
                    help="vector runs' pretraining lane (default: the settings' pretrain.hotpath)")
     return parser

@@ -2,7 +2,8 @@
 
 Estimate = FLOPs of a run's iterations / the rate measured by the benchmarks on a named machine
 (``cost_measurements.json`` beside this module, written by hand from ``benchmarks/`` output; it
-names the machine, commit and load). FLOPs per sample are counted from the network shapes:
+names the machine, commit and load), per class of machine (:func:`cpu_rates`: the class of the machine
+``cost`` runs on where it was measured, else the default class, said in the output). FLOPs per sample are counted from the network shapes:
 
 * vector (MLP 256-512-256 + projection head 256-256 + fc): pretraining = query forward+backward
   (3x) + key forward (1x) + the similarity/loss products (4 K d); fine-tuning = 3x backbone + fc;
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .machine import isa_class
 from .run_settings import RunSettings
 from .settings import TABLE
 
@@ -37,6 +39,24 @@ PAPER_SCALE_GUARD_HOURS = 1.0     # image runs estimated above this on CPU stop 
 
 def measurements() -> dict[str, Any]:
     return json.loads(MEASUREMENTS.read_text())
+
+
+def cpu_rates(m: dict[str, Any] | None = None, isa: str | None = None) -> tuple[dict[str, Any], bool]:
+    """The CPU rates measured on this machine's class (:func:`machine.isa_class`, or ``isa``), else
+    those of ``cpu_default``; and whether they are this class's own."""
+    m = measurements() if m is None else m
+    machines, isa = m["cpu_machines"], isa or isa_class()
+    if isa in machines:
+        return machines[isa], True
+    return machines[m["cpu_default"]], False
+
+
+def _candidate_precisions(precision: str, rates: dict[str, Any]) -> tuple[str, ...]:
+    """The precisions a vector run may compute in: ``auto`` takes the faster of fp32 and, where the
+    measured machine computes bf16 natively, bf16 (what its calibration would choose, rates aside)."""
+    if precision != "auto":
+        return (precision,)
+    return ("fp32", "bf16") if rates.get("onednn_bf16") else ("fp32",)
 
 
 def _paper_shape(dataset: str) -> tuple[int, int]:
@@ -79,7 +99,7 @@ def run_cost(s: RunSettings, device: str, pretrain: bool = True) -> RunCost:
             seconds = (pre_iters * pre.batch_size * ms_per_image
                        + ft_iters * ft.batch_size * ms_per_image * 0.75) / 1e3
         else:
-            seconds = gflop / m["cpu"]["matmul_peak_gflops"]["fp32"]
+            seconds = gflop / cpu_rates(m)[0]["matmul_peak_gflops"]["fp32"]
     else:
         backbone = [int(spec.n_features)] + list(s.model.hidden)
         rep, proj = backbone[-1], s.model.proj_dim
@@ -89,14 +109,24 @@ def run_cost(s: RunSettings, device: str, pretrain: bool = True) -> RunCost:
         pre_gflop = pre_iters * pre.batch_size * (3 * (enc + fc) + enc + loss)
         ft_gflop = ft_iters * ft.batch_size * 3 * (_mlp_gflop(backbone) + fc)
         gflop = pre_gflop + ft_gflop
-        lane = f"{s.precision}-{'fast' if s.fast_lane else 'reference'}"
-        rate = m["cpu"]["vector_pretrain_gflops"][lane]
-        measured_ms = m["cpu"].get("vector_pretrain_ms_per_iter", {}).get(lane, {}).get(s.dataset)
-        if measured_ms is not None and (pre.batch_size, pre.queue_size) == _paper_shape(s.dataset):
-            seconds = pre_iters * measured_ms / 1e3 + ft_gflop / rate      # the dataset's own iteration
-        else:
-            seconds = gflop / rate
+        rates = cpu_rates(m)[0]
+        est = [_vector_seconds(rates, s, p, pre_iters, gflop, ft_gflop) for p in _candidate_precisions(s.precision, rates)]
+        # like with like: a lane timed at the dataset's own shape beats the FLOP model of another
+        seconds = min(sec for sec, shaped in est if shaped == max(shaped for _, shaped in est))
     return RunCost(s.dataset, s.kind, pre_iters, ft_iters, gflop, seconds / 3600, device)
+
+
+def _vector_seconds(rates: dict[str, Any], s: RunSettings, precision: str, pre_iters: int, gflop: float,
+                    ft_gflop: float) -> tuple[float, bool]:
+    """Seconds of a vector run in ``precision`` at the measured ``rates`` (bf16 takes the fast lane),
+    and whether its pretraining was timed at the dataset's own shape (else the FLOP model)."""
+    fast = s.fast_lane or precision == "bf16"
+    lane = f"{precision}-{'fast' if fast else 'reference'}"
+    rate = rates["vector_pretrain_gflops"][lane]
+    measured_ms = rates.get("vector_pretrain_ms_per_iter", {}).get(lane, {}).get(s.dataset)
+    if measured_ms is not None and (s.pretrain.batch_size, s.pretrain.queue_size) == _paper_shape(s.dataset):
+        return pre_iters * measured_ms / 1e3 + ft_gflop / rate, True      # the dataset's own iteration
+    return gflop / rate, False
 
 
 def guard_image_run(settings: RunSettings, device_arg: str | None, cuda_available: bool,

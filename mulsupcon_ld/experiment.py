@@ -16,6 +16,7 @@ finished one says where the result is and does nothing. A directory holding resu
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import sys
@@ -39,6 +40,7 @@ from .errors import UserError
 from .metrics import compute_metrics
 from .moco import MoCo
 from .names import METRICS_FILE, NO_LD_METHODS, NO_PRETRAIN_METHODS, PRETRAINED_FILE
+from .precision import PrecisionChoice, resolve_precision
 from .provenance import config_hash, provenance
 from .run_settings import RunSettings, resolve_settings
 
@@ -89,20 +91,19 @@ class ResolvedRun:
 
 @dataclass
 class _Context:
-    """What the steps of one experiment share."""
+    """What the steps of one experiment share. ``settings`` are the run's, with ``precision`` as
+    computed (``precision="auto"`` resolved: :mod:`.precision`); the hashes keep the requested value."""
 
     run: ResolvedRun
     out: Path
     device: torch.device
     prepared: PreparedDataset
+    precision: PrecisionChoice
+    settings: RunSettings
 
     @property
     def spec(self) -> ExperimentSpec:
         return self.run.spec
-
-    @property
-    def settings(self) -> RunSettings:
-        return self.run.settings
 
     @property
     def config(self) -> dict[str, Any]:
@@ -317,6 +318,7 @@ def _record(ctx: _Context, pretrain_info: dict[str, Any], result: dict[str, Any]
         "wall_time_s": wall,
         **provenance(config, str(ctx.device)),
         "result_hash": ctx.run.full_hash,
+        "precision": ctx.precision.to_dict(),
         "data": {"n_train": int(splits.get("train", -1)), "n_val": int(splits.get("val", evaluation["n_val"])),
                  "n_test": int(splits.get("test", evaluation["n_test"])), "source": _data_source(meta),
                  "data_dir": str(paths.data_dir(ctx.spec.data_dir))},
@@ -390,7 +392,11 @@ def _open(run: ResolvedRun, out: Path) -> _Context:
     note = hotpath.bf16_cpu_note(run.settings.precision, device)
     if note:
         print(note, file=sys.stderr)
-    return _Context(run, out, device, load_data(run))
+    prepared = load_data(run)
+    choice = resolve_precision(run.settings, run.config["method"], device, out, build_moco)
+    if choice.requested != choice.chosen:
+        print(f"precision=auto: {choice.chosen} ({choice.reason})", file=sys.stderr)
+    return _Context(run, out, device, prepared, choice, dataclasses.replace(run.settings, precision=choice.chosen))
 
 
 def _drop_state(ctx: _Context) -> None:

@@ -31,6 +31,8 @@ METRIC_KEYS: tuple[str, ...] = ("mAP", "p_at_1", "maF1", "miF1", "HA", "ebF1")
 TABLE_METRICS: tuple[str, ...] = ("HA", "ebF1", "miF1", "maF1", "p_at_1", "mAP")
 # pretraining step implementations (mulsupcon_ld/hotpath.py): the reference arithmetic, or the fast lane
 HOTPATHS: tuple[str, ...] = ("reference", "fast")
+# what the networks compute in: fp32, bf16 autocast, or chosen per machine and shape (mulsupcon_ld/precision.py)
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
 # where image augmentation runs (settings data.augment_on; data/images.py, device_augment.py)
 AUGMENT_ON: tuple[str, ...] = ("cpu", "device", "auto")
 # file names of one run's output folder

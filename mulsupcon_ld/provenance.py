@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .machine import cpu_description
+
 _PACKAGES = ("mulsupcon-ld", "torch", "torchvision", "numpy", "scikit-learn", "pandas", "h5py")
 
 
@@ -63,5 +65,6 @@ def provenance(config: dict[str, Any], device: str) -> dict[str, Any]:
         "git_commit": git_commit(),
         "versions": library_versions(),
         "device": device_description(device),
+        "cpu": cpu_description(),   # the CPU model decides the last bits (same seed, same CPU model -> same numbers)
         "host": platform.node(),
     }

@@ -39,7 +39,7 @@ import json
 from typing import Any, Iterable
 
 from .errors import UserError
-from .names import AUGMENT_ON, HOTPATHS
+from .names import AUGMENT_ON, HOTPATHS, PRECISIONS
 from .registry import canonical_name as registry_name
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def validate(s: dict[str, Any]) -> None:
     check(aug in AUGMENT_ON, f"data.augment_on must be one of {', '.join(AUGMENT_ON)}")
     check(s["threads"] is None or (isinstance(s["threads"], int) and s["threads"] >= 1),
           "threads must be null or an integer >= 1")
-    check(s["precision"] in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'")
+    check(s["precision"] in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
     check(isinstance(s["checkpoint_every"], int) and s["checkpoint_every"] >= 1, "checkpoint_every must be >= 1")
     check(isinstance(s["log_every"], int) and s["log_every"] >= 1, "log_every must be >= 1")
 

@@ -24,7 +24,7 @@ def test_cost_prints_runs_and_hours_per_table(capsys):
     assert int(rows["table4"][1]) == len(plan.runs_for_target("4", rc))
     assert float(rows["2"][2].replace(",", "")) > 0 and float(rows["2"][3]) == 0       # vector: CPU only
     assert float(rows["table4"][3].replace(",", "")) > 0 and float(rows["table4"][2]) == 0   # image: GPU
-    assert "measured on" in out
+    assert "# CPU rates of " in out
 
 
 def run_cost(dataset: str, scale: str = "paper", device: str = "cpu", overrides: tuple[str, ...] = (),
@@ -113,13 +113,14 @@ def test_workflow_start_line_survives_a_bad_measurements_file(monkeypatch):
 
 def _without_shapes(monkeypatch) -> dict:
     m = cost.measurements()
-    m["cpu"].pop("vector_pretrain_ms_per_iter", None)
+    for rates in m["cpu_machines"].values():
+        rates.pop("vector_pretrain_ms_per_iter", None)
     monkeypatch.setattr(cost, "measurements", lambda: m)
     return m
 
 
 def test_cost_uses_the_rate_of_the_configured_lane(monkeypatch):
-    rates = _without_shapes(monkeypatch)["cpu"]["vector_pretrain_gflops"]
+    rates = cost.cpu_rates(_without_shapes(monkeypatch))[0]["vector_pretrain_gflops"]
     fast = run_cost("yeast", "paper", "cpu")
     ref = run_cost("yeast", "paper", "cpu", overrides=("pretrain.hotpath=reference",))
     assert fast.gflop == ref.gflop
@@ -127,8 +128,7 @@ def test_cost_uses_the_rate_of_the_configured_lane(monkeypatch):
 
 
 def test_cost_takes_a_measured_iteration_of_the_dataset_shape(monkeypatch):
-    m = cost.measurements()
-    ms = m["cpu"]["vector_pretrain_ms_per_iter"]["fp32-fast"]["delicious"]
+    ms = cost.cpu_rates()[0]["vector_pretrain_ms_per_iter"]["fp32-fast"]["delicious"]
     with_shape = run_cost("delicious", "paper", "cpu")
     flop_model = run_cost("delicious", "paper", "cpu", overrides=("pretrain.queue_size=4000",))
     assert with_shape.hours * 3600 >= with_shape.pretrain_iters * ms / 1e3          # + fine-tuning
@@ -144,7 +144,7 @@ def test_cost_cli_takes_the_pretraining_lane(capsys, monkeypatch):
     for lane in ("reference", "fast"):
         assert cli.main(["cost", "2", "--configfile", CONFIG, "--hotpath", lane]) == 0
         hours[lane] = float(capsys.readouterr().out.strip().splitlines()[-1].split()[2].replace(",", ""))
-    rates = cost.measurements()["cpu"]["vector_pretrain_gflops"]
+    rates = cost.cpu_rates()[0]["vector_pretrain_gflops"]
     assert hours["reference"] > hours["fast"] > 0
     assert hours["reference"] / hours["fast"] == pytest.approx(rates["fp32-fast"] / rates["fp32-reference"], rel=0.02)
 
@@ -159,3 +159,31 @@ def test_methods_without_pretraining_are_costed_without_it():
     s = resolve_settings("delicious")
     assert cost.run_cost(s, "cpu", pretrain=False).pretrain_iters == 0
     assert 0 < hours["bce"] == hours["asl"] < hours["cld"] / 5
+
+
+def test_rates_of_this_machine_class_else_the_default_said_so(monkeypatch, capsys):
+    m = cost.measurements()
+    for isa, rates in m["cpu_machines"].items():
+        assert cost.cpu_rates(m, isa) == (rates, True) and rates["isa_class"] == isa
+    assert cost.cpu_rates(m, "riscv64") == (m["cpu_machines"][m["cpu_default"]], False)
+    monkeypatch.setattr(cost, "isa_class", lambda: "riscv64")
+    monkeypatch.setattr(pipeline_cost, "isa_class", lambda: "riscv64")
+    assert cli.main(["cost", "2", "--configfile", CONFIG]) == 0
+    assert "NOT this machine's class (riscv64: not measured; figures from " in capsys.readouterr().out
+
+
+def test_auto_precision_costs_the_faster_lane_where_bf16_is_native(monkeypatch):
+    """auto = what the calibration would choose: the faster of fp32 and bf16 on a machine class with
+    native bf16, fp32 where bf16 is emulated; a lane timed at the dataset's shape beats the FLOP model."""
+    real = cost.measurements
+    m = _without_shapes(monkeypatch)
+    for isa, rates in m["cpu_machines"].items():
+        monkeypatch.setattr(cost, "isa_class", lambda isa=isa: isa)
+        h = {p: run_cost("yeast", "paper", "cpu", overrides=(f"precision={p}",)).hours for p in ("fp32", "bf16", "auto")}
+        assert h["auto"] == (min(h["fp32"], h["bf16"]) if rates["onednn_bf16"] else h["fp32"])
+    monkeypatch.setattr(cost, "measurements", real)
+    monkeypatch.setattr(cost, "isa_class", lambda: "x86_64-amx")
+    timed = cost.cpu_rates()[0]["vector_pretrain_ms_per_iter"]
+    shaped = [p for p in ("fp32", "bf16") if "delicious" in timed.get(f"{p}-fast", {})]
+    assert shaped and run_cost("delicious", "paper", "cpu", overrides=("precision=auto",)).hours == min(
+        run_cost("delicious", "paper", "cpu", overrides=(f"precision={p}",)).hours for p in shaped)

@@ -12,19 +12,21 @@ from typing import Any
 
 import yaml
 
-from ..cost import RunCost, measurements, run_cost
+from ..cost import RunCost, cpu_rates, measurements, run_cost
 from ..errors import UserError
+from ..machine import isa_class
 from ..names import NO_PRETRAIN_METHODS
 from ..run_settings import resolve_settings
 from . import plan
 
 
-def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str = "fp32",
+def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str | None = None,
                 hotpath: str | None = None) -> list[dict]:
     """Per target: runs, and CPU- or GPU-hours (image runs on ``device``, vector runs on CPU in
     ``precision`` and the pretraining lane ``hotpath``; None: the settings' default). Each run is
     costed with its own resolved settings: scale and preset of the config included."""
-    overrides = (f"precision={precision}",) + (() if hotpath is None else (f"pretrain.hotpath={hotpath}",))
+    overrides = ((() if precision is None else (f"precision={precision}",))
+                 + (() if hotpath is None else (f"pretrain.hotpath={hotpath}",)))
     rc = plan.RunConfig.from_config(config)
     rows = []
     for target in targets:
@@ -90,7 +92,11 @@ def cmd_cost(args: argparse.Namespace) -> int:
     config = _load_config(args.configfile, args.config)
     rows = table_costs(args.targets, config, args.device, args.precision, args.hotpath or config.get("hotpath"))
     m = measurements()
-    print(f"# per-iteration costs measured on: CPU {m['cpu']['machine']} ({m['cpu']['commit']}); "
+    rates, own = cpu_rates(m)
+    here = isa_class()
+    where = (f"this machine's class ({here})" if own else
+             f"NOT this machine's class ({here}: not measured; figures from {rates['isa_class']})")
+    print(f"# CPU rates of {where}: {rates['machine']} ({rates['commit']}); "
           f"GPU {m['cuda']['machine']} ({m['cuda']['source']})")
     print(f"{'target':<28} {'runs':>6} {'CPU-hours':>11} {'GPU-hours':>11}  scale")
     for r in rows:

@@ -5,7 +5,7 @@ Columns: the run's parameters (``dataset, method, seed, alpha, beta, ablation, s
 ``status`` (``ok`` or ``unavailable``) and ``reason``; every metric of both protocols
 (``paper.mAP`` … ``val-threshold.ebF1``, ``val-threshold.threshold``); ``wall_time_s.*``;
 provenance (``config_hash``, ``result_hash``, ``git_commit``, ``version.<package>``, ``device``,
-``host``); data sizes (``data.n_train`` …, ``data.source``); ``run_id`` and ``path``.
+``cpu`` (model and class), ``host``, ``precision`` as computed); data sizes (``data.n_train`` …, ``data.source``); ``run_id`` and ``path``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ def run_row(record: dict[str, Any], path: str | os.PathLike | None = None) -> di
         row[col] = float(value) if value is not None else float("nan")
     for k, v in (record.get("wall_time_s") or {}).items():
         row[f"wall_time_s.{k}"] = v
-    for k in ("config_hash", "result_hash", "git_commit", "device", "host"):
+    for k in ("config_hash", "result_hash", "git_commit", "device", "cpu", "host"):
         row[k] = record.get(k, "")
+    requested = ((record.get("config") or {}).get("settings") or {}).get("precision", "")
+    row["precision"] = (record.get("precision") or {}).get("chosen", requested)   # as computed ("auto" resolved)
     for k, v in (record.get("versions") or {}).items():
         row[f"version.{k}"] = v
     for k, v in (record.get("data") or {}).items():

@@ -1,0 +1,160 @@
+"""``precision="auto"``: bf16 autocast where this CPU computes bf16 natively *and* a short calibration
+in the same process shows the run's own pretraining iteration faster in bf16; fp32 otherwise.
+
+Why measured, not fixed: on the project's machines bf16 ranges from ~8x slower than fp32 (AMD Zen 3,
+emulated) to ~5x faster on the matrix products alone (Intel AMX), and on the small MLPs the products
+are a minority of the step: on the AMX machine Yeast's step is *slower* in bf16 (casts, 12.4 vs 9.4 ms)
+while Delicious' 983-label loss is product-bound. So the choice is per machine *and* shape.
+
+Rules (:func:`decide`, tested with faked capabilities):
+
+* ``fp32`` / ``bf16`` asked explicitly: taken as asked.
+* CUDA keeps its own rule: ``auto`` is fp32 there (this project has not validated bf16 on GPU against
+  fp32; ``precision=bf16`` asks for it).
+* CPU without native bf16 (oneDNN's check: AVX512-BF16 or AMX): fp32, without measuring.
+* CPU with native bf16: :func:`iteration_ms` of the run's pretraining iteration (its batch, its queue
+  filled, random data of the dataset's shape) in fp32 (the run's lane) and bf16 (the fast lane), two
+  alternating rounds, best of each; bf16 only if at least :data:`AUTO_MARGIN` times faster, so that
+  timing noise near a tie keeps fp32.
+
+The choice and both rates go into ``metrics.json`` (``precision``) and into ``OUT/precision.json``
+at the first decision, which a resumed or later phase of the same run reuses: one run never mixes
+precisions. Two runs on the same CPU model near the margin could still choose differently;
+``--set precision=fp32|bf16`` pins it (the hashes keep the requested value, ``auto``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import train as T
+from .atomic import write_json
+from .augment import VectorBatches
+from .machine import cpu_description, native_bf16_cpu
+from .names import NO_PRETRAIN_METHODS
+from .run_settings import RunSettings
+
+#: bf16 must be at least this much faster than fp32 in the calibration to be chosen
+AUTO_MARGIN = 1.1
+#: the calibration's timed iterations per call (marginal cost of an iteration: calls of k and 3k)
+CALIBRATION_ITERS = 8
+PRECISION_FILE = "precision.json"
+
+MocoFactory = Callable[[RunSettings, int, int], Any]
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What ``precision`` a run asked for, what it computes in, and why (``metrics.json``)."""
+
+    requested: str
+    chosen: str
+    reason: str
+    native_bf16: bool | None = None
+    fp32_ms_per_iter: float | None = None
+    bf16_ms_per_iter: float | None = None
+    cpu: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(requested: str, device_type: str, native_bf16: bool,
+           measure: Callable[[], tuple[float, float]] | None, cpu: str | None = None) -> PrecisionChoice:
+    """The precision of one run (rules: module docstring); ``measure()`` → (fp32 ms, bf16 ms) per
+    iteration is called only on a CPU with native bf16 (None: nothing to measure, fp32)."""
+    if requested in ("fp32", "bf16"):
+        return PrecisionChoice(requested, requested, "asked for")
+    if requested != "auto":
+        raise ValueError(f"precision must be fp32, bf16 or auto, got {requested!r}")
+    if device_type == "cuda":
+        return PrecisionChoice("auto", "fp32", "CUDA: auto is fp32 (bf16 on GPU not validated here; "
+                                               "precision=bf16 asks for it)")
+    if not native_bf16:
+        return PrecisionChoice("auto", "fp32", "no native bf16 on this CPU (oneDNN: no AVX512-BF16/AMX)",
+                               native_bf16=False, cpu=cpu)
+    if measure is None:
+        return PrecisionChoice("auto", "fp32", "nothing to calibrate (image model on CPU)", native_bf16=True, cpu=cpu)
+    fp32_ms, bf16_ms = measure()
+    faster = bf16_ms * AUTO_MARGIN <= fp32_ms
+    reason = (f"calibrated: bf16 {fp32_ms / bf16_ms:.2f}x fp32's rate "
+              f"({'>=' if faster else '<'} the {AUTO_MARGIN}x margin)")
+    return PrecisionChoice("auto", "bf16" if faster else "fp32", reason, True, round(fp32_ms, 3),
+                           round(bf16_ms, 3), cpu)
+
+
+class IterationTimer:
+    """Marginal milliseconds of one pretraining iteration (:func:`train.pretrain`, data included) with
+    ``settings`` (its precision, lane, batch and queue) on random data of the dataset's shape
+    (features ~ N(0, 1), labels at Table 1's labels per sample). The queue is filled once, untimed;
+    :meth:`ms` times calls of ``iters`` and ``3 x iters`` iterations and divides their difference by
+    ``2 x iters``, so the per-call optimiser set-up and checkpoint drop out."""
+
+    def __init__(self, settings: RunSettings, method: str, build: MocoFactory, data_seed: int = 0):
+        spec, pre = settings.spec, settings.pretrain
+        rng = np.random.default_rng(data_seed)
+        n = 4 * pre.batch_size
+        self.x = rng.normal(size=(n, spec.n_features)).astype(np.float32)
+        density = float(spec.expected.mean_labels_train) / spec.n_labels
+        self.y = (rng.random((n, spec.n_labels)) < density).astype(np.uint8)
+        self.settings, self.seed = settings, data_seed
+        self.loss_fn = T.make_pretrain_loss(method, settings.loss, pre.temperature)
+        torch.manual_seed(data_seed)
+        self.moco = build(settings, spec.n_labels, spec.n_features)
+        self._call(-(-pre.queue_size // pre.batch_size) + 2)
+
+    def _call(self, k: int) -> float:
+        pre = self.settings.pretrain
+        vb = VectorBatches(self.x, self.y, pre.batch_size, mask=pre.mask, two_views=True, iters_per_epoch=k,
+                           seed=self.seed)
+        cfg = replace(self.settings, pretrain=replace(pre, epochs=1, iters_per_epoch=k), log_every=10**9)
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            T.pretrain(self.moco, vb, cfg, self.loss_fn, seed=self.seed, device=torch.device("cpu"),
+                       state_path=Path(tmp) / "s.pt", config_hash="calibration")
+            return time.perf_counter() - t
+
+    def ms(self, iters: int) -> float:
+        short = self._call(iters)
+        return (self._call(3 * iters) - short) / (2 * iters) * 1e3
+
+
+def calibrate(settings: RunSettings, method: str, build: MocoFactory, iters: int = CALIBRATION_ITERS,
+              rounds: int = 3) -> tuple[float, float]:
+    """(fp32 ms, bf16 ms) of this run's pretraining iteration, ``rounds`` alternating rounds, best of
+    each. fp32 keeps the run's lane; bf16 takes the fast lane (``RunSettings.fast_lane``). Methods that
+    only fine-tune (bce, asl) are timed on MulSupCon's iteration: the same MLP, the lightest loss.
+    The global RNG states are left as they were."""
+    method = "mulsupcon" if method in NO_PRETRAIN_METHODS else method
+    with torch.random.fork_rng(devices=[]):
+        timers = {p: IterationTimer(replace(settings, precision=p), method, build) for p in ("fp32", "bf16")}
+        best = {p: float("inf") for p in timers}
+        for _ in range(rounds):
+            for p, timer in timers.items():
+                best[p] = min(best[p], timer.ms(iters))
+    return best["fp32"], best["bf16"]
+
+
+def resolve_precision(settings: RunSettings, method: str, device: torch.device, out: Path,
+                      build: MocoFactory) -> PrecisionChoice:
+    """The run's :class:`PrecisionChoice`: ``OUT/precision.json`` when an earlier phase or attempt of
+    this run decided it (same requested value), else :func:`decide` now, written there."""
+    path = Path(out) / PRECISION_FILE
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("requested") == settings.precision:
+            return PrecisionChoice(**saved)
+    measure = (lambda: calibrate(settings, method, build)) if settings.kind == "vector" else None
+    choice = decide(settings.precision, device.type, device.type == "cpu" and native_bf16_cpu(), measure,
+                    cpu_description() if device.type == "cpu" else None)
+    if settings.precision == "auto":
+        write_json(path, choice.to_dict())
+    return choice

@@ -1,0 +1,97 @@
+"""``precision="auto"`` (mulsupcon_ld/precision.py): the decision rules with faked capabilities, the
+choice persisted per run, and a run that resolves to fp32 or bf16 computing exactly what that
+precision asked for computes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mulsupcon_ld import machine, precision
+from mulsupcon_ld.cli import main
+from mulsupcon_ld.experiment import build_moco
+from mulsupcon_ld.report.aggregate import run_row
+from mulsupcon_ld.run_settings import resolve_settings
+
+from test_runner import args, load
+
+torch.set_num_threads(1)
+
+
+def _never():
+    pytest.fail("nothing may be measured here")
+
+
+def test_explicit_precisions_are_taken_as_asked():
+    for p in ("fp32", "bf16"):
+        c = precision.decide(p, "cpu", False, _never)
+        assert (c.requested, c.chosen, c.reason) == (p, p, "asked for")
+    with pytest.raises(ValueError, match="fp32, bf16 or auto"):
+        precision.decide("fp16", "cpu", True, _never)
+
+
+def test_auto_is_fp32_on_cuda_and_on_a_cpu_without_native_bf16_without_measuring():
+    assert precision.decide("auto", "cuda", True, _never).chosen == "fp32"
+    c = precision.decide("auto", "cpu", False, _never, cpu="AMD EPYC (x86_64-avx2)")
+    assert c.chosen == "fp32" and c.native_bf16 is False and "no native bf16" in c.reason
+    assert c.fp32_ms_per_iter is None and c.cpu == "AMD EPYC (x86_64-avx2)"
+
+
+@pytest.mark.parametrize("fp32_ms,bf16_ms,chosen", [(10.0, 8.0, "bf16"), (10.0, 10 / 1.1, "bf16"),
+                                                     (10.0, 9.5, "fp32"), (10.0, 12.4, "fp32")])
+def test_auto_with_native_bf16_takes_bf16_only_past_the_margin(fp32_ms, bf16_ms, chosen):
+    c = precision.decide("auto", "cpu", True, lambda: (fp32_ms, bf16_ms))
+    assert c.chosen == chosen and c.native_bf16 is True
+    assert (c.fp32_ms_per_iter, c.bf16_ms_per_iter) == (round(fp32_ms, 3), round(bf16_ms, 3))
+    assert f"{fp32_ms / bf16_ms:.2f}x" in c.reason
+
+
+def test_the_choice_is_written_once_and_reused_by_a_resumed_or_later_phase(tmp_path, monkeypatch):
+    s = resolve_settings("yeast", "smoke", overrides=["precision=auto"])
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(precision, "calibrate", lambda *a, **k: (10.0, 5.0))
+    first = precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path, build_moco)
+    assert first.chosen == "bf16" and json.loads((tmp_path / precision.PRECISION_FILE).read_text())["chosen"] == "bf16"
+    monkeypatch.setattr(precision, "calibrate", lambda *a, **k: pytest.fail("decided already"))
+    assert precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path, build_moco) == first
+    fp32 = resolve_settings("yeast", "smoke", overrides=["precision=fp32"])
+    assert precision.resolve_precision(fp32, "cld", torch.device("cpu"), tmp_path, build_moco).chosen == "fp32"
+
+
+def test_calibration_measures_both_precisions_and_leaves_the_rng_alone():
+    s = resolve_settings("yeast", "smoke", overrides=["precision=auto", "pretrain.batch_size=32",
+                                                      "pretrain.queue_size=64"])
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    fp32_ms, bf16_ms = precision.calibrate(s, "cld", build_moco, iters=2, rounds=1)
+    assert fp32_ms > 0 and bf16_ms > 0
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("native,calibrated,chosen", [(False, None, "fp32"), (True, (10.0, 5.0), "bf16")])
+def test_an_auto_run_computes_exactly_what_its_choice_computes(tmp_path, monkeypatch, native, calibrated, chosen):
+    """auto → X gives X's numbers bit for bit (the calibration draws nothing from the run's RNG) and
+    records the choice; the hashes keep the requested ``auto``."""
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(precision, "calibrate", lambda *a, **k: calibrated)
+    data = tmp_path / "data"
+    auto, fixed = tmp_path / "auto", tmp_path / "fixed"
+    assert main(args(auto, data, "cld", "--set", "precision=auto", "--set", "finetune.epochs=2")) == 0
+    assert main(args(fixed, data, "cld", "--set", f"precision={chosen}", "--set", "finetune.epochs=2")) == 0
+    a, f = load(auto), load(fixed)
+    assert a["metrics"] == f["metrics"]
+    assert a["precision"]["requested"] == "auto" and a["precision"]["chosen"] == chosen
+    assert a["config"]["settings"]["precision"] == "auto" and a["config_hash"] != f["config_hash"]
+    assert f["precision"] == {"requested": chosen, "chosen": chosen, "reason": "asked for", "native_bf16": None,
+                              "fp32_ms_per_iter": None, "bf16_ms_per_iter": None, "cpu": None}
+    assert run_row(a)["precision"] == chosen and run_row({"config": {"settings": {"precision": "fp32"}}})["precision"] == "fp32"
+    assert a["cpu"] == machine.cpu_description()
+
+
+def test_isa_class_names_the_best_matrix_unit():
+    assert machine.isa_class(frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}), "x86_64") == "x86_64-amx"
+    assert machine.isa_class(frozenset({"avx2", "avx512f", "avx512_bf16"}), "x86_64") == "x86_64-avx512_bf16"
+    assert machine.isa_class(frozenset({"avx2", "fma"}), "x86_64") == "x86_64-avx2"
+    assert machine.isa_class(frozenset(), "aarch64") == "aarch64"
