@@ -206,7 +206,9 @@ def table_settings(dataset: str) -> dict[str, Any]:
         }}),
         "threads": None,                 # CPU threads for torch (None: torch's default); 1 is fastest for the
                                          # small MLPs on a shared CPU (docs/method.md (Part 2))
-        "precision": "fp32",             # ours: "bf16" = bf16 autocast for the networks (losses stay float32)
+        "precision": "fp32",             # ours: "bf16" = bf16 autocast for the networks (losses stay float32);
+                                         # "auto" = bf16 where native and calibrated faster (precision.py);
+                                         # not the default until validated (docs/method.md, "precision")
         "checkpoint_every": 1,           # epochs between resumable checkpoints in OUT/state/
         "log_every": 10,                 # epochs between plain progress lines when stderr is not a tty
     }
