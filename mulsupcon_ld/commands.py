@@ -24,10 +24,11 @@ def experiment_spec(args: argparse.Namespace, phases: tuple[str, ...]) -> Experi
 
 def _run_phases(args: argparse.Namespace, phases: tuple[str, ...]) -> int:
     """The body of ``run`` / ``pretrain`` / ``finetune``: resolve the settings, set the thread count
-    here, at the process edge (the library never changes it), run."""
+    and the subnormal mode here, at the process edge (the library never changes them), run."""
     run = resolve_run(experiment_spec(args, phases))
     if run.settings.threads:
         torch.set_num_threads(run.settings.threads)
+    torch.set_flush_denormal(run.settings.flush_denormal)
     run_experiment(run)
     return 0
 

@@ -109,6 +109,7 @@ class RunSettings:
     data: VectorDataSettings | ImageDataSettings
     threads: int | None
     precision: str
+    flush_denormal: bool
     checkpoint_every: int
     log_every: int
 
@@ -132,6 +133,7 @@ class RunSettings:
                    model=ModelSettings(**model), pretrain=PretrainSettings(**_copied(d["pretrain"])),
                    finetune=FinetuneSettings(**_copied(d["finetune"])), loss=LossSettings(**_copied(d["loss"])),
                    data=data_cls(**d["data"]), threads=d["threads"], precision=d["precision"],
+                   flush_denormal=d["flush_denormal"],
                    checkpoint_every=d["checkpoint_every"], log_every=d["log_every"])
 
 

@@ -95,3 +95,16 @@ def test_isa_class_names_the_best_matrix_unit():
     assert machine.isa_class(frozenset({"avx2", "avx512f", "avx512_bf16"}), "x86_64") == "x86_64-avx512_bf16"
     assert machine.isa_class(frozenset({"avx2", "fma"}), "x86_64") == "x86_64-avx2"
     assert machine.isa_class(frozenset(), "aarch64") == "aarch64"
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_the_run_sets_the_subnormal_mode_of_its_settings(tmp_path, flush):
+    """``flush_denormal`` (default true) is set at the process edge: subnormal floats become 0."""
+    tiny = torch.tensor([1e-39])          # below float32's smallest normal, 1.18e-38
+    extra = () if flush else ("--set", "flush_denormal=false")
+    try:
+        assert main(args(tmp_path / "out", tmp_path / "data", "mulsupcon", "--set", "finetune.epochs=1", *extra)) == 0
+        assert ((tiny * 1.0).item() == 0.0) is flush
+        assert load(tmp_path / "out")["config"]["settings"]["flush_denormal"] is flush
+    finally:
+        torch.set_flush_denormal(False)
