@@ -16,8 +16,10 @@ GFLOP/s (FLOPs of one iteration counted by ``torch.utils.flop_counter``, matrix 
 With ``--peer DIR`` (the ``codes/`` folder of a clone of williamzhangsjtu/MulSupCon) the
 published code's pretraining iteration at its own Yeast setting (batch 64, queue 256, its
 Dataset / RandomSampler / StandardScaler + mask transform in process, Adam, WeightedSupCon) is
-timed in the same rounds, interleaved with ours, and the ratio printed. Last, the paper-budget
-Yeast estimate: 400 x 1000 pretraining iterations plus 100 fine-tuning epochs.
+timed in the same rounds, interleaved with ours, and the ratio printed. Then the paper-budget
+Yeast estimate: 400 x 1000 pretraining iterations plus 100 fine-tuning epochs. Last, what
+``precision=auto`` chooses on this machine for each measured (method, batch, queue), with the two
+rates its own calibration measured (:func:`mulsupcon_ld.precision.decide`, as a run calls it).
 
 The machine is shared: every time is the minimum over ``--rounds`` interleaved rounds of
 ``--iters`` iterations, and the 1-minute load average is printed beside the numbers.
@@ -43,7 +45,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
 from mulsupcon_ld.experiment import build_moco
-from mulsupcon_ld.machine import cpu_facts, matmul_peak
+from mulsupcon_ld.machine import cpu_description, cpu_facts, matmul_peak, native_bf16_cpu
+from mulsupcon_ld.precision import calibrate, decide
 from mulsupcon_ld.run_settings import resolve_settings
 
 PAPER_PRETRAIN_ITERS = 400 * 1000   # the published code's "400 epochs" of 1000 iterations (Yeast)
@@ -166,6 +169,14 @@ def finetune_epoch_s(x, y, precision: str, rounds: int) -> tuple[float, int]:
     return best, len(train)
 
 
+def auto_choice(method: str, batch: int, queue: int) -> dict:
+    """What ``precision=auto`` picks for this Yeast pretraining shape here, and its calibration's rates."""
+    s = resolve_settings("yeast", overrides=[f"pretrain.batch_size={batch}", f"pretrain.queue_size={queue}",
+                                             "precision=auto"])
+    choice = decide("auto", "cpu", native_bf16_cpu(), lambda: calibrate(s, method, build_moco), cpu_description())
+    return choice.to_dict()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw-dir", default=None)
@@ -232,6 +243,10 @@ def main() -> None:
                              pretrain_iters=PAPER_PRETRAIN_ITERS, pretrain_ms_per_iter=round(ms, 3),
                              finetune_epochs=100, finetune_s_per_epoch=round(ft_s, 3),
                              finetune_iters_per_epoch=ft_iters, minutes=round(total / 60, 1))
+    for batch, queue in ((128, 256), (64, 256)):
+        for method in (args.methods.split(",") if batch == 128 else ["mulsupcon"]):
+            emit(what="precision=auto choice", method=method, batch=batch, queue=queue,
+                 **auto_choice(method, batch, queue))
 
 
 if __name__ == "__main__":

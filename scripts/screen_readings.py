@@ -1,13 +1,21 @@
-"""Screen readings of the LD loss on a dataset's VALIDATION split (docs/method.md, "Readings at many labels").
+"""Screen variants of a run on a dataset's VALIDATION split: readings of the LD loss (docs/method.md,
+"Readings at many labels") and precisions (docs/method.md, "precision", the validation of ``auto``).
 
-Runs ``mulsupcon-ld run`` for every (reading, method, seed) at a reduced pretraining budget, side by
-side (``--jobs`` single-threaded runs), then summarises what each run's ``metrics.json`` says about
-validation only: val mAP and val BCE at the fine-tuning epoch selected by val BCE, and the loss
-parts of the last pretraining epoch. Test metrics are never read here::
+Runs ``mulsupcon-ld run`` for every (variant, method, seed), at a reduced pretraining budget
+(``--epochs``) or the preset's (``--epochs`` omitted), side by side (``--jobs`` single-threaded
+runs), then summarises what each run's ``metrics.json`` says about validation only: val mAP and val
+BCE at the fine-tuning epoch selected by val BCE, the loss parts of the last pretraining epoch, the
+precision the run computed in and its pretraining wall time. Test metrics are never read here::
 
     python scripts/screen_readings.py run --dataset delicious --methods cld,rld --seeds 0,1,2 \\
-        --readings printed,normalised,normalised-h --epochs 50 --raw-dir ../shared/data --out screen/delicious
+        --variants printed,normalised,normalised-h --epochs 50 --raw-dir ../shared/data --out screen/delicious
     python scripts/screen_readings.py summarise --out screen/delicious --csv docs/results/delicious/readings_val.csv
+    python scripts/screen_readings.py run --dataset yeast --methods cld,mulsupcon --variants fp32,bf16 \\
+        --raw-dir ../shared/data --out screen/precision/yeast
+
+A variant is a named list of ``--set`` overrides (:data:`VARIANTS`): a reading sets ``loss.options``
+and leaves the precision at its default, a precision sets ``precision`` and leaves the loss as the
+dataset's default.
 
 A run whose ``metrics.json`` exists is skipped (re-running resumes; killed runs resume from their
 checkpoints, see ``mulsupcon-ld run``).
@@ -24,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mulsupcon_ld.names import PRECISIONS
 from mulsupcon_ld.settings import LD_READINGS
 
 # name -> loss.options (LDOptions fields); "printed" = the defaults (eqs. 12-15 as printed)
@@ -35,13 +44,20 @@ READINGS: dict[str, dict | None] = {
     "normalised-h-own": {**_NORM, "h_target": "normalized", "in_batch_keys": "own"},
     "normalised-h-perlabel": {**_NORM, "h_target": "normalized", "ld_positive_set": "per_label"},
 }
+# name -> the run's --set overrides: the readings above, then the precisions
+VARIANTS: dict[str, list[str]] = {
+    **{name: [f"loss.options={json.dumps(options)}"] for name, options in READINGS.items()},
+    **{name: [f"precision={name}"] for name in PRECISIONS},
+}
 
 
-def _command(args: argparse.Namespace, reading: str, method: str, seed: int, out: Path) -> list[str]:
+def _command(args: argparse.Namespace, variant: str, method: str, seed: int, out: Path) -> list[str]:
     cmd = [sys.executable, "-m", "mulsupcon_ld.cli", "run", "--dataset", args.dataset, "--method", method,
-           "--seed", str(seed), "--out", str(out), "--set", "threads=1",
-           "--set", f"pretrain.epochs={args.epochs}",
-           "--set", f"loss.options={json.dumps(READINGS[reading])}"]
+           "--seed", str(seed), "--out", str(out), "--set", "threads=1"]
+    if args.epochs is not None:
+        cmd += ["--set", f"pretrain.epochs={args.epochs}"]
+    for override in VARIANTS[variant]:
+        cmd += ["--set", override]
     if args.raw_dir:
         cmd += ["--raw-dir", args.raw_dir]
     if args.data_dir:
@@ -50,16 +66,17 @@ def _command(args: argparse.Namespace, reading: str, method: str, seed: int, out
 
 
 def run(args: argparse.Namespace) -> None:
-    unknown = [r for r in args.readings.split(",") if r not in READINGS]
+    unknown = [r for r in args.variants.split(",") if r not in VARIANTS]
     if unknown:
-        sys.exit(f"error: unknown reading(s) {unknown}; known: {', '.join(READINGS)}")
+        print(f"error: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        sys.exit(2)
     jobs = []
-    for seed in (int(s) for s in args.seeds.split(",")):       # seed-major: every reading gets seed 0 first
-        for reading in args.readings.split(","):
+    for seed in (int(s) for s in args.seeds.split(",")):       # seed-major: every variant gets seed 0 first
+        for variant in args.variants.split(","):
             for method in args.methods.split(","):
-                out = Path(args.out) / reading / method / f"seed{seed}"
+                out = Path(args.out) / variant / method / f"seed{seed}"
                 if not (out / "metrics.json").exists():
-                    jobs.append((_command(args, reading, method, seed, out), out))
+                    jobs.append((_command(args, variant, method, seed, out), out))
     print(f"{len(jobs)} runs to do, {args.jobs} at a time", flush=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
@@ -88,6 +105,7 @@ def summarise(args: argparse.Namespace) -> pd.DataFrame:
                      "selected_epoch": best, "pretrain_epochs": m["config"]["settings"]["pretrain"]["epochs"],
                      "pretrain_s": m["wall_time_s"]["pretrain"], "finetune_s": m["wall_time_s"]["finetune"],
                      **{f"part_{k}": v for k, v in last.items()},
+                     "precision": (m.get("precision") or {}).get("chosen", m["config"]["settings"]["precision"]),
                      "options": json.dumps(m["config"]["settings"]["loss"]["options"]), "commit": m.get("git_commit")})
     df = pd.DataFrame(rows)
     if args.csv:
@@ -101,18 +119,20 @@ def summarise(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def readings_table(df: pd.DataFrame) -> str:
-    """One markdown row per (method, reading): val mAP per seed, mean ± sd, val BCE, and the loss
-    terms of the last pretraining epoch (seed mean)."""
+    """One markdown row per (method, variant): val mAP per seed, mean ± sd, val BCE, the loss terms of
+    the last pretraining epoch and the pretraining wall time (seed means), and the precision computed."""
     rows = []
-    for (method, reading), g in df.sort_values("seed").groupby(["method", "reading"], sort=False):
+    for (method, variant), g in df.sort_values("seed").groupby(["method", "reading"], sort=False):
         sd = g["val_mAP"].std() if len(g) > 1 else float("nan")
         parts = [f"{g[f'part_{k}'].mean():,.3g}" if f"part_{k}" in g else "—"
                  for k in ("contrastive", "g", "alpha_h", "beta_w")]
-        rows.append([method.upper(), reading, ", ".join(f"{v:.4f}" for v in g["val_mAP"]),
+        rows.append([method.upper(), variant, ", ".join(f"{v:.4f}" for v in g["val_mAP"]),
                      f"{g['val_mAP'].mean():.4f}" + ("" if sd != sd else f" ± {sd:.4f}"),
-                     f"{g['val_bce'].mean():.4f}", *parts])
-    head = ["method", "reading", "val mAP per seed", "mean ± sd", "val BCE", "contrastive", "G", "α·H", "β‖W‖²"]
-    order = {r: i for i, r in enumerate(READINGS)}
+                     f"{g['val_bce'].mean():.4f}", *parts, f"{g['pretrain_s'].mean():.0f}",
+                     "/".join(sorted(set(g["precision"].astype(str)))) if "precision" in g else "—"])
+    head = ["method", "variant", "val mAP per seed", "mean ± sd", "val BCE", "contrastive", "G", "α·H", "β‖W‖²",
+            "pretrain s", "precision"]
+    order = {r: i for i, r in enumerate(VARIANTS)}
     rows.sort(key=lambda r: (r[0], order.get(r[1], 99)))
     return pd.DataFrame(rows, columns=head).to_markdown(index=False)
 
@@ -124,8 +144,10 @@ def main() -> None:
     r.add_argument("--dataset", required=True)
     r.add_argument("--methods", default="cld,rld")
     r.add_argument("--seeds", default="0,1,2")
-    r.add_argument("--readings", default="printed,normalised,normalised-h")
-    r.add_argument("--epochs", type=int, default=50)
+    r.add_argument("--variants", "--readings", dest="variants", default="printed,normalised,normalised-h",
+                   help=f"comma list of: {', '.join(VARIANTS)}")
+    r.add_argument("--epochs", type=int, default=None,
+                   help="pretraining epochs (a reduced budget; default: the preset's)")
     r.add_argument("--raw-dir")
     r.add_argument("--data-dir")
     r.add_argument("--jobs", type=int, default=2)
