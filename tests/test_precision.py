@@ -70,6 +70,34 @@ def test_calibration_measures_both_precisions_and_leaves_the_rng_alone():
     assert torch.equal(torch.get_rng_state(), before)
 
 
+def test_calibration_takes_the_median_round_not_the_luckiest(monkeypatch):
+    """One round disturbed by load must not decide: medians of the rounds, per precision."""
+    rounds = {"fp32": iter([10.0, 2.0, 10.0, 10.0, 11.0]), "bf16": iter([9.5, 9.0, 30.0, 9.8, 9.9])}
+
+    class FakeTimer:
+        def __init__(self, settings, method, build):
+            self.p = settings.precision
+
+        def ms(self, iters):
+            return next(rounds[self.p])
+
+    monkeypatch.setattr(precision, "IterationTimer", FakeTimer)
+    s = resolve_settings("yeast", "smoke", overrides=["precision=auto"])
+    assert precision.calibrate(s, "cld", build_moco) == (10.0, 9.8)   # best-of would say 2.0 vs 9.0
+    assert precision.decide("auto", "cpu", True, lambda: (10.0, 9.8)).chosen == "fp32"
+
+
+def test_single_threaded_calibration_counts_this_process_cpu_time(monkeypatch):
+    """With one torch thread the clock is process CPU time (time waiting for a shared core is not the
+    iteration's); the fake clock advances only when read, so the wall clock would give another number."""
+    ticks = iter(range(0, 10**6, 3))
+    monkeypatch.setattr(precision.time, "process_time", lambda: float(next(ticks)))
+    s = resolve_settings("yeast", "smoke", overrides=["precision=fp32", "pretrain.batch_size=32",
+                                                      "pretrain.queue_size=64"])
+    timer = precision.IterationTimer(s, "mulsupcon", build_moco)
+    assert timer.ms(2) == 0.0        # both calls read 3 s: (3 - 3) / 4 iterations
+
+
 @pytest.mark.parametrize("native,calibrated,chosen", [(False, None, "fp32"), (True, (10.0, 5.0), "bf16")])
 def test_an_auto_run_computes_exactly_what_its_choice_computes(tmp_path, monkeypatch, native, calibrated, chosen):
     """auto → X gives X's numbers bit for bit (the calibration draws nothing from the run's RNG) and
