@@ -69,7 +69,7 @@ def worker_grads(method: str, path: str, dtype: str) -> dict:
     torch.set_num_threads(1)
     try:                                   # the settings object (since issue 18) or the older dict
         from mulsupcon_ld.run_settings import resolve_settings
-        s = resolve_settings("delicious")
+        s = resolve_settings("delicious", overrides=["precision=fp32"])
         loss_cfg, temperature = s.loss, s.pretrain.temperature
     except ImportError:
         from mulsupcon_ld.settings import get_settings

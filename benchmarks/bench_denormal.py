@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    s = resolve_settings(args.dataset)
+    s = resolve_settings(args.dataset, overrides=["precision=fp32"])
     x, y = load_prepared(args.dataset, args.data_dir).split("train")
     saved = torch.load(args.state, map_location="cpu", weights_only=True)
     moco = build_moco(s, y.shape[1], x.shape[1])

@@ -29,7 +29,7 @@ from typing import Any
 from .errors import UserError
 from .machine import isa_class
 from .run_settings import RunSettings
-from .settings import TABLE
+from .settings import BF16_VALIDATED, TABLE
 
 MEASUREMENTS = Path(__file__).with_name("cost_measurements.json")
 RESNET50_GFLOP = 2 * 4.1          # forward, one 224 px image (torchvision: 4.09 GMAC)
@@ -51,12 +51,13 @@ def cpu_rates(m: dict[str, Any] | None = None, isa: str | None = None) -> tuple[
     return machines[m["cpu_default"]], False
 
 
-def _candidate_precisions(precision: str, rates: dict[str, Any]) -> tuple[str, ...]:
+def _candidate_precisions(precision: str, rates: dict[str, Any], dataset: str) -> tuple[str, ...]:
     """The precisions a vector run may compute in: ``auto`` takes the faster of fp32 and, where the
-    measured machine computes bf16 natively, bf16 (what its calibration would choose, rates aside)."""
+    measured machine computes bf16 natively and the dataset's bf16 is validated, bf16 (what its
+    calibration would choose, rates aside)."""
     if precision != "auto":
         return (precision,)
-    return ("fp32", "bf16") if rates.get("onednn_bf16") else ("fp32",)
+    return ("fp32", "bf16") if rates.get("onednn_bf16") and dataset in BF16_VALIDATED else ("fp32",)
 
 
 def _paper_shape(dataset: str) -> tuple[int, int]:
@@ -110,7 +111,8 @@ def run_cost(s: RunSettings, device: str, pretrain: bool = True) -> RunCost:
         ft_gflop = ft_iters * ft.batch_size * 3 * (_mlp_gflop(backbone) + fc)
         gflop = pre_gflop + ft_gflop
         rates = cpu_rates(m)[0]
-        est = [_vector_seconds(rates, s, p, pre_iters, gflop, ft_gflop) for p in _candidate_precisions(s.precision, rates)]
+        est = [_vector_seconds(rates, s, p, pre_iters, gflop, ft_gflop)
+               for p in _candidate_precisions(s.precision, rates, s.dataset)]
         # like with like: a lane timed at the dataset's own shape beats the FLOP model of another
         seconds = min(sec for sec, shaped in est if shaped == max(shaped for _, shaped in est))
     return RunCost(s.dataset, s.kind, pre_iters, ft_iters, gflop, seconds / 3600, device)

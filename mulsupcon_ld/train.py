@@ -246,7 +246,9 @@ def _to(batch: tuple[torch.Tensor, ...], device: torch.device) -> list[torch.Ten
 def autocast(device: torch.device, precision: str):
     """bf16 autocast for the network when ``precision == "bf16"`` (the losses compute in float32)."""
     if precision not in ("fp32", "bf16"):
-        raise UserError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        raise UserError(f"precision must be 'fp32' or 'bf16' here, got {precision!r} (a run resolves 'auto' "
+                        "first: mulsupcon_ld.precision.resolve_precision; pass --set precision=fp32|bf16 or "
+                        "resolve it before calling the training loop)")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 

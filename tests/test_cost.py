@@ -10,6 +10,7 @@ import torch
 from mulsupcon_ld import cli, cost
 from mulsupcon_ld.pipeline import cost as pipeline_cost, plan
 from mulsupcon_ld.run_settings import resolve_settings
+from mulsupcon_ld.settings import BF16_VALIDATED
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "config" / "config.yaml")
@@ -121,8 +122,8 @@ def _without_shapes(monkeypatch) -> dict:
 
 def test_cost_uses_the_rate_of_the_configured_lane(monkeypatch):
     rates = cost.cpu_rates(_without_shapes(monkeypatch))[0]["vector_pretrain_gflops"]
-    fast = run_cost("yeast", "paper", "cpu")
-    ref = run_cost("yeast", "paper", "cpu", overrides=("pretrain.hotpath=reference",))
+    fast = run_cost("yeast", "paper", "cpu", overrides=("precision=fp32",))
+    ref = run_cost("yeast", "paper", "cpu", overrides=("pretrain.hotpath=reference", "precision=fp32"))
     assert fast.gflop == ref.gflop
     assert fast.hours / ref.hours == pytest.approx(rates["fp32-reference"] / rates["fp32-fast"])
 
@@ -142,7 +143,7 @@ def test_cost_cli_takes_the_pretraining_lane(capsys, monkeypatch):
     _without_shapes(monkeypatch)
     hours = {}
     for lane in ("reference", "fast"):
-        assert cli.main(["cost", "2", "--configfile", CONFIG, "--hotpath", lane]) == 0
+        assert cli.main(["cost", "2", "--configfile", CONFIG, "--hotpath", lane, "--precision", "fp32"]) == 0
         hours[lane] = float(capsys.readouterr().out.strip().splitlines()[-1].split()[2].replace(",", ""))
     rates = cost.cpu_rates()[0]["vector_pretrain_gflops"]
     assert hours["reference"] > hours["fast"] > 0
@@ -174,16 +175,25 @@ def test_rates_of_this_machine_class_else_the_default_said_so(monkeypatch, capsy
 
 def test_auto_precision_costs_the_faster_lane_where_bf16_is_native(monkeypatch):
     """auto = what the calibration would choose: the faster of fp32 and bf16 on a machine class with
-    native bf16, fp32 where bf16 is emulated; a lane timed at the dataset's shape beats the FLOP model."""
+    native bf16 for a dataset whose bf16 is validated, fp32 where bf16 is emulated or not validated;
+    a lane timed at the dataset's shape beats the FLOP model."""
     real = cost.measurements
     m = _without_shapes(monkeypatch)
+    assert "yeast" in BF16_VALIDATED and "delicious" not in BF16_VALIDATED
+    for rates in m["cpu_machines"].values():      # bf16 much faster wherever native: only the rule says no
+        gflops = rates["vector_pretrain_gflops"]
+        gflops["bf16-fast"] = 10 * gflops["fp32-fast"]
     for isa, rates in m["cpu_machines"].items():
         monkeypatch.setattr(cost, "isa_class", lambda isa=isa: isa)
-        h = {p: run_cost("yeast", "paper", "cpu", overrides=(f"precision={p}",)).hours for p in ("fp32", "bf16", "auto")}
-        assert h["auto"] == (min(h["fp32"], h["bf16"]) if rates["onednn_bf16"] else h["fp32"])
+        for dataset in ("yeast", "delicious"):
+            h = {p: run_cost(dataset, "paper", "cpu", overrides=(f"precision={p}",)).hours
+                 for p in ("fp32", "bf16", "auto")}
+            bf16_allowed = rates["onednn_bf16"] and dataset in BF16_VALIDATED
+            assert h["auto"] == (min(h["fp32"], h["bf16"]) if bf16_allowed else h["fp32"])
+            assert h["bf16"] < h["fp32"]
     monkeypatch.setattr(cost, "measurements", real)
     monkeypatch.setattr(cost, "isa_class", lambda: "x86_64-amx")
     timed = cost.cpu_rates()[0]["vector_pretrain_ms_per_iter"]
-    shaped = [p for p in ("fp32", "bf16") if "delicious" in timed.get(f"{p}-fast", {})]
-    assert shaped and run_cost("delicious", "paper", "cpu", overrides=("precision=auto",)).hours == min(
-        run_cost("delicious", "paper", "cpu", overrides=(f"precision={p}",)).hours for p in shaped)
+    shaped = [p for p in ("fp32", "bf16") if "yeast" in timed.get(f"{p}-fast", {})]
+    assert shaped and run_cost("yeast", "paper", "cpu", overrides=("precision=auto",)).hours == min(
+        run_cost("yeast", "paper", "cpu", overrides=(f"precision={p}",)).hours for p in shaped)

@@ -198,7 +198,8 @@ def test_pretraining_in_fused_modules_equals_module_by_module_fast_masks(tmp_pat
     from mulsupcon_ld.augment import VectorBatches
     from mulsupcon_ld.experiment import build_moco
 
-    s = resolve_settings("yeast", overrides=["pretrain.epochs=2", "pretrain.batch_size=16", "pretrain.queue_size=40"])
+    s = resolve_settings("yeast", overrides=["pretrain.epochs=2", "pretrain.batch_size=16", "pretrain.queue_size=40",
+                                             "precision=fp32"])
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 103)).astype(np.float32), (rng.random((64, 14)) < 0.3).astype(np.uint8)
     torch.manual_seed(0)

@@ -14,6 +14,7 @@ from mulsupcon_ld.cli import main
 from mulsupcon_ld.experiment import build_moco
 from mulsupcon_ld.report.aggregate import run_row
 from mulsupcon_ld.run_settings import resolve_settings
+from mulsupcon_ld.settings import BF16_VALIDATED
 
 from test_runner import args, load
 
@@ -39,13 +40,29 @@ def test_auto_is_fp32_on_cuda_and_on_a_cpu_without_native_bf16_without_measuring
     assert c.fp32_ms_per_iter is None and c.cpu == "AMD EPYC (x86_64-avx2)"
 
 
-@pytest.mark.parametrize("fp32_ms,bf16_ms,chosen", [(10.0, 8.0, "bf16"), (10.0, 10 / 1.1, "bf16"),
-                                                     (10.0, 9.5, "fp32"), (10.0, 12.4, "fp32")])
+@pytest.mark.parametrize("fp32_ms,bf16_ms,chosen", [(10.0, 8.0, "bf16"), (10.0, 10 / precision.AUTO_MARGIN, "bf16"),
+                                                     (10.0, 9.5, "fp32"), (10.0, 8.6, "fp32"), (10.0, 12.4, "fp32")])
 def test_auto_with_native_bf16_takes_bf16_only_past_the_margin(fp32_ms, bf16_ms, chosen):
     c = precision.decide("auto", "cpu", True, lambda: (fp32_ms, bf16_ms))
     assert c.chosen == chosen and c.native_bf16 is True
     assert (c.fp32_ms_per_iter, c.bf16_ms_per_iter) == (round(fp32_ms, 3), round(bf16_ms, 3))
     assert f"{fp32_ms / bf16_ms:.2f}x" in c.reason
+
+
+def test_auto_is_fp32_without_measuring_for_a_dataset_whose_bf16_is_not_validated(tmp_path, monkeypatch):
+    c = precision.decide("auto", "cpu", True, _never, validated=False)
+    assert c.chosen == "fp32" and "not validated" in c.reason
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(precision, "calibrate", lambda *a, **k: pytest.fail("nothing may be measured here"))
+    assert "delicious" not in BF16_VALIDATED
+    s = resolve_settings("delicious", "smoke", overrides=["precision=auto"])
+    assert precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path, build_moco).chosen == "fp32"
+
+
+def test_auto_is_the_paper_default_and_smoke_runs_compute_fp32():
+    assert resolve_settings("yeast").precision == "auto"
+    assert resolve_settings("yeast", "smoke").precision == "fp32"
+    assert resolve_settings("yeast", "smoke", overrides=["precision=auto"]).precision == "auto"
 
 
 def test_the_choice_is_written_once_and_reused_by_a_resumed_or_later_phase(tmp_path, monkeypatch):

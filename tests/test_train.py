@@ -226,7 +226,7 @@ def simple_loss(out, y, moco):
     return loss, {"loss": loss.detach()}
 
 
-BASE = resolve_settings("yeast")
+BASE = resolve_settings("yeast", overrides=["precision=fp32"])   # train.* takes a resolved precision
 
 
 def pretrain_cfg(epochs=4, step="epoch", precision="fp32", log_every=10, **extra) -> RunSettings:
