@@ -197,3 +197,11 @@ def test_auto_precision_costs_the_faster_lane_where_bf16_is_native(monkeypatch):
     shaped = [p for p in ("fp32", "bf16") if "yeast" in timed.get(f"{p}-fast", {})]
     assert shaped and run_cost("yeast", "paper", "cpu", overrides=("precision=auto",)).hours == min(
         run_cost("yeast", "paper", "cpu", overrides=(f"precision={p}",)).hours for p in shaped)
+
+
+def test_cost_reads_the_workflow_config_precision(capsys):
+    """config ``precision`` (what the jobs pass as --set precision) is what cost charges, as --precision."""
+    def hours(*extra):
+        assert cli.main(["cost", "2", "--configfile", CONFIG, *extra]) == 0
+        return capsys.readouterr().out.strip().splitlines()[-1].split()[2]
+    assert hours("--config", "precision=bf16") == hours("--precision", "bf16") != hours("--precision", "fp32")

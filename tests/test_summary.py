@@ -98,3 +98,7 @@ def test_workflow_hotpath_reaches_the_runs_that_pretrain_an_mlp(tmp_path, monkey
     assert sets == ["pretrain.hotpath=reference", None, None]
     jobs.train_job(keys[0], str(prepared), str(tmp_path / "m9.json"), str(tmp_path / "l9.log"))
     assert "--set" not in calls[-1]
+    for i, key in enumerate(keys):      # config precision: every run, image runs included
+        jobs.train_job(key, str(prepared), str(tmp_path / f"p{i}.json"), str(tmp_path / f"p{i}.log"),
+                       precision="fp32")
+    assert all(a[a.index("--set") + 1] == "precision=fp32" for a in calls[-3:])

@@ -67,7 +67,7 @@ def start_lines(targets: list[str], config: dict[str, Any], device: str = "cuda"
     estimated CPU-/GPU-hours (image runs on ``device``: the workflow asks a GPU for them).
     An estimate that cannot be made is one line saying why; it never stops the workflow."""
     try:
-        rows = table_costs(costed_targets(targets), config, device)
+        rows = table_costs(costed_targets(targets), config, device, config.get("precision"), config.get("hotpath"))
     except (UserError, KeyError, ValueError, OSError) as e:   # a bad measurements file included
         return [f"cost: no estimate ({type(e).__name__}: {e})"]
     return [f"cost: {r['target']}: {r['runs']} runs, ~{r['cpu_hours']:,.1f} CPU-hours, "
@@ -90,7 +90,8 @@ def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
 
 def cmd_cost(args: argparse.Namespace) -> int:
     config = _load_config(args.configfile, args.config)
-    rows = table_costs(args.targets, config, args.device, args.precision, args.hotpath or config.get("hotpath"))
+    rows = table_costs(args.targets, config, args.device, args.precision or config.get("precision"),
+                       args.hotpath or config.get("hotpath"))
     m = measurements()
     rates, own = cpu_rates(m)
     here = isa_class()

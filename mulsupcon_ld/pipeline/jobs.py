@@ -127,10 +127,12 @@ def prepare_job(data: str, raw_dir: str | None, data_dir: str | None, download_s
 
 def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: str | None = None,
               data_dir: str | None = None, device: str | None = None,
-              threads: int | None = None, strict: bool = False, hotpath: str | None = None) -> dict[str, Any]:
+              threads: int | None = None, strict: bool = False, hotpath: str | None = None,
+              precision: str | None = None) -> dict[str, Any]:
     """One training run (see the module docstring); returns what was written to ``out``.
     ``strict`` (config ``strict``): an unavailable dataset fails the job instead of a placeholder;
-    ``hotpath`` (config ``hotpath``): the pretraining lane, passed as ``--set pretrain.hotpath=…``."""
+    ``hotpath`` (config ``hotpath``): the pretraining lane, passed as ``--set pretrain.hotpath=…``;
+    ``precision`` (config ``precision``): every run's, passed as ``--set precision=…``."""
     prepared = read_status(prepared_status)
     if prepared["status"] != OK:
         return _unavailable(unavailable_record(key, prepared["reason"]), key, out, log, strict)
@@ -142,6 +144,8 @@ def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: st
         args += ["--device", device]
     if hotpath and key.method not in NO_PRETRAIN_METHODS and get_dataset(key.dataset).kind == "vector":
         args += ["--set", f"pretrain.hotpath={hotpath}"]     # the lane of the MLP's pretraining only
+    if precision:
+        args += ["--set", f"precision={precision}"]
     found = existing_state(key.state_dir)
     if found:
         with open(log, "a") as fh:

@@ -13,6 +13,7 @@ train_job(
     data_dir=snakemake.params.data_dir,
     device=snakemake.config["device"],
     hotpath=snakemake.config.get("hotpath"),
+    precision=snakemake.config.get("precision"),
     threads=snakemake.threads,
     strict=snakemake.config["strict"],
 )
