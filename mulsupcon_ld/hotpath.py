@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from .names import HOTPATHS
 
 __all__ = ["HOTPATHS", "FusedSequential", "sequential", "reference_copy", "fast_dropout", "keep_mask",
-           "linear_relu_dropout", "relu_dropout", "momentum_update_", "optimizer_kwargs", "bf16_cpu_note"]
+           "mask_threshold", "linear_relu_dropout", "relu_dropout", "momentum_update_", "optimizer_kwargs", "bf16_cpu_note"]
 
 _BITS = 16
 _LEVELS = 1 << _BITS          # integers in [-2^15, 2^15) after viewing int64 words as int16
@@ -58,9 +58,14 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
     u = words.view(torch.int16)[:n].view(shape).to(torch.float32)      # exact: |u| <= 2^15
-    threshold = -(_LEVELS // 2) + round(p * _LEVELS)                    # kept iff u >= threshold
     # integers: u - threshold + 1 >= 1 iff kept, <= 0 otherwise, so clamp(0, 1) is the 0/1 mask
-    return u.sub_(threshold - 1).clamp_(0.0, 1.0)
+    return u.sub_(mask_threshold(p) - 1).clamp_(0.0, 1.0)
+
+
+def mask_threshold(p: float) -> int:
+    """:func:`keep_mask` keeps an element iff its 16 random bits, read as a signed integer ``u``,
+    are ``>= mask_threshold(p)``: P(dropped) = ``round(p * 2^16) / 2^16``."""
+    return -(_LEVELS // 2) + round(p * _LEVELS)
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
