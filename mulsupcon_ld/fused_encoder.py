@@ -118,17 +118,22 @@ def plan(encoder: nn.Module) -> EncoderPlan | None:
 def draw_keep_masks(shapes: list[tuple[int, int, float]]) -> list[torch.Tensor]:
     """For each ``(rows, width, p)``, :func:`hotpath.keep_mask`'s mask of that shape scaled by
     ``1 / (1 - p)`` (so ``0`` or ``1 / (1 - p)``), all from one ``random_`` call on CPU: mask ``i``
-    gets the ``ceil(rows * width / 4)`` 64-bit words its own ``keep_mask`` call would draw."""
+    gets the ``ceil(rows * width / 4)`` 64-bit words its own ``keep_mask`` call would draw. Masks
+    that lie back to back (whole words) with the same ``p`` are thresholded in one pass."""
     words = [(r * w + 3) // 4 for r, w, _ in shapes]
     bits = torch.empty(sum(words), dtype=torch.int64).random_(-(2**63), 2**63 - 1)
     u = bits.view(torch.int16).to(torch.float32)      # exact: |u| <= 2^15
-    masks, start = [], 0
-    for (rows, width, p), n_words in zip(shapes, words):
-        m = u[4 * start: 4 * start + rows * width]
+    starts = [4 * sum(words[:i]) for i in range(len(shapes))]
+    i = 0
+    while i < len(shapes):                            # runs of adjacent masks with one p
+        j, p = i + 1, shapes[i][2]
+        while j < len(shapes) and shapes[j][2] == p and shapes[j - 1][0] * shapes[j - 1][1] % 4 == 0:
+            j += 1
+        end = starts[j - 1] + shapes[j - 1][0] * shapes[j - 1][1]
         # keep_mask's rule: kept iff u >= threshold, i.e. u - threshold + 1 >= 1 (else <= 0)
-        masks.append(m.sub_(mask_threshold(p) - 1).clamp_(0.0, 1.0).mul_(1.0 / (1.0 - p)).view(rows, width))
-        start += n_words
-    return masks
+        u[starts[i]:end].sub_(mask_threshold(p) - 1).clamp_(0.0, 1.0).mul_(1.0 / (1.0 - p))
+        i = j
+    return [u[a:a + r * w].view(r, w) for a, (r, w, _) in zip(starts, shapes)]
 
 
 def _forward(pl: EncoderPlan, x: torch.Tensor, masks: list[torch.Tensor], params: list[torch.Tensor],

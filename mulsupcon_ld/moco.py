@@ -151,7 +151,7 @@ class MoCo(nn.Module):
             self._lists = label_lists(self.queue_labels)
         return self._lists
 
-    def _write_lists(self, idx: torch.Tensor, labels: torch.Tensor) -> None:
+    def _write_lists(self, idx: torch.Tensor | slice, labels: torch.Tensor) -> None:
         lists = self._queue_lists()
         if lists is None:
             return
@@ -173,13 +173,14 @@ class MoCo(nn.Module):
         K = self.queue_size
         if k.shape[0] > K:  # only the newest K survive anyway
             k, labels, dist = k[-K:], labels[-K:], dist[-K:]
-        b = k.shape[0]
-        idx = (int(self.queue_ptr) + torch.arange(b, device=self.queue.device)) % K
+        b, ptr = k.shape[0], int(self.queue_ptr)
+        # a slice where the batch does not wrap (a copy instead of an index_put; same values)
+        idx = slice(ptr, ptr + b) if ptr + b <= K else (ptr + torch.arange(b, device=self.queue.device)) % K
         self.queue[idx] = k.detach().to(self.queue.dtype)
         self.queue_labels[idx] = labels.detach().to(self.queue_labels.dtype)
         self.queue_dist[idx] = dist.detach().to(self.queue_dist.dtype)
         self._write_lists(idx, labels)
-        self.queue_ptr.fill_((int(self.queue_ptr) + b) % K)
+        self.queue_ptr.fill_((ptr + b) % K)
         self.queue_count.fill_(min(int(self.queue_count) + b, K))
 
     # ---------------------------------------------------------------- forward
