@@ -130,12 +130,13 @@ def test_cost_uses_the_rate_of_the_configured_lane(monkeypatch):
 
 def test_cost_takes_a_measured_iteration_of_the_dataset_shape(monkeypatch):
     ms = cost.cpu_rates()[0]["vector_pretrain_ms_per_iter"]["fp32-fast"]["delicious"]
-    with_shape = run_cost("delicious", "paper", "cpu")
-    flop_model = run_cost("delicious", "paper", "cpu", overrides=("pretrain.queue_size=4000",))
+    fp32 = ("precision=fp32",)
+    with_shape = run_cost("delicious", "paper", "cpu", overrides=fp32)
+    flop_model = run_cost("delicious", "paper", "cpu", overrides=("pretrain.queue_size=4000", *fp32))
     assert with_shape.hours * 3600 >= with_shape.pretrain_iters * ms / 1e3          # + fine-tuning
     assert with_shape.hours * 3600 < with_shape.pretrain_iters * ms / 1e3 * 1.5
     _without_shapes(monkeypatch)
-    assert run_cost("delicious", "paper", "cpu").hours == pytest.approx(
+    assert run_cost("delicious", "paper", "cpu", overrides=fp32).hours == pytest.approx(
         flop_model.hours * with_shape.gflop / flop_model.gflop, rel=0.05)           # no table: FLOPs only
 
 
@@ -179,13 +180,13 @@ def test_auto_precision_costs_the_faster_lane_where_bf16_is_native(monkeypatch):
     a lane timed at the dataset's shape beats the FLOP model."""
     real = cost.measurements
     m = _without_shapes(monkeypatch)
-    assert "yeast" in BF16_VALIDATED and "delicious" not in BF16_VALIDATED
+    assert "yeast" in BF16_VALIDATED and "mediamill" not in BF16_VALIDATED
     for rates in m["cpu_machines"].values():      # bf16 much faster wherever native: only the rule says no
         gflops = rates["vector_pretrain_gflops"]
         gflops["bf16-fast"] = 10 * gflops["fp32-fast"]
     for isa, rates in m["cpu_machines"].items():
         monkeypatch.setattr(cost, "isa_class", lambda isa=isa: isa)
-        for dataset in ("yeast", "delicious"):
+        for dataset in ("yeast", "mediamill"):
             h = {p: run_cost(dataset, "paper", "cpu", overrides=(f"precision={p}",)).hours
                  for p in ("fp32", "bf16", "auto")}
             bf16_allowed = rates["onednn_bf16"] and dataset in BF16_VALIDATED

@@ -54,8 +54,8 @@ def test_auto_is_fp32_without_measuring_for_a_dataset_whose_bf16_is_not_validate
     assert c.chosen == "fp32" and "not validated" in c.reason
     monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
     monkeypatch.setattr(precision, "calibrate", lambda *a, **k: pytest.fail("nothing may be measured here"))
-    assert "delicious" not in BF16_VALIDATED
-    s = resolve_settings("delicious", "smoke", overrides=["precision=auto"])
+    assert "mediamill" not in BF16_VALIDATED
+    s = resolve_settings("mediamill", "smoke", overrides=["precision=auto"])
     assert precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path, build_moco).chosen == "fp32"
 
 
