@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .hotpath import FusedSequential, mask_threshold
+from .hotpath import FusedSequential, mask_threshold, masked_grad
 
 __all__ = ["EncoderPlan", "FlatPair", "plan", "draw_keep_masks"]
 
@@ -203,9 +203,7 @@ class _EncoderNode(torch.autograd.Function):
             out = inp                                  # this block's output is the next one's input
             if j == pl.n_backbone - 1 and grad_h is not None:
                 g_in = grad_h + g_in
-            g = g_in.mul(out.sign())                   # ReLU and Dropout: out > 0 iff positive and kept
-            if blk.p > 0.0:
-                g.mul_(1.0 / (1.0 - blk.p))
+            g = masked_grad(g_in, out, blk.p)          # through ReLU and Dropout, as the per-module lane
             if blk.bn is not None:
                 z, mean, invstd = saved[-3:]
                 del saved[-3:]

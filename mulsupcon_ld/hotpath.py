@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from .names import HOTPATHS
 
 __all__ = ["HOTPATHS", "FusedSequential", "sequential", "reference_copy", "fast_dropout", "keep_mask",
-           "mask_threshold", "linear_relu_dropout", "relu_dropout", "momentum_update_", "optimizer_kwargs", "bf16_cpu_note"]
+           "mask_threshold", "masked_grad", "linear_relu_dropout", "relu_dropout", "momentum_update_",
+           "optimizer_kwargs", "bf16_cpu_note"]
 
 _BITS = 16
 _LEVELS = 1 << _BITS          # integers in [-2^15, 2^15) after viewing int64 words as int16
@@ -91,7 +92,7 @@ def _relu_drop_(z: torch.Tensor, p: float) -> torch.Tensor:
     return z
 
 
-def _masked_grad(grad: torch.Tensor, out: torch.Tensor, p: float) -> torch.Tensor:
+def masked_grad(grad: torch.Tensor, out: torch.Tensor, p: float) -> torch.Tensor:
     """The gradient through ReLU and Dropout: ``out > 0`` iff the unit was positive and kept, and
     ``sign(out)`` (``out >= 0``) is that indicator as a float (cheaper than a bool mask on CPU)."""
     g = grad.mul(out.sign())
@@ -114,7 +115,7 @@ class _LinearReLUDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, w, out = ctx.saved_tensors
-        g = _masked_grad(grad.to(out.dtype), out, ctx.p)
+        g = masked_grad(grad.to(out.dtype), out, ctx.p)
         grad_x = g @ w if ctx.needs_input_grad[0] else None
         grad_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, g.t() @ x, grad_b, None
@@ -133,7 +134,7 @@ class _ReLUDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (out,) = ctx.saved_tensors
-        return _masked_grad(grad, out, ctx.p), None
+        return masked_grad(grad, out, ctx.p), None
 
 
 def linear_relu_dropout(x: torch.Tensor, linear: nn.Linear, dropout: nn.Dropout) -> torch.Tensor:
