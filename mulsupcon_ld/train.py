@@ -213,7 +213,12 @@ def _resume(state_path: Path, config_hash: str, model: nn.Module, opt: torch.opt
         seed_everything(epoch_seed(seed, stream, 0))
         return None
     model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+    try:
+        opt.load_state_dict(state["optimizer"])
+    except ValueError as exc:      # another parameter layout, e.g. written before the fused step
+        raise UserError(f"checkpoint {state_path} holds optimiser state for another parameter layout ({exc}); "
+                        "it was written by another version of the training step: delete it to start this "
+                        "phase again") from exc
     sched.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return state

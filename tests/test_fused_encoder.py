@@ -2,6 +2,8 @@
 per-module fast lane bit for bit, one flat parameter, and a clear refusal where it cannot run."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from mulsupcon_ld import fused_encoder as FE
 from mulsupcon_ld import hotpath
 from mulsupcon_ld import train as T
 from mulsupcon_ld.augment import VectorBatches
+from mulsupcon_ld.errors import UserError
 from mulsupcon_ld.experiment import build_moco
 from mulsupcon_ld.run_settings import resolve_settings
 
@@ -122,3 +125,22 @@ def test_momentum_update_through_the_buffers_is_the_per_parameter_lerp():
     for pa, pb in zip(a.encoder_k.parameters(), b.encoder_k.parameters()):
         assert torch.equal(pa, pb)
     assert not torch.equal(next(a.encoder_k.parameters()), next(a.encoder_q.parameters()))
+
+
+
+def test_a_checkpoint_of_the_other_parameter_layout_stops_with_a_clear_error(tmp_path):
+    """A per-module checkpoint (fourteen optimiser tensors) cannot resume as the fused step (three)."""
+    x, y = _data()
+    s = _settings()
+    loss = T.make_pretrain_loss("mulsupcon", s.loss, s.pretrain.temperature)
+    vb = VectorBatches(x, y, s.pretrain.batch_size, mask=0.5, two_views=True, iters_per_epoch=7, seed=1)
+
+    def run(fused: bool, epochs: int) -> None:
+        torch.manual_seed(0)
+        moco = build_moco(s, y.shape[1], x.shape[1])
+        T.pretrain(moco, vb, replace(s, pretrain=replace(s.pretrain, epochs=epochs)), loss, seed=0,
+                   device=torch.device("cpu"), state_path=tmp_path / "state.pt", config_hash="h", fused_step=fused)
+
+    run(False, 1)
+    with pytest.raises(UserError, match="another parameter layout"):
+        run(True, 2)
