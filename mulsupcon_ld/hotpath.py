@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from .names import HOTPATHS
 
-__all__ = ["HOTPATHS", "FusedSequential", "sequential", "reference_copy", "fast_dropout", "keep_mask",
+__all__ = ["HOTPATHS", "FusedSequential", "l2_normalize", "sequential", "reference_copy", "fast_dropout", "keep_mask",
            "mask_threshold", "masked_grad", "linear_relu_dropout", "relu_dropout", "momentum_update_",
            "optimizer_kwargs", "bf16_cpu_note"]
 
@@ -97,6 +97,35 @@ def masked_grad(grad: torch.Tensor, out: torch.Tensor, p: float) -> torch.Tensor
     ``sign(out)`` (``out >= 0``) is that indicator as a float (cheaper than a bool mask on CPU)."""
     g = grad.mul(out.sign())
     return g.mul_(1.0 / (1.0 - p)) if p > 0.0 else g
+
+
+class _L2Normalize(torch.autograd.Function):
+    """``F.normalize(x, dim=1)`` as one autograd node. The backward is, op for op, what autograd
+    computes for ``x / x.norm(2, 1, keepdim=True).clamp_min(eps).expand_as(x)`` (``DivBackward0``
+    for both operands, ``ExpandBackward0``, ``ClampMinBackward0``, the 2-norm's backward), so the
+    values are F.normalize's bit for bit (tests/test_hotpath.py) with four graph nodes fewer."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float):
+        norm = torch.linalg.vector_norm(x, 2, 1, keepdim=True)
+        denom = norm.clamp_min(eps)
+        q = x / denom
+        ctx.save_for_backward(x, norm, denom, q)
+        ctx.eps = eps
+        return q
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, norm, denom, q = ctx.saved_tensors
+        grad_denom = ((-grad) * (q / denom)).sum(1, keepdim=True)      # x / denom, d/d denom
+        grad_norm = torch.where(norm >= ctx.eps, grad_denom, 0.0)       # clamp_min
+        grad_x = grad / denom + grad_norm * (x / norm).masked_fill_(norm == 0, 0)
+        return grad_x, None
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Rows of ``x`` [N, d] scaled to unit L2 norm: ``F.normalize(x, dim=1, eps=eps)`` in one node."""
+    return _L2Normalize.apply(x, eps)
 
 
 class _LinearReLUDropout(torch.autograd.Function):

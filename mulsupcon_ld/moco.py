@@ -188,7 +188,7 @@ class MoCo(nn.Module):
         """``(q, logits)``: normalised query embedding and the fc logits, both with gradient."""
         h, p = self.encoder_q(x)
         logits = self.fc(h if self.fc_input == "rep" else p)
-        return F.normalize(p, dim=1), logits
+        return hotpath.l2_normalize(p), logits
 
     def forward(self, x_q: torch.Tensor, x_k: torch.Tensor, labels: torch.Tensor) -> MoCoOutput:
         """Algorithm 1, lines 2–7, plus the key set ``A(i)`` = batch keys followed by the queue.
@@ -213,7 +213,7 @@ class MoCo(nn.Module):
                 _, pk = self.encoder_k(x_k)
         else:
             h, p, pk = fused.encode(x_q, x_k, self.momentum)
-            q, logits = F.normalize(p, dim=1), self.fc(h if self.fc_input == "rep" else p)
+            q, logits = hotpath.l2_normalize(p), self.fc(h if self.fc_input == "rep" else p)
         dist = torch.softmax(logits, dim=1)
         with torch.no_grad():
             k = F.normalize(pk, dim=1)

@@ -216,3 +216,20 @@ def test_pretraining_in_fused_modules_equals_module_by_module_fast_masks(tmp_pat
     assert hist["fused"]["loss"] == hist["plain"]["loss"] and hist["fused"]["parts"] == hist["plain"]["parts"]
     for a, b in zip(fused.state_dict().values(), plain.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_l2_normalize_is_f_normalize_bit_for_bit(scale):
+    g = torch.Generator().manual_seed(71)
+    x = scale * torch.randn(37, 256, generator=g)
+    x[3] = 0.0                                       # a zero row: eps takes over, as in F.normalize
+    grad = torch.randn(37, 256, generator=g)
+    out = []
+    for fn in (lambda t: torch.nn.functional.normalize(t, dim=1), hotpath.l2_normalize):
+        leaf = x.clone().requires_grad_(True)
+        y = fn(leaf)
+        y.backward(grad)
+        out.append((y.detach(), leaf.grad))
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    leaf = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(hotpath.l2_normalize, (leaf,))

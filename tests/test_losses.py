@@ -516,3 +516,39 @@ def test_queue_block_shape_errors():
     with pytest.raises(ValueError, match="queue keys"):
         ld_loss(*args, queue=dataclasses.replace(queue, labels=queue.labels[:, :2]), variant="cld",
                 alpha=0.1, beta=1.0)
+
+
+def _mulsupcon_as_tensor_ops(query, keys, yq, yk, temperature):
+    """The dense MulSupCon loss written as autograd operations (the code before the one-node
+    version): the reference the node must equal bit for bit."""
+    qs = query / temperature
+    lse = losses._SimLogSumExp.apply(qs, keys, 0, False)[0]
+    m_lab, n, _ = losses._label_sums(yk, None, keys)
+    a = yq * losses._safe_inv(n)
+    x = (qs * (a @ m_lab)).sum(1)
+    return (lse * (a * n).sum(1) - x).sum() / yq.sum().clamp_min(1.0)
+
+
+@pytest.mark.parametrize("B,n_queue,C,d,tau", [(64, 256, 14, 256, 0.1), (37, 63, 6, 32, 0.07), (8, 0, 3, 5, 1.0)])
+def test_mulsupcon_node_equals_the_autograd_composition_bit_for_bit(B, n_queue, C, d, tau):
+    g = torch.Generator().manual_seed(B + C)
+    p = torch.randn(B, d, generator=g)
+    keys = F.normalize(torch.randn(B + n_queue, d, generator=g), dim=1)
+    yq = (torch.rand(B, C, generator=g) < 0.3).float()
+    yq[0] = 0.0                                      # an anchor without labels
+    yk = torch.cat([yq, (torch.rand(n_queue, C, generator=g) < 0.3).float()])
+    grad_out = torch.rand((), generator=g) * 3
+    got = []
+    for fn in (_mulsupcon_as_tensor_ops, losses.mulsupcon_loss):
+        q = F.normalize(p, dim=1).requires_grad_(True)
+        loss = fn(q, keys, yq, yk, tau)
+        loss.backward(grad_out)
+        got.append((loss.detach(), q.grad))
+    assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
+
+
+def test_mulsupcon_node_gradcheck():
+    case = make_case("mixed", seed=61, B=6, n_queue=10, C=5, d=4)
+    q = F.normalize(case["q_raw"], dim=1).detach().requires_grad_(True)
+    k, yq, yk = case["keys"], case["yq"], case["yk"]
+    assert torch.autograd.gradcheck(lambda x: losses.mulsupcon_loss(x, k, yq, yk, temperature=0.3), (q,))
