@@ -47,8 +47,8 @@ from .run_settings import RunSettings, resolve_settings
 PHASES = ("pretrain", "finetune")
 #: the config paths the hashes leave out — the one list of them. Settings that do not change the
 #: numbers (data/images.py: batches do not depend on the loader's workers) …
-HASH_EXCLUDED = ("settings.checkpoint_every", "settings.log_every", "settings.data.num_workers",
-                 "settings.data.prefetch_factor")
+HASH_EXCLUDED = ("settings.checkpoint_every", "settings.checkpoint_seconds", "settings.log_every",
+                 "settings.data.num_workers", "settings.data.prefetch_factor")
 #: … and, for the pretrained model's hash, what only fine-tuning depends on
 PRETRAIN_HASH_EXCLUDED = ("settings.finetune", "scale")
 
@@ -355,7 +355,7 @@ def run_experiment(spec: ExperimentSpec | ResolvedRun, on_epoch_end: T.EpochCall
 
     ``spec`` may be already resolved (:func:`resolve_run`; the CLI does, to set the thread count at
     the process edge). ``on_epoch_end(phase, epoch)`` is called after each training epoch, its
-    checkpoint on disk.
+    checkpoint on disk if one was due (:class:`~mulsupcon_ld.train.CheckpointClock`).
     """
     run = spec if isinstance(spec, ResolvedRun) else resolve_run(spec)
     try:

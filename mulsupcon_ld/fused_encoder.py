@@ -58,6 +58,15 @@ class EncoderPlan:
     n_backbone: int
     out: nn.Linear
 
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """Index in :meth:`params` of each block's W (then b, then BatchNorm's γ, β), then the last W."""
+        at, k = [], 0
+        for blk in self.blocks:
+            at.append(k)
+            k += 4 if blk.bn is not None else 2
+        return tuple(at + [k])
+
     def params(self) -> list[torch.Tensor]:
         """The parameters in the node's order: per block W, b (γ, β), then the last W, b."""
         ps: list[torch.Tensor] = []
@@ -172,28 +181,20 @@ class _EncoderNode(torch.autograd.Function):
     parameter whose views are the encoder's parameters; the backward returns one flat gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, pl: EncoderPlan, masks: list[torch.Tensor], flat: torch.Tensor):
-        params = [t.detach() for t in pl.params()]     # views of ``flat``
+    def forward(ctx, x: torch.Tensor, views: "_FlatViews", masks: list[torch.Tensor], flat: torch.Tensor):
         saved: list[torch.Tensor] = []
-        h, p = _forward(pl, x, masks, params, saved)
-        ctx.pl, ctx.params = pl, params
+        h, p = _forward(views.plan, x, masks, views.params, saved)
+        ctx.views = views
         ctx.save_for_backward(*saved)
         return h, p
 
     @staticmethod
     def backward(ctx, grad_h: torch.Tensor | None, grad_p: torch.Tensor | None):
-        pl: EncoderPlan = ctx.pl
-        params: list[torch.Tensor] = ctx.params
+        views: _FlatViews = ctx.views
+        pl, params, at = views.plan, views.params, views.starts
         saved = list(ctx.saved_tensors)
-        grad_flat = torch.empty(sum(t.numel() for t in params), dtype=params[0].dtype, device=params[0].device)
-        grads, start = [], 0
-        for t in params:                               # the gradient of each parameter, a view of grad_flat
-            grads.append(grad_flat[start:start + t.numel()].view_as(t))
-            start += t.numel()
-        at, k = [], 0                                  # index of each block's W (then b, then BatchNorm's γ, β)
-        for blk in pl.blocks:
-            at.append(k)
-            k += 4 if blk.bn is not None else 2
+        grad_flat, grads = views.new_grad()
+        k = at[-1]
         inp = saved.pop()
         g = grad_p if grad_p is not None else inp.new_zeros(inp.shape[0], pl.out.out_features)
         _weight_grads(g, inp, grads[k], grads[k + 1])
@@ -239,6 +240,23 @@ def _flatten(params: list[torch.Tensor]) -> torch.Tensor:
     return flat
 
 
+class _FlatViews:
+    """One encoder's flat buffer as the fused step reads it, made once: the plan, the parameters as
+    detached views of the buffer (node order), where each block starts, and how to cut a flat
+    gradient of the same layout into per-parameter views."""
+
+    def __init__(self, plan: EncoderPlan, flat: torch.Tensor):
+        self.plan, self.flat, self.starts = plan, flat, plan.starts
+        self.params = [t.detach() for t in plan.params()]
+        self.sizes = [t.numel() for t in self.params]
+        self.shapes = [t.shape for t in self.params]
+
+    def new_grad(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """A flat gradient buffer and its per-parameter views (uninitialised: the backward writes all)."""
+        grad = torch.empty_like(self.flat, memory_format=torch.contiguous_format)
+        return grad, [t.view(shape) for t, shape in zip(grad.split(self.sizes), self.shapes)]
+
+
 class FlatPair:
     """The fused path of one MoCo: the two encoders' :class:`EncoderPlan` s and their parameters as
     two flat buffers (the modules' parameters become views, so ``state_dict``, checkpoints and the
@@ -251,6 +269,7 @@ class FlatPair:
         self.plan_q, self.plan_k = plan_q, plan_k
         self.flat_q = nn.Parameter(_flatten(plan_q.params()))
         self.flat_k = _flatten(plan_k.params())
+        self.views_q, self.views_k = _FlatViews(plan_q, self.flat_q.detach()), _FlatViews(plan_k, self.flat_k)
 
     @classmethod
     def build(cls, encoder_q: nn.Module, encoder_k: nn.Module) -> "FlatPair | None":
@@ -269,11 +288,12 @@ class FlatPair:
 
     def aliased(self) -> bool:
         """Whether the modules' parameters still are views of the buffers (``.to(device)`` or
-        ``load_state_dict(assign=True)`` would have replaced them)."""
+        ``load_state_dict(assign=True)`` would have replaced them): the first and the last parameter
+        of each encoder, read from the modules, still start and end the buffer."""
         for pl, flat in ((self.plan_q, self.flat_q), (self.plan_k, self.flat_k)):
-            ps = pl.params()
-            end = ps[-1].data_ptr() + ps[-1].numel() * ps[-1].element_size()
-            if ps[0].data_ptr() != flat.data_ptr() or end != flat.data_ptr() + flat.numel() * flat.element_size():
+            first, last = pl.blocks[0].linear.weight, pl.out.bias
+            end = last.data_ptr() + last.numel() * last.element_size()
+            if first.data_ptr() != flat.data_ptr() or end != flat.data_ptr() + flat.numel() * flat.element_size():
                 return False
         return True
 
@@ -293,8 +313,8 @@ class FlatPair:
         update, then the key encoder without gradient (the order of the per-module path)."""
         dq = self.plan_q.dropouts(x_q.shape[0])
         masks = draw_keep_masks(dq + self.plan_k.dropouts(x_k.shape[0]))
-        h, p = _EncoderNode.apply(x_q, self.plan_q, masks[:len(dq)], self.flat_q)
+        h, p = _EncoderNode.apply(x_q, self.views_q, masks[:len(dq)], self.flat_q)
         self.momentum_update(momentum)
         with torch.no_grad():
-            _, p_k = _forward(self.plan_k, x_k, masks[len(dq):], self.plan_k.params(), None)
+            _, p_k = _forward(self.plan_k, x_k, masks[len(dq):], self.views_k.params, None)
         return h, p, p_k

@@ -111,6 +111,7 @@ class RunSettings:
     precision: str
     flush_denormal: bool
     checkpoint_every: int
+    checkpoint_seconds: float
     log_every: int
 
     @property
@@ -134,7 +135,8 @@ class RunSettings:
                    finetune=FinetuneSettings(**_copied(d["finetune"])), loss=LossSettings(**_copied(d["loss"])),
                    data=data_cls(**d["data"]), threads=d["threads"], precision=d["precision"],
                    flush_denormal=d["flush_denormal"],
-                   checkpoint_every=d["checkpoint_every"], log_every=d["log_every"])
+                   checkpoint_every=d["checkpoint_every"], checkpoint_seconds=d["checkpoint_seconds"],
+                   log_every=d["log_every"])
 
 
 def _copied(block: Mapping[str, Any]) -> dict[str, Any]:

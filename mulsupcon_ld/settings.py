@@ -225,7 +225,10 @@ def table_settings(dataset: str) -> dict[str, Any]:
                                          # 214 ms per step as training went on (MKL sgemm on subnormal gradients;
                                          # docs/method.md, "Subnormal numbers"); false = the IEEE arithmetic of
                                          # runs before this setting (the snapshot's)
-        "checkpoint_every": 1,           # epochs between resumable checkpoints in OUT/state/
+        "checkpoint_every": 1,           # epochs between resumable checkpoints in OUT/state/ …
+        "checkpoint_seconds": 30,        # … and at least these seconds (0: none): a Yeast epoch takes ~0.1 s and its
+                                         # checkpoint 12 ms, i.e. 12% of pretraining when written every epoch
+                                         # (train.CheckpointClock); the last epoch is always written
         "log_every": 10,                 # epochs between plain progress lines when stderr is not a tty
     }
 
@@ -347,6 +350,8 @@ def validate(s: dict[str, Any]) -> None:
           "threads must be null or an integer >= 1")
     check(s["precision"] in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
     check(isinstance(s["checkpoint_every"], int) and s["checkpoint_every"] >= 1, "checkpoint_every must be >= 1")
+    check(isinstance(s["checkpoint_seconds"], (int, float)) and not isinstance(s["checkpoint_seconds"], bool)
+          and s["checkpoint_seconds"] >= 0, "checkpoint_seconds must be a number >= 0")
     check(isinstance(s["log_every"], int) and s["log_every"] >= 1, "log_every must be >= 1")
 
 

@@ -21,7 +21,9 @@ torch.set_num_threads(1)
 
 METRIC_KEYS = {"mAP", "p_at_1", "maF1", "miF1", "HA", "ebF1"}
 # smaller batches than the paper's 128 so the synthetic train split gives several iterations
-FAST = ["--set", "pretrain.batch_size=64", "--set", "finetune.batch_size=64", "--set", "pretrain.queue_size=96"]
+# checkpoint_seconds=0: a checkpoint at every epoch end, which the resume tests interrupt right after
+FAST = ["--set", "pretrain.batch_size=64", "--set", "finetune.batch_size=64", "--set", "pretrain.queue_size=96",
+        "--set", "checkpoint_seconds=0"]
 
 
 @pytest.fixture(scope="module")

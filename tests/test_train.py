@@ -140,7 +140,7 @@ def test_run_settings_object_round_trips_the_dict():
             s = resolve_settings(name, scale, overrides=["loss.alpha=0.5"])
             d = s.to_dict()
             assert list(d) == ["dataset", "kind", "scale", "preset", "model", "pretrain", "finetune", "loss",
-                               "data", "threads", "precision", "flush_denormal", "checkpoint_every", "log_every"]
+                               "data", "threads", "precision", "flush_denormal", "checkpoint_every", "checkpoint_seconds", "log_every"]
             assert RunSettings.from_dict(d, s.spec) == s and d["loss"]["alpha"] == 0.5
             assert s.spec.name == s.dataset and s.kind == s.spec.kind
     with pytest.raises(UserError, match="alpha must be a finite number"):
@@ -226,7 +226,9 @@ def simple_loss(out, y, moco):
     return loss, {"loss": loss.detach()}
 
 
-BASE = resolve_settings("yeast", overrides=["precision=fp32"])   # train.* takes a resolved precision
+# train.* takes a resolved precision; a checkpoint at every epoch end (not only every 30 s), which the
+# resume tests interrupt after
+BASE = resolve_settings("yeast", overrides=["precision=fp32", "checkpoint_seconds=0"])
 
 
 def pretrain_cfg(epochs=4, step="epoch", precision="fp32", log_every=10, **extra) -> RunSettings:
@@ -248,9 +250,9 @@ def new_moco(d=7, c=4, queue=24, fast=False):
                 momentum=0.9, fast_lane=fast)
 
 
-def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32", **extra):
+def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32", seconds=0, **extra):
     x, y = data(n=40)
-    settings = pretrain_cfg(epochs, step, precision, log_every=2, **extra)
+    settings = replace(pretrain_cfg(epochs, step, precision, log_every=2, **extra), checkpoint_seconds=seconds)
     moco = new_moco(fast=settings.fast_lane)
     vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
     hist = T.pretrain(moco, vb, settings, simple_loss, seed=0,
@@ -308,6 +310,22 @@ def test_pretrain_resume_equals_uninterrupted(tmp_path, step, hotpath):
     assert hist_res["loss"] == hist_full["loss"]
     sd_a, sd_b = full.state_dict(), resumed.state_dict()
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+def test_checkpoint_clock_spaces_writes_by_epochs_and_seconds(tmp_path):
+    every_epoch, every_second_epoch = T.CheckpointClock(1, 0), T.CheckpointClock(2, 0)
+    assert [every_epoch.due(e, False) for e in (1, 2, 3)] == [True, True, True]
+    assert [every_second_epoch.due(e, False) for e in (1, 2, 3)] == [False, True, False]
+    slow = T.CheckpointClock(1, 3600)
+    assert not slow.due(1, False) and not slow.due(2, False) and slow.due(3, True)   # the last one always
+    # a run stopped before its first 3600 s wrote nothing, and the rerun equals an uninterrupted run
+    full, hist_full = run_pretrain(tmp_path, name="a.pt")
+    with pytest.raises(Stop):
+        run_pretrain(tmp_path, hook=stop_after("pretrain", 2), name="b.pt", seconds=3600)
+    assert not (tmp_path / "b.pt").exists()
+    again, hist_again = run_pretrain(tmp_path, name="b.pt", seconds=3600)
+    assert hist_again["loss"] == hist_full["loss"] and (tmp_path / "b.pt").exists()
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in full.state_dict().items())
 
 
 def test_scheduler_modes_follow_cosine_warm_restarts(tmp_path):

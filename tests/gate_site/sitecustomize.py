@@ -31,11 +31,19 @@ def _hold(phase: str, epoch: int) -> None:
 
 
 def _install() -> None:
+    import dataclasses
+
     from mulsupcon_ld import experiment
 
     run = experiment.run_experiment
 
     def run_with_gate(spec, on_epoch_end=None):
+        # a checkpoint at every epoch end (checkpoint_seconds=0; not in the hashes), so the held run has
+        # its first one on disk
+        if isinstance(spec, experiment.ResolvedRun):
+            spec = dataclasses.replace(spec, settings=dataclasses.replace(spec.settings, checkpoint_seconds=0))
+        else:
+            spec = dataclasses.replace(spec, overrides=(*spec.overrides, "checkpoint_seconds=0"))
         return run(spec, on_epoch_end=_hold)
 
     experiment.run_experiment = run_with_gate
