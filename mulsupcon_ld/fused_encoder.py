@@ -37,7 +37,7 @@ from torch import nn
 
 from .hotpath import FusedSequential, mask_threshold, masked_grad
 
-__all__ = ["EncoderPlan", "FlatPair", "plan", "draw_keep_masks"]
+__all__ = ["EncoderPlan", "FlatPair", "plan", "draw_keep_masks", "encoder_backward"]
 
 
 @dataclass(frozen=True)
@@ -190,34 +190,40 @@ class _EncoderNode(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_h: torch.Tensor | None, grad_p: torch.Tensor | None):
-        views: _FlatViews = ctx.views
-        pl, params, at = views.plan, views.params, views.starts
-        saved = list(ctx.saved_tensors)
-        grad_flat, grads = views.new_grad()
-        k = at[-1]
-        inp = saved.pop()
-        g = grad_p if grad_p is not None else inp.new_zeros(inp.shape[0], pl.out.out_features)
-        _weight_grads(g, inp, grads[k], grads[k + 1])
-        g_in = g.mm(params[k])
-        for j in range(len(pl.blocks) - 1, -1, -1):
-            blk, w = pl.blocks[j], at[j]
-            out = inp                                  # this block's output is the next one's input
-            if j == pl.n_backbone - 1 and grad_h is not None:
-                g_in = grad_h + g_in
-            g = masked_grad(g_in, out, blk.p)          # through ReLU and Dropout, as the per-module lane
-            if blk.bn is not None:
-                z, mean, invstd = saved[-3:]
-                del saved[-3:]
-                bn = blk.bn
-                g, g_gamma, g_beta = torch.ops.aten.native_batch_norm_backward(
-                    g, z, params[w + 2], bn.running_mean, bn.running_var, mean, invstd, True, bn.eps,
-                    [True, True, True])
-                grads[w + 2].copy_(g_gamma)
-                grads[w + 3].copy_(g_beta)
-            inp = saved.pop()
-            _weight_grads(g, inp, grads[w], grads[w + 1])
-            g_in = g.mm(params[w]) if j > 0 or ctx.needs_input_grad[0] else None
+        g_in, grad_flat = encoder_backward(ctx.views, list(ctx.saved_tensors), grad_h, grad_p, ctx.needs_input_grad[0])
         return g_in, None, None, grad_flat
+
+
+def encoder_backward(views: "_FlatViews", saved: list[torch.Tensor], grad_h: torch.Tensor | None,
+                     grad_p: torch.Tensor | None, input_grad: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The query encoder's backward (:class:`_EncoderNode`): from the gradients of ``h`` and ``p`` and
+    what the forward saved (consumed), ``(gradient of x or None, the flat parameter gradient)``."""
+    pl, params, at = views.plan, views.params, views.starts
+    grad_flat, grads = views.new_grad()
+    k = at[-1]
+    inp = saved.pop()
+    g = grad_p if grad_p is not None else inp.new_zeros(inp.shape[0], pl.out.out_features)
+    _weight_grads(g, inp, grads[k], grads[k + 1])
+    g_in = g.mm(params[k])
+    for j in range(len(pl.blocks) - 1, -1, -1):
+        blk, w = pl.blocks[j], at[j]
+        out = inp                                  # this block's output is the next one's input
+        if j == pl.n_backbone - 1 and grad_h is not None:
+            g_in = grad_h + g_in
+        g = masked_grad(g_in, out, blk.p)          # through ReLU and Dropout, as the per-module lane
+        if blk.bn is not None:
+            z, mean, invstd = saved[-3:]
+            del saved[-3:]
+            bn = blk.bn
+            g, g_gamma, g_beta = torch.ops.aten.native_batch_norm_backward(
+                g, z, params[w + 2], bn.running_mean, bn.running_var, mean, invstd, True, bn.eps,
+                [True, True, True])
+            grads[w + 2].copy_(g_gamma)
+            grads[w + 3].copy_(g_beta)
+        inp = saved.pop()
+        _weight_grads(g, inp, grads[w], grads[w + 1])
+        g_in = g.mm(params[w]) if j > 0 or input_grad else None
+    return g_in, grad_flat
 
 
 def _weight_grads(g: torch.Tensor, inp: torch.Tensor, grad_w: torch.Tensor, grad_b: torch.Tensor) -> None:
