@@ -226,9 +226,10 @@ def table_settings(dataset: str) -> dict[str, Any]:
                                          # docs/method.md, "Subnormal numbers"); false = the IEEE arithmetic of
                                          # runs before this setting (the snapshot's)
         "checkpoint_every": 1,           # epochs between resumable checkpoints in OUT/state/ …
-        "checkpoint_seconds": 30,        # … and at least these seconds (0: none): a Yeast epoch takes ~0.1 s and its
-                                         # checkpoint 12 ms, i.e. 12% of pretraining when written every epoch
-                                         # (train.CheckpointClock); the last epoch is always written
+        "checkpoint_seconds": 30,        # … and at least these seconds apart (0: every `checkpoint_every` epochs): a
+                                         # Yeast epoch is ~0.1 s, its checkpoint ~25 ms; a paper-budget Yeast run took
+                                         # 53-55 s with one per epoch, 41-42 s with this (docs/workflow.md, "Checkpoints";
+                                         # train.CheckpointClock); the last epoch is always written
         "log_every": 10,                 # epochs between plain progress lines when stderr is not a tty
     }
 
