@@ -28,27 +28,38 @@ not counted) and the median of 5 rounds gave 0.74-0.98, fp32 every time.
 
 The choice and both rates go into ``metrics.json`` (``precision``) and into ``OUT/precision.json``
 at the first decision, which a resumed or later phase of the same run reuses: one run never mixes
-precisions. Two runs on the same CPU model near the margin could still choose differently;
-``--set precision=fp32|bf16`` pins it (the hashes keep the requested value, ``auto``).
+precisions. ``--set precision=fp32|bf16`` pins it (the hashes keep the requested value, ``auto``).
+
+The calibration costs 3 s for a Yeast run and 6 s for a Scene run (about 8% of a paper-budget Yeast run
+of 40 s), and a cell of Table 2 runs ten seeds of one shape: so its two rates are kept
+(:func:`cached_calibration`, ``~/.cache/mulsupcon_ld/calibrations.json`` or
+``$MULSUPCON_CALIBRATION_CACHE``, ``off`` for none) under the CPU model, the torch version, the code's commit,
+the thread count, the method and every setting (:func:`calibration_key`), and a later run with the same key
+reuses them — which also makes runs of one shape on one CPU model choose alike, where two calibrations near
+the margin could differ. A tree with uncommitted changes is not cached (its speed may have changed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from . import train as T
+from . import __version__, train as T
 from .atomic import write_json
 from .augment import VectorBatches
 from .machine import cpu_description, native_bf16_cpu
 from .names import NO_PRETRAIN_METHODS
+from .paths import calibration_cache_file
+from .provenance import git_commit
 from .run_settings import RunSettings
 from .settings import BF16_VALIDATED
 
@@ -166,6 +177,46 @@ def calibrate(settings: RunSettings, method: str, build: MocoFactory, iters: int
     return float(np.median(times["fp32"])), float(np.median(times["bf16"]))
 
 
+def calibration_key(settings: RunSettings, method: str) -> str | None:
+    """What a calibration's rates depend on, hashed: the CPU model and class, torch, the code's commit,
+    the thread count, the method and every setting; ``None`` for a tree with uncommitted changes."""
+    code = git_commit()
+    if code.endswith("+dirty"):
+        return None
+    if code == "unknown":
+        code = f"version {__version__}"
+    facts = {"cpu": cpu_description(), "torch": torch.__version__, "code": code,
+             "threads": torch.get_num_threads(), "method": method, "settings": settings.to_dict()}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def cached_calibration(settings: RunSettings, method: str, build: MocoFactory
+                       ) -> tuple[float, float, str | None]:
+    """``(fp32 ms, bf16 ms, when)``: :func:`calibrate`'s rates, from the calibration cache when a run
+    with the same :func:`calibration_key` measured them (``when``: that time, UTC), else measured now
+    and kept (``when`` None)."""
+    path, key = calibration_cache_file(), calibration_key(settings, method)
+    kept = _read_cache(path) if path is not None and key is not None else {}
+    if key in kept:
+        entry = kept[key]
+        return float(entry["fp32_ms"]), float(entry["bf16_ms"]), str(entry["measured"])
+    fp32_ms, bf16_ms = calibrate(settings, method, build)
+    if path is not None and key is not None:
+        kept = _read_cache(path)          # again: another run may have added to it meanwhile
+        kept[key] = {"fp32_ms": fp32_ms, "bf16_ms": bf16_ms, "cpu": cpu_description(), "dataset": settings.dataset,
+                     "method": method, "measured": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        write_json(path, kept)
+    return fp32_ms, bf16_ms, None
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):        # none yet, or unreadable: measure (and start it afresh)
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
 def resolve_precision(settings: RunSettings, method: str, device: torch.device, out: Path,
                       build: MocoFactory) -> PrecisionChoice:
     """The run's :class:`PrecisionChoice`: ``OUT/precision.json`` when an earlier phase or attempt of
@@ -175,9 +226,18 @@ def resolve_precision(settings: RunSettings, method: str, device: torch.device, 
         saved = json.loads(path.read_text())
         if saved.get("requested") == settings.precision:
             return PrecisionChoice(**saved)
-    measure = (lambda: calibrate(settings, method, build)) if settings.kind == "vector" else None
-    choice = decide(settings.precision, device.type, device.type == "cpu" and native_bf16_cpu(), measure,
+    cached: list[str | None] = [None]
+
+    def measure() -> tuple[float, float]:
+        fp32_ms, bf16_ms, cached[0] = cached_calibration(settings, method, build)
+        return fp32_ms, bf16_ms
+
+    choice = decide(settings.precision, device.type, device.type == "cpu" and native_bf16_cpu(),
+                    measure if settings.kind == "vector" else None,
                     cpu_description() if device.type == "cpu" else None, settings.dataset in BF16_VALIDATED)
+    if cached[0] is not None:
+        choice = replace(choice, reason=f"{choice.reason}; calibrated by an earlier run of this shape on this "
+                                        f"CPU model ({cached[0]}, cache {calibration_cache_file()})")
     if settings.precision == "auto":
         write_json(path, choice.to_dict())
     return choice

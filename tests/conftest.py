@@ -39,9 +39,10 @@ def shared_data() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_download_cache(tmp_path_factory, monkeypatch) -> Path:
-    """Never let a test read or write the user's real download cache."""
+    """Never let a test read or write the user's real download cache (nor its calibration cache)."""
     cache = tmp_path_factory.mktemp("download-cache")
     monkeypatch.setenv("MULSUPCON_CACHE_DIR", str(cache))
+    monkeypatch.setenv("MULSUPCON_CALIBRATION_CACHE", str(cache / "calibrations.json"))
     return cache
 
 

@@ -77,6 +77,45 @@ def test_the_choice_is_written_once_and_reused_by_a_resumed_or_later_phase(tmp_p
     assert precision.resolve_precision(fp32, "cld", torch.device("cpu"), tmp_path, build_moco).chosen == "fp32"
 
 
+def test_a_calibration_is_reused_by_later_runs_of_the_same_shape_on_this_cpu(tmp_path, monkeypatch):
+    s = resolve_settings("yeast", "smoke", overrides=["precision=auto"])
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(precision, "git_commit", lambda: "0123abc")
+    calls = []
+    monkeypatch.setattr(precision, "calibrate", lambda *a, **k: calls.append(1) or (10.0, 5.0))
+    first = precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path / "run0", build_moco)
+    again = precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path / "run1", build_moco)
+    assert len(calls) == 1 and first.chosen == again.chosen == "bf16"
+    assert (first.fp32_ms_per_iter, first.bf16_ms_per_iter) == (again.fp32_ms_per_iter, again.bf16_ms_per_iter)
+    assert "earlier run" not in first.reason and "earlier run of this shape" in again.reason
+    # another shape, another method, or other code: measured again
+    other = resolve_settings("yeast", "smoke", overrides=["precision=auto", "pretrain.batch_size=32"])
+    precision.resolve_precision(other, "cld", torch.device("cpu"), tmp_path / "run2", build_moco)
+    precision.resolve_precision(s, "mulsupcon", torch.device("cpu"), tmp_path / "run3", build_moco)
+    monkeypatch.setattr(precision, "git_commit", lambda: "4567def")
+    precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path / "run4", build_moco)
+    assert len(calls) == 4
+    # uncommitted changes, or the cache turned off: measured every time, nothing kept
+    monkeypatch.setattr(precision, "git_commit", lambda: "4567def+dirty")
+    precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path / "run5", build_moco)
+    precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path / "run6", build_moco)
+    monkeypatch.setattr(precision, "git_commit", lambda: "0123abc")
+    monkeypatch.setenv("MULSUPCON_CALIBRATION_CACHE", "off")
+    precision.resolve_precision(s, "cld", torch.device("cpu"), tmp_path / "run7", build_moco)
+    assert len(calls) == 7
+
+
+def test_an_unreadable_calibration_cache_is_measured_again_and_rewritten(tmp_path, monkeypatch):
+    cache = tmp_path / "calibrations.json"
+    cache.write_text("{not json")
+    monkeypatch.setenv("MULSUPCON_CALIBRATION_CACHE", str(cache))
+    monkeypatch.setattr(precision, "git_commit", lambda: "0123abc")
+    monkeypatch.setattr(precision, "calibrate", lambda *a, **k: (10.0, 11.0))
+    s = resolve_settings("yeast", "smoke", overrides=["precision=auto"])
+    assert precision.cached_calibration(s, "cld", build_moco) == (10.0, 11.0, None)
+    assert list(json.loads(cache.read_text()).values())[0]["fp32_ms"] == 10.0
+
+
 def test_calibration_measures_both_precisions_and_leaves_the_rng_alone():
     s = resolve_settings("yeast", "smoke", overrides=["precision=auto", "pretrain.batch_size=32",
                                                       "pretrain.queue_size=64"])
