@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -205,7 +206,11 @@ def cached_calibration(settings: RunSettings, method: str, build: MocoFactory
         kept = _read_cache(path)          # again: another run may have added to it meanwhile
         kept[key] = {"fp32_ms": fp32_ms, "bf16_ms": bf16_ms, "cpu": cpu_description(), "dataset": settings.dataset,
                      "method": method, "measured": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        write_json(path, kept)
+        try:
+            write_json(path, kept)
+        except OSError as exc:           # a read-only home must not stop the run: it measures each time
+            print(f"warning: cannot keep the precision calibration in {path} ({exc.strerror or exc}); "
+                  f"set $MULSUPCON_CALIBRATION_CACHE to a writable file, or to off", file=sys.stderr)
     return fp32_ms, bf16_ms, None
 
 

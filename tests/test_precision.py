@@ -116,6 +116,17 @@ def test_an_unreadable_calibration_cache_is_measured_again_and_rewritten(tmp_pat
     assert list(json.loads(cache.read_text()).values())[0]["fp32_ms"] == 10.0
 
 
+def test_a_calibration_cache_that_cannot_be_written_warns_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("MULSUPCON_CALIBRATION_CACHE", str(blocker / "calibrations.json"))   # parent is a file
+    monkeypatch.setattr(precision, "git_commit", lambda: "0123abc")
+    monkeypatch.setattr(precision, "calibrate", lambda *a, **k: (10.0, 11.0))
+    s = resolve_settings("yeast", "smoke", overrides=["precision=auto"])
+    assert precision.cached_calibration(s, "cld", build_moco) == (10.0, 11.0, None)
+    assert "cannot keep the precision calibration" in capsys.readouterr().err
+
+
 def test_calibration_measures_both_precisions_and_leaves_the_rng_alone():
     s = resolve_settings("yeast", "smoke", overrides=["precision=auto", "pretrain.batch_size=32",
                                                       "pretrain.queue_size=64"])
