@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from .names import HOTPATHS
 
-__all__ = ["HOTPATHS", "FusedSequential", "l2_normalize", "sequential", "reference_copy", "fast_dropout", "keep_mask",
-           "mask_threshold", "masked_grad", "linear_relu_dropout", "relu_dropout", "momentum_update_",
+__all__ = ["HOTPATHS", "FusedSequential", "l2_normalize", "sequential", "reference_copy", "fast_dropout",
+           "keep_mask", "mask_threshold", "masked_grad", "linear_relu_dropout", "relu_dropout", "momentum_update_",
            "optimizer_kwargs", "bf16_cpu_note"]
 
 _BITS = 16

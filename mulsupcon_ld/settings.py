@@ -226,10 +226,11 @@ def table_settings(dataset: str) -> dict[str, Any]:
                                          # docs/method.md, "Subnormal numbers"); false = the IEEE arithmetic of
                                          # runs before this setting (the snapshot's)
         "checkpoint_every": 1,           # epochs between resumable checkpoints in OUT/state/ …
-        "checkpoint_seconds": 30,        # … and at least these seconds apart (0: every `checkpoint_every` epochs): a
-                                         # Yeast epoch is ~0.1 s, its checkpoint ~25 ms; a paper-budget Yeast run took
-                                         # 53-55 s with one per epoch, 41-42 s with this (docs/workflow.md, "Checkpoints";
-                                         # train.CheckpointClock); the last epoch is always written
+        "checkpoint_seconds": 30,        # … and at least these seconds apart (0: every `checkpoint_every`
+                                         # epochs): a Yeast epoch is ~0.1 s, its checkpoint ~25 ms; a paper-budget
+                                         # Yeast run took 53-55 s with one per epoch, 41-42 s with this
+                                         # (docs/workflow.md, "Checkpoints"; train.CheckpointClock); the last
+                                         # epoch is always written
         "log_every": 10,                 # epochs between plain progress lines when stderr is not a tty
     }
 

@@ -140,7 +140,8 @@ def test_run_settings_object_round_trips_the_dict():
             s = resolve_settings(name, scale, overrides=["loss.alpha=0.5"])
             d = s.to_dict()
             assert list(d) == ["dataset", "kind", "scale", "preset", "model", "pretrain", "finetune", "loss",
-                               "data", "threads", "precision", "flush_denormal", "checkpoint_every", "checkpoint_seconds", "log_every"]
+                               "data", "threads", "precision", "flush_denormal", "checkpoint_every",
+                               "checkpoint_seconds", "log_every"]
             assert RunSettings.from_dict(d, s.spec) == s and d["loss"]["alpha"] == 0.5
             assert s.spec.name == s.dataset and s.kind == s.spec.kind
     with pytest.raises(UserError, match="alpha must be a finite number"):
