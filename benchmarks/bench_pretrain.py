@@ -182,18 +182,24 @@ def auto_choice(method: str, batch: int, queue: int) -> dict:
     return choice.to_dict()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def common_arguments(description: str) -> argparse.ArgumentParser:
+    """The options this benchmark shares with bench_step_floor.py: data, rounds and the peer."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--raw-dir", default=None)
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--peer", default=os.environ.get("MULSUPCON_PEER"),
+                    help="codes/ folder of a clone of the published MulSupCon (env MULSUPCON_PEER)")
+    return ap
+
+
+def main() -> None:
+    ap = common_arguments(__doc__.splitlines()[0])
     ap.add_argument("--methods", default="cld,rld,mulsupcon")
     ap.add_argument("--lanes", default="fp32-reference,fp32-fast:modules,fp32-fast,bf16-fast",
                     help="PRECISION-HOTPATH pairs (precision fp32|bf16, pretrain.hotpath reference|fast); "
                          "':modules' = the fast lane without its fused CPU fp32 step (fused_encoder.py)")
-    ap.add_argument("--peer", default=os.environ.get("MULSUPCON_PEER"),
-                    help="codes/ folder of a clone of the published MulSupCon (env MULSUPCON_PEER)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the jobs run)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -1,5 +1,6 @@
-"""How far the fused fp32 step is from its own arithmetic: the same kernels without autograd, beside the
-published iteration, in one run.
+"""The fused fp32 step beside its floor (the same kernels without autograd) and the published iteration.
+
+How far the step is from its own arithmetic, in one run:
 
     python benchmarks/bench_step_floor.py [--raw-dir ../shared/data] [--peer CLONE/codes] [--iters 1000]
         [--rounds 5]
@@ -22,9 +23,7 @@ One JSON line per measurement; times are medians (and minima) over the rounds.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pretrain import OurStep, load, load_yeast, peer_step  # noqa: E402
+from bench_pretrain import OurStep, common_arguments, load, load_yeast, peer_step  # noqa: E402
 
 from mulsupcon_ld import fused_encoder, hotpath, losses, train as T  # noqa: E402
 from mulsupcon_ld.augment import VectorBatches  # noqa: E402
@@ -115,13 +114,7 @@ def make_steps(x, y, batch: int = 64, queue: int = 256):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--raw-dir", default=None)
-    ap.add_argument("--data-dir", default="data")
-    ap.add_argument("--iters", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--peer", default=os.environ.get("MULSUPCON_PEER"))
-    args = ap.parse_args()
+    args = common_arguments(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(1)
     x, y, source = load_yeast(args.raw_dir, args.data_dir)
     step, floor, same = make_steps(x, y)
