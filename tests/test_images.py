@@ -436,7 +436,6 @@ def test_unknown_option_is_an_error(served, tmp_path):
 
 def test_cli_download_prepare_info(served, tmp_path, monkeypatch, capsys):
     """The full CLI path, data.preparers.PREPARERS dispatching image formats to image_prepare."""
-    pytest.importorskip("mulsupcon_ld.data.commands", reason="CLI data commands not written yet")
     from mulsupcon_ld import cli
     from mulsupcon_ld.data import preparers as P
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from mulsupcon_ld import losses
 from mulsupcon_ld.encoders import (Classifier, Encoder, MLPBackbone, ProjectionHead, build_backbone,
                                    build_encoder)
 from mulsupcon_ld.errors import UserError
@@ -137,7 +138,6 @@ def test_gradients_reach_query_encoder_and_fc_only(fc_input):
 
 
 def test_gradients_with_the_real_losses():
-    losses = pytest.importorskip("mulsupcon_ld.losses")
     moco = tiny_moco(queue_size=8)
     x, y = batch()
     out = moco(x, x, y)
