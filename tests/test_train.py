@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mulsupcon_ld import train as T
+from mulsupcon_ld import losses, train as T
 from mulsupcon_ld.augment import VectorBatches, epoch_seed, random_mask
 from mulsupcon_ld.encoders import Classifier, Encoder, MLPBackbone
 from mulsupcon_ld.errors import UserError
@@ -251,12 +251,13 @@ def new_moco(d=7, c=4, queue=24, fast=False):
                 momentum=0.9, fast_lane=fast)
 
 
-def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32", seconds=0, **extra):
+def run_pretrain(tmp_path, epochs=4, hook=None, step="epoch", name="pre.pt", precision="fp32", seconds=0,
+                 loss_fn=simple_loss, **extra):
     x, y = data(n=40)
     settings = replace(pretrain_cfg(epochs, step, precision, log_every=2, **extra), checkpoint_seconds=seconds)
     moco = new_moco(fast=settings.fast_lane)
     vb = VectorBatches(x, y, 8, mask=0.5, two_views=True, drop_last=True, seed=1, stream="pretrain")
-    hist = T.pretrain(moco, vb, settings, simple_loss, seed=0,
+    hist = T.pretrain(moco, vb, settings, loss_fn, seed=0,
                       device=torch.device("cpu"), state_path=tmp_path / name, config_hash="h", on_epoch_end=hook)
     return moco, hist
 
@@ -284,8 +285,45 @@ def test_fast_lane_trains_as_the_reference_does_but_with_its_own_dropout_bits(tm
                    device=torch.device("cpu"), state_path=tmp_path / "x.pt", config_hash="h")
 
 
-def test_pretrain_bf16_autocast_runs(tmp_path):
-    moco, hist = run_pretrain(tmp_path, epochs=1, precision="bf16")
+# bf16 keeps 8 significant bits (relative rounding up to 2^-8 per operation); on these batches the CLD loss
+# (beta = 0: every term comes from the network) moves by 0.007-0.085% (seeds 0-5), so 1% is a tenfold
+# margin that a wrong cast or a lost term still breaks
+BF16_LOSS_RTOL = 1e-2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bf16_autocast_computes_the_network_in_bf16_and_the_loss_near_fp32(seed):
+    """Same weights, same batch, no dropout (eval: no momentum update either): under ``autocast(bf16)``
+    the embeddings are bf16, the loss is float32 (it turns autocast off) and within BF16_LOSS_RTOL
+    of the fp32 loss, and not equal to it (the network did run in bf16)."""
+    x, y = data(n=8, seed=seed)
+    x, y = torch.from_numpy(x), torch.from_numpy(y).float()
+    moco = new_moco().eval()
+    g = torch.Generator().manual_seed(seed)
+    moco.enqueue(torch.nn.functional.normalize(torch.randn(16, 8, generator=g), dim=1),
+                 (torch.rand(16, 4, generator=g) < 0.4).float(), torch.softmax(torch.randn(16, 4, generator=g), 1))
+    got = {}
+    for precision in ("fp32", "bf16"):
+        with T.autocast(torch.device("cpu"), precision):
+            out = moco(x, x + 0.01, y)
+            loss = losses.ld_loss(out.q, out.keys, y, out.key_labels, out.dist, out.key_dist, moco.fc.weight,
+                                  variant="cld", alpha=0.1, beta=0.0)
+        got[precision] = (out.q.dtype, loss.dtype, loss.item())
+    assert got["fp32"][:2] == (torch.float32, torch.float32)
+    assert got["bf16"][:2] == (torch.bfloat16, torch.float32)
+    fp32, bf16 = got["fp32"][2], got["bf16"][2]
+    assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=BF16_LOSS_RTOL)
+
+
+def test_pretrain_bf16_runs_the_network_in_bf16_and_keeps_the_queue_float32(tmp_path):
+    dtypes = []
+
+    def loss_fn(out, y, moco):
+        dtypes.append(out.q.dtype)
+        return simple_loss(out, y, moco)
+
+    moco, hist = run_pretrain(tmp_path, epochs=1, precision="bf16", loss_fn=loss_fn)
+    assert dtypes and set(dtypes) == {torch.bfloat16}
     assert np.isfinite(hist["loss"][0]) and moco.queue.dtype == torch.float32 and int(moco.queue_count) > 0
 
 
