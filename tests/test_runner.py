@@ -74,7 +74,10 @@ def test_run_cld_writes_metrics_and_arrays(reference, data_dir):
     assert scores.shape == labels.shape == (rec["data"]["n_test"], 14)
     assert np.load(reference / "val_scores.npy").shape[0] == rec["data"]["n_val"]
     assert (reference / "pretrained.pt").exists() and not (reference / "state").exists()
-    assert 1 <= rec["training"]["finetune"]["selected_epoch"] <= 3
+    # fine-tuning keeps the epoch of the lowest validation BCE (select="val_loss"; the first one on a tie)
+    ft = rec["training"]["finetune"]
+    assert ft["select"] == "val_loss" and len(ft["val_loss"]) == ft["stopped_epoch"] == 3
+    assert ft["selected_epoch"] == 1 + int(np.argmin(ft["val_loss"]))
     # the terms of eqs. 9/11 per pretraining epoch (issue: the scale of the LD terms); they add up to the loss
     parts = rec["training"]["pretrain"]["parts"]
     assert len(parts) == len(rec["training"]["pretrain"]["loss"])
