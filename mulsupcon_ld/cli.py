@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="results/runs.csv", help="aggregated runs CSV")
     p.add_argument("--tolerance", type=float, default=0.02)
     p.add_argument("--out", default=None, help="write the markdown diff here (default: stdout)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="show cells whose runs computed differently, marked MIXED (default: refuse them)")
 
     p = sub.add_parser("claims", help="test the paper's claims on the runs (CI, p, Holm, verdict)")
     p.add_argument("--runs", default="results/runs.csv", help="aggregated runs CSV")
@@ -125,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", default=None, help="also draw ours − paper per cell here (.png and .pdf)")
     p.add_argument("--tables-dir", default=None, help="also regenerate here the tables that have runs and diff.md")
     p.add_argument("--tolerance", type=float, default=0.02, help="for --tables-dir")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="test pairs and show cells whose runs computed differently, marked MIXED (default: refuse)")
     p = sub.add_parser("cost", help="runs and estimated CPU/GPU-hours of workflow targets")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="2-8, table4, paper_tables/table4.md, figure2, all")
     p.add_argument("--configfile", default=None, help="workflow config (default config/config.yaml)")

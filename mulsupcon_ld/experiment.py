@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -29,6 +30,7 @@ import torch
 
 from . import hotpath, paths
 from . import train as T
+from .arithmetic import cell_key, resolved_arithmetic
 from .asl import asl_loss
 from .atomic import atomic_path, save_npy, write_json
 from .batches import make_batches, release_image_loaders
@@ -41,7 +43,7 @@ from .metrics import compute_metrics
 from .moco import MoCo
 from .names import METRICS_FILE, NO_LD_METHODS, NO_PRETRAIN_METHODS, PRETRAINED_FILE
 from .precision import PrecisionChoice, resolve_precision
-from .provenance import config_hash, provenance
+from .provenance import config_hash, provenance, run_facts
 from .run_settings import RunSettings, resolve_settings
 
 PHASES = ("pretrain", "finetune")
@@ -91,15 +93,16 @@ class ResolvedRun:
 
 @dataclass
 class _Context:
-    """What the steps of one experiment share. ``settings`` are the run's, with ``precision`` as
-    computed (``precision="auto"`` resolved: :mod:`.precision`); the hashes keep the requested value."""
+    """What the steps of one experiment share. The run's settings hold the precision as computed
+    (``precision="auto"`` resolved before hashing, :func:`_resolve_auto`); ``precision`` says what was
+    asked for and why that was chosen."""
 
     run: ResolvedRun
     out: Path
     device: torch.device
     prepared: PreparedDataset
     precision: PrecisionChoice
-    settings: RunSettings
+    arithmetic: dict[str, Any]     # :func:`.arithmetic.resolved_arithmetic`
 
     @property
     def spec(self) -> ExperimentSpec:
@@ -112,6 +115,10 @@ class _Context:
     @property
     def seed(self) -> int:
         return self.run.seed
+
+    @property
+    def settings(self) -> RunSettings:
+        return self.run.settings
 
     def state(self, phase: str) -> Path:
         return self.out / "state" / f"{phase}.pt"
@@ -279,8 +286,13 @@ def _finetune(ctx: _Context, moco: MoCo, on_epoch_end: T.EpochCallback | None
                         make_batches(ctx.prepared, "val", s, "eval", ctx.seed, ctx.device), s,
                         seed=ctx.seed, device=ctx.device, state_path=ctx.state("finetune"),
                         config_hash=ctx.run.full_hash, on_epoch_end=on_epoch_end,
-                        loss_fn=asl_loss if ctx.config["method"] == "asl" else None)
+                        loss_fn=_asl(s) if ctx.config["method"] == "asl" else None)
     return model, result
+
+
+def _asl(s: RunSettings):
+    """``--method asl``'s loss with the run's recipe (``settings.loss.asl``)."""
+    return functools.partial(asl_loss, **dataclasses.asdict(s.loss.asl))
 
 
 def _evaluate(ctx: _Context, model: torch.nn.Module, result: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +331,8 @@ def _record(ctx: _Context, pretrain_info: dict[str, Any], result: dict[str, Any]
         **provenance(config, str(ctx.device)),
         "result_hash": ctx.run.full_hash,
         "precision": ctx.precision.to_dict(),
+        "arithmetic": ctx.arithmetic,
+        "cell_key": cell_key(config, ctx.arithmetic, HASH_EXCLUDED),
         "data": {"n_train": int(splits.get("train", -1)), "n_val": int(splits.get("val", evaluation["n_val"])),
                  "n_test": int(splits.get("test", evaluation["n_test"])), "source": _data_source(meta),
                  "data_dir": str(paths.data_dir(ctx.spec.data_dir))},
@@ -368,9 +382,13 @@ def _run(run: ResolvedRun, on_epoch_end: T.EpochCallback | None) -> Path | None:
     t_start = time.monotonic()
     out = Path(run.spec.out)
     metrics_path = out / METRICS_FILE
+    # the CPU guard (before any download), the device, and precision=auto resolved before the hashes
+    guard_image_run(run.settings, run.spec.device, torch.cuda.is_available(), run.config["synthetic"])
+    device = resolve_device(run.spec.device)
+    run, choice = _resolve_auto(run, device, out)
     if "finetune" in run.spec.phases and _already_done(metrics_path, run.full_hash):
         return metrics_path
-    ctx = _open(run, out)
+    ctx = _open(run, out, device, choice)
     moco, pretrain_info = _pretrained(ctx, on_epoch_end)
     if "finetune" not in run.spec.phases:
         print(f"pretrained model: {out / PRETRAINED_FILE}", file=sys.stderr)
@@ -385,18 +403,26 @@ def _run(run: ResolvedRun, on_epoch_end: T.EpochCallback | None) -> Path | None:
     return metrics_path
 
 
-def _open(run: ResolvedRun, out: Path) -> _Context:
-    """The CPU guard (before any download), the device, and the data."""
-    guard_image_run(run.settings, run.spec.device, torch.cuda.is_available(), run.config["synthetic"])
-    device = resolve_device(run.spec.device)
+def _resolve_auto(run: ResolvedRun, device: torch.device, out: Path) -> tuple[ResolvedRun, PrecisionChoice]:
+    """``precision="auto"`` decided (:mod:`.precision`) and the run re-resolved with the precision it
+    computes in, so that its config, hashes and cell key name fp32 or bf16, never "auto"."""
+    choice = resolve_precision(run.settings, run.config["method"], device, out, build_moco)
+    if choice.requested != choice.chosen:
+        print(f"precision=auto: {choice.chosen} ({choice.reason})", file=sys.stderr)
+    if run.settings.precision != choice.chosen:
+        run = resolve_run(dataclasses.replace(run.spec, overrides=(*run.spec.overrides,
+                                                                   f"precision={choice.chosen}")))
+    return run, choice
+
+
+def _open(run: ResolvedRun, out: Path, device: torch.device, choice: PrecisionChoice) -> _Context:
+    """The data, and what the run computes with."""
     note = hotpath.bf16_cpu_note(run.settings.precision, device)
     if note:
         print(note, file=sys.stderr)
     prepared = load_data(run)
-    choice = resolve_precision(run.settings, run.config["method"], device, out, build_moco)
-    if choice.requested != choice.chosen:
-        print(f"precision=auto: {choice.chosen} ({choice.reason})", file=sys.stderr)
-    return _Context(run, out, device, prepared, choice, dataclasses.replace(run.settings, precision=choice.chosen))
+    return _Context(run, out, device, prepared, choice,
+                    resolved_arithmetic(run.config["settings"], run.config["method"], run_facts()))
 
 
 def _drop_state(ctx: _Context) -> None:

@@ -66,6 +66,11 @@ def isa_class(flags: frozenset[str] | None = None, arch: str | None = None) -> s
     return arch
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), e.g. ``Intel(R) Xeon(R) Processor``."""
+    return _cpuinfo()[0]
+
+
 def cpu_description() -> str:
     """One line for a result's provenance: the CPU model and its class, e.g.
     ``Intel(R) Xeon(R) Processor (x86_64-amx)``."""

@@ -33,6 +33,10 @@ TABLE_METRICS: tuple[str, ...] = ("HA", "ebF1", "miF1", "maF1", "p_at_1", "mAP")
 HOTPATHS: tuple[str, ...] = ("reference", "fast")
 # what the networks compute in: fp32, bf16 autocast, or chosen per machine and shape (mulsupcon_ld/precision.py)
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
+# --method asl: how its loss is reduced, and whether the gradient flows through its focusing weights
+# (mulsupcon_ld/asl.py; the official training's: "sum", "detached")
+ASL_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+ASL_FOCAL_WEIGHTS: tuple[str, ...] = ("detached", "through")
 # where image augmentation runs (settings data.augment_on; data/images.py, device_augment.py)
 AUGMENT_ON: tuple[str, ...] = ("cpu", "device", "auto")
 # file names of one run's output folder

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .machine import cpu_description
+from .machine import cpu_description, cpu_model, isa_class
 
 _PACKAGES = ("mulsupcon-ld", "torch", "torchvision", "numpy", "scikit-learn", "pandas", "h5py")
 
@@ -55,6 +55,15 @@ def device_description(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_facts() -> dict[str, Any]:
+    """What this training process computes with beyond its settings (arithmetic.FACTS): torch's
+    version, the code's commit, torch's thread count, the CPU model and its ISA class."""
+    import torch
+
+    return {"torch": torch.__version__, "code": git_commit(), "threads": torch.get_num_threads(),
+            "cpu_model": cpu_model(), "isa_class": isa_class()}
 
 
 def provenance(config: dict[str, Any], device: str) -> dict[str, Any]:

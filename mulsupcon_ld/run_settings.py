@@ -72,11 +72,23 @@ class FinetuneSettings(_PhaseSettings):
 
 
 @dataclass(frozen=True)
+class ASLSettings:
+    """``--method asl``'s loss (asl.py; settings.ASL_OFFICIAL)."""
+
+    gamma_neg: float
+    gamma_pos: float
+    clip: float
+    reduction: str
+    focal_weights: str
+
+
+@dataclass(frozen=True)
 class LossSettings:
     alpha: float
     beta: float
     sigma: float
     options: Mapping[str, Any] | None
+    asl: ASLSettings
 
 
 @dataclass(frozen=True)
@@ -132,11 +144,18 @@ class RunSettings:
         model = dict(d["model"], hidden=tuple(d["model"]["hidden"]))
         return cls(spec=spec, dataset=d["dataset"], kind=d["kind"], scale=d["scale"], preset=d["preset"],
                    model=ModelSettings(**model), pretrain=PretrainSettings(**_copied(d["pretrain"])),
-                   finetune=FinetuneSettings(**_copied(d["finetune"])), loss=LossSettings(**_copied(d["loss"])),
+                   finetune=FinetuneSettings(**_copied(d["finetune"])), loss=_loss_settings(d["loss"]),
                    data=data_cls(**d["data"]), threads=d["threads"], precision=d["precision"],
                    flush_denormal=d["flush_denormal"],
                    checkpoint_every=d["checkpoint_every"], checkpoint_seconds=d["checkpoint_seconds"],
                    log_every=d["log_every"])
+
+
+def _loss_settings(block: Mapping[str, Any]) -> LossSettings:
+    loss = _copied(block)
+    loss["asl"] = ASLSettings(**{k: (float(v) if k in ("gamma_neg", "gamma_pos", "clip") else v)
+                                 for k, v in loss["asl"].items()})
+    return LossSettings(**loss)
 
 
 def _copied(block: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ import json
 from typing import Any, Iterable
 
 from .errors import UserError
-from .names import AUGMENT_ON, HOTPATHS, PRECISIONS
+from .names import ASL_FOCAL_WEIGHTS as FOCAL_WEIGHTS, ASL_REDUCTIONS as REDUCTIONS, AUGMENT_ON, HOTPATHS, PRECISIONS
 from .registry import canonical_name as registry_name
 
 # --------------------------------------------------------------------------------------------
@@ -121,9 +121,13 @@ BF16_VALIDATED: dict[str, str] = {
     "delicious": "val mAP CLD .1719 ± .0037 bf16 vs .1732 ± .0020 fp32; MulSupCon .1773 ± .0009 vs .1775 ± .0028",
 }
 
-# --scale smoke: a few epochs, for tests and CI; fp32, since auto's calibration (a few seconds) would
-# cost more than such a run.
-SMOKE = {"pretrain.epochs": 3, "finetune.epochs": 3, "precision": "fp32"}
+# --scale smoke: a few epochs, for tests and CI.
+SMOKE = {"pretrain.epochs": 3, "finetune.epochs": 3}
+
+# --method asl: how the official ASL training builds its loss (github Alibaba-MIIL/ASL, train.py:
+# AsymmetricLoss(gamma_neg=4, gamma_pos=0, clip=0.05, disable_torch_grad_focal_loss=True); the loss
+# is summed, src/loss_functions/losses.py). asl.py has the other forms ("through", "mean").
+ASL_OFFICIAL = {"gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05, "reduction": "sum", "focal_weights": "detached"}
 
 def canonical_name(dataset: str) -> str:
     """Table key of a dataset name (aliases resolved by :func:`registry.canonical_name`)."""
@@ -201,6 +205,9 @@ def table_settings(dataset: str) -> dict[str, Any]:
             "sigma": c["sigma"],
             # passed through to losses.ld_loss(options=…); None = the printed form
             "options": dict(LD_READINGS[row["loss_options"]]) if row.get("loss_options") else None,
+            # --method asl (our control): the asymmetric loss as its authors train with it
+            # (asl.py: γ₋ 4, γ₊ 0, clip 0.05 [official train.py]; focusing weights detached, summed)
+            "asl": dict(ASL_OFFICIAL),
         },
         **({"data": {
             "standardize": True,         # ours: z-score features with train-split statistics. The paper
@@ -217,9 +224,11 @@ def table_settings(dataset: str) -> dict[str, Any]:
         }}),
         "threads": None,                 # CPU threads for torch (None: torch's default); 1 is fastest for the
                                          # small MLPs on a shared CPU (docs/method.md (Part 2))
-        "precision": "auto",             # ours: "bf16" = bf16 autocast for the networks (losses stay float32);
-                                         # "auto" = bf16 where the CPU has it natively, the calibration finds it
-                                         # faster and the dataset is in BF16_VALIDATED; fp32 otherwise (precision.py)
+        "precision": "fp32",             # ours: fp32 by default, so that one command computes alike on every
+                                         # machine; "bf16" = bf16 autocast for the networks (losses stay float32);
+                                         # "auto" = bf16 where the CPU has it natively, a timing calibration finds
+                                         # it faster and the dataset is in BF16_VALIDATED (precision.py). auto is
+                                         # resolved before the run is hashed and recorded (experiment.py)
         "flush_denormal": True,          # ours: torch.set_flush_denormal at the process edge: subnormal floats
                                          # (< 1.2e-38) become 0. Without it Delicious' CLD backward grew from 17 to
                                          # 214 ms per step as training went on (MKL sgemm on subnormal gradients;
@@ -345,6 +354,7 @@ def validate(s: dict[str, Any]) -> None:
         check(sched["name"] != "ReduceLROnPlateau" or s[phase]["scheduler_step"] == "epoch",
               f"{phase}.scheduler ReduceLROnPlateau steps once per epoch; set {phase}.scheduler_step=epoch")
     check(s["model"]["fc_input"] in ("rep", "proj"), "model.fc_input must be 'rep' or 'proj'")
+    _validate_asl(s["loss"]["asl"], check)
     aug = s["data"].get("augment_on", "cpu")
     check(aug in AUGMENT_ON, f"data.augment_on must be one of {', '.join(AUGMENT_ON)}")
     check(isinstance(s["flush_denormal"], bool), "flush_denormal must be true or false")
@@ -355,6 +365,17 @@ def validate(s: dict[str, Any]) -> None:
     check(isinstance(s["checkpoint_seconds"], (int, float)) and not isinstance(s["checkpoint_seconds"], bool)
           and s["checkpoint_seconds"] >= 0, "checkpoint_seconds must be a number >= 0")
     check(isinstance(s["log_every"], int) and s["log_every"] >= 1, "log_every must be >= 1")
+
+
+def _validate_asl(asl: Any, check) -> None:
+    check(isinstance(asl, dict) and set(asl) == set(ASL_OFFICIAL),
+          f"loss.asl must set exactly {', '.join(ASL_OFFICIAL)}")
+    for key in ("gamma_neg", "gamma_pos", "clip"):
+        v = asl[key]
+        check(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, f"loss.asl.{key} must be a number >= 0")
+    check(asl["clip"] < 1, "loss.asl.clip must be below 1")
+    check(asl["reduction"] in REDUCTIONS, f"loss.asl.reduction must be one of {', '.join(REDUCTIONS)}")
+    check(asl["focal_weights"] in FOCAL_WEIGHTS, f"loss.asl.focal_weights must be one of {', '.join(FOCAL_WEIGHTS)}")
 
 
 def format_settings(s: dict[str, Any]) -> str:

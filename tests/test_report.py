@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mulsupcon_ld import arithmetic as arithmetic_mod
 from mulsupcon_ld.cli import main as cli_main
 from mulsupcon_ld.pipeline import jobs, plan
 from mulsupcon_ld.report import aggregate, diff, runs_table, tables
@@ -21,16 +22,25 @@ from mulsupcon_ld.pipeline.plan import RunConfig, RunKey
 METRICS = plan.METRICS
 
 
+#: the resolved arithmetic of a hand-made run (mulsupcon_ld/arithmetic.py), unless a test says otherwise
+ARITHMETIC = {"precision": "fp32", "lane": "fast", "flush_denormal": True, "reading": "printed", "torch": "x",
+              "code": "abc", "threads": 1, "cpu_model": "Test CPU", "isa_class": "x86_64-avx2"}
+
+
 def record(dataset, method, seed, value, *, alpha=None, beta=None, ablation="none", scale="paper",
-           synthetic=False, **per_metric):
-    """A metrics.json-like record: every metric = ``value`` unless given in ``per_metric``."""
+           synthetic=False, arithmetic=None, **per_metric):
+    """A metrics.json-like record: every metric = ``value`` unless given in ``per_metric``; its
+    arithmetic is :data:`ARITHMETIC` updated with ``arithmetic``, and its cell key is computed from
+    both, as a run's is."""
     if method not in plan.NO_LD_METHODS and alpha is None:
         alpha, beta = plan.default_alpha_beta(dataset)
     metrics = {m: per_metric.get(m, value) for m in METRICS}
-    return {"dataset": dataset, "method": method, "seed": seed, "alpha": alpha, "beta": beta,
-            "ablation": ablation, "scale": scale, "synthetic": synthetic,
-            "metrics": {"paper": metrics, "val-threshold": {**metrics, "threshold": 0.4}},
-            "config_hash": "c0ffee", "git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu"}
+    arith = {**ARITHMETIC, **(arithmetic or {})}
+    config = {"dataset": dataset, "method": method, "seed": seed, "alpha": alpha, "beta": beta,
+              "ablation": ablation, "scale": scale, "synthetic": synthetic}
+    return {**config, "metrics": {"paper": metrics, "val-threshold": {**metrics, "threshold": 0.4}},
+            "config_hash": "c0ffee", "git_commit": arith["code"], "versions": {"torch": "x"}, "device": "cpu",
+            "arithmetic": arith, "cell_key": arithmetic_mod.cell_key(config, arith)}
 
 
 def runs_frame(*records) -> pd.DataFrame:

@@ -166,8 +166,14 @@ def test_asl_is_the_bce_control_with_the_asymmetric_loss(tmp_path, data_dir):
     assert asl["config"]["settings"]["finetune"] == bce["config"]["settings"]["finetune"]
     ft_asl, ft_bce = asl["training"]["finetune"], bce["training"]["finetune"]
     assert ft_asl["stopped_epoch"] == ft_bce["stopped_epoch"]
-    # ASL down-weights easy negatives: its training loss is far below BCE's from the first epoch
-    assert ft_asl["train_loss"][0] < 0.5 * ft_bce["train_loss"][0]
+    # the official recipe (asl.py): summed over labels and examples, focusing weights detached
+    assert asl["arithmetic"]["reading"] == "asl:sum,detached,gamma_neg=4,gamma_pos=0,clip=0.05"
+    assert bce["arithmetic"]["reading"] == "none" and asl["cell_key"] != bce["cell_key"]
+    # ASL down-weights easy negatives: per label and example, its first-epoch training loss is far below
+    # BCE's (a mean). A full batch's sum holds batch × labels terms; a short last batch only lowers it.
+    n_labels = np.load(tmp_path / "asl" / "test_labels.npy").shape[1]
+    per_element = ft_asl["train_loss"][0] / (asl["config"]["settings"]["finetune"]["batch_size"] * n_labels)
+    assert per_element < 0.5 * ft_bce["train_loss"][0]
 
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path, data_dir, reference):

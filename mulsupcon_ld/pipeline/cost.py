@@ -76,10 +76,13 @@ def start_lines(targets: list[str], config: dict[str, Any], device: str = "cuda"
 
 
 def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
-    cfg_path = Path(path or "config/config.yaml")
-    if not cfg_path.exists():
-        raise UserError(f"workflow config {cfg_path} not found; pass --configfile")
-    config = yaml.safe_load(cfg_path.read_text()) or {}
+    """The workflow's config as snakemake builds it: the Snakefile's ``config/config.yaml``, updated
+    by ``--configfile`` (key by key), then by ``--config KEY=VALUE``."""
+    config: dict[str, Any] = {}
+    for cfg_path in dict.fromkeys([Path("config/config.yaml")] + ([Path(path)] if path else [])):
+        if not cfg_path.exists():
+            raise UserError(f"workflow config {cfg_path} not found; run from the repository root or pass --configfile")
+        config.update(yaml.safe_load(cfg_path.read_text()) or {})
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--config {item!r} is not KEY=VALUE")

@@ -310,6 +310,8 @@ class RunConfig:
     methods: tuple[str, ...] = tuple(PAPER_METHOD) + tuple(CONTROL_METHOD)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     image_seeds: tuple[int, ...] | None = (0,)
+    dataset_seeds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # dataset -> its own seeds
+    grid_seeds: tuple[int, ...] | None = None   # vector runs of Tables 5-8 and Figure 2; None: the dataset's
     alphas: tuple[float, ...] = PAPER_GRID
     betas: tuple[float, ...] = PAPER_GRID
     ablations: tuple[str, ...] = ABLATIONS
@@ -321,12 +323,15 @@ class RunConfig:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "RunConfig":
         datasets = tuple(config["datasets"])
-        image_seeds = config.get("image_seeds")
+        image_seeds, grid_seeds = config.get("image_seeds"), config.get("grid_seeds")
         return cls(
             datasets=datasets,
             methods=tuple(config["methods"]),
             seeds=tuple(int(s) for s in config["seeds"]),
             image_seeds=None if image_seeds is None else tuple(int(s) for s in image_seeds),
+            dataset_seeds={str(d): tuple(int(s) for s in seeds)
+                           for d, seeds in (config.get("dataset_seeds") or {}).items()},
+            grid_seeds=None if grid_seeds is None else tuple(int(s) for s in grid_seeds),
             alphas=tuple(float(a) for a in config["alphas"]),
             betas=tuple(float(b) for b in config["betas"]),
             ablations=tuple(config["ablations"]),
@@ -339,10 +344,14 @@ class RunConfig:
     def kind(self, dataset: str) -> str:
         return self.kinds.get(dataset) or dataset_kind(dataset)
 
-    def seeds_for(self, dataset: str) -> tuple[int, ...]:
-        if self.kind(dataset) == "image" and self.image_seeds is not None:
-            return self.image_seeds
-        return self.seeds
+    def seeds_for(self, dataset: str, part: str = "main") -> tuple[int, ...]:
+        """Seeds of ``dataset``'s runs in Tables 2–4 (``part="main"``) or in the grid and ablation
+        runs of Tables 5–8 and Figure 2 (``"grid"``: ``grid_seeds`` for vector datasets)."""
+        if dataset in self.dataset_seeds:
+            return self.dataset_seeds[dataset]
+        if self.kind(dataset) == "image":
+            return self.image_seeds if self.image_seeds is not None else self.seeds
+        return self.grid_seeds if part == "grid" and self.grid_seeds is not None else self.seeds
 
     def key(self, dataset: str, method: str, ablation: str, alpha: str, beta: str, seed: int) -> RunKey:
         return RunKey(dataset, method, ablation, alpha, beta, int(seed), self.scale, self.synthetic, self.preset)
@@ -355,7 +364,7 @@ def runs_for_table(table_id: str, rc: RunConfig) -> list[RunKey]:
     for ds in spec.datasets:
         if ds not in rc.datasets:
             continue
-        for seed in rc.seeds_for(ds):
+        for seed in rc.seeds_for(ds, "main" if spec.kind == "main" else "grid"):
             if spec.kind == "main":
                 for method in (m for m in rc.methods if OUR_LABEL[m] in spec.methods):  # rows it prints
                     keys.append(rc.key(ds, method, "none", *main_alpha_beta(ds, method, rc.scale), seed))
@@ -372,7 +381,7 @@ def runs_for_figure2(rc: RunConfig) -> list[RunKey]:
         if ds not in rc.datasets:
             continue
         a, b = main_alpha_beta(ds, "cld", rc.scale)
-        for seed in rc.seeds_for(ds):
+        for seed in rc.seeds_for(ds, "grid"):
             for abl in rc.ablations:
                 keys.append(rc.key(ds, "cld", abl, a, b, seed))
     return sorted(set(keys))

@@ -5,7 +5,9 @@ Columns: the run's parameters (``dataset, method, seed, alpha, beta, ablation, s
 ``status`` (``ok`` or ``unavailable``) and ``reason``; every metric of both protocols
 (``paper.mAP`` … ``val-threshold.ebF1``, ``val-threshold.threshold``); ``wall_time_s.*``;
 provenance (``config_hash``, ``result_hash``, ``git_commit``, ``version.<package>``, ``device``,
-``cpu`` (model and class), ``host``, ``precision`` as computed); data sizes (``data.n_train`` …, ``data.source``); ``run_id`` and ``path``.
+``cpu`` (model and class), ``host``, ``precision`` as computed); the resolved arithmetic
+(``arithmetic.precision``, ``.lane``, ``.flush_denormal``, ``.reading``, ``.torch``, ``.code``,
+``.threads``, ``.cpu_model``, ``.isa_class``: :mod:`mulsupcon_ld.arithmetic`) and ``cell_key``; data sizes (``data.n_train`` …, ``data.source``); ``run_id`` and ``path``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import pandas as pd
 
 from ..atomic import atomic_path
 from ..pipeline.plan import RUNS_ROOT
-from .runs_table import ID_COLUMNS, METRIC_COLUMNS
+from ..arithmetic import COLUMNS as ARITHMETIC_COLUMNS
+from .runs_table import CELL_KEY, ID_COLUMNS, METRIC_COLUMNS
 
 def run_row(record: dict[str, Any], path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Flatten one result record into a row."""
@@ -39,6 +42,10 @@ def run_row(record: dict[str, Any], path: str | os.PathLike | None = None) -> di
         row[k] = record.get(k, "")
     requested = ((record.get("config") or {}).get("settings") or {}).get("precision", "")
     row["precision"] = (record.get("precision") or {}).get("chosen", requested)   # as computed ("auto" resolved)
+    arithmetic = record.get("arithmetic") or {}    # absent in records written before 2026-12-07: blank
+    for field, col in ARITHMETIC_COLUMNS.items():
+        row[col] = arithmetic.get(field, "")
+    row[CELL_KEY] = record.get("cell_key", "")
     for k, v in (record.get("versions") or {}).items():
         row[f"version.{k}"] = v
     for k, v in (record.get("data") or {}).items():

@@ -39,6 +39,7 @@ from .runs_table import read_runs_arg
 from .delta import write_delta
 from .diff import write_diff_cells
 from .forest import plot_forest
+from .homogeneity import MIXED, check_pair
 from .paper_delta import PAPER_LABEL, paper_deltas, paper_values
 from .stats import compare
 from .tables import RunIndex, TableFrames, load_paper, markdown_table, seed_values, write_table_frame
@@ -201,17 +202,22 @@ def _group_name(group: tuple) -> str:
     return f"{scale}{' synthetic' if synthetic else ''}" + ("" if preset in ("", "paper") else f" preset {preset}")
 
 
-def _sides(claim: dict, index: RunIndex) -> tuple[list[float], list[int], list[float], list[int], tuple, str]:
-    """Values and seeds of both sides from the first group where both have ``ok`` runs; else (for
-    the counts) the first group where either has, and why nothing can be compared."""
+def _sides(claim: dict, index: RunIndex, allow_mixed: bool = False
+           ) -> tuple[list[float], list[int], list[float], list[int], tuple, str]:
+    """Values and seeds of both sides from the first group where both have ``ok`` runs (which must
+    have computed alike: :func:`.homogeneity.check_pair`); else (for the counts) the first group where
+    either has, and why nothing can be compared."""
     found: dict[str, list[tuple]] = {"a": [], "b": []}
     fallback = None
     for group in index.group_order:
         scale = group[0]
-        va, sa = seed_values(index.rows(_config(claim, "a", scale), group), claim["metric"])
-        vb, sb = seed_values(index.rows(_config(claim, "b", scale), group), claim["metric"])
+        rows_a, rows_b = index.rows(_config(claim, "a", scale), group), index.rows(_config(claim, "b", scale), group)
+        va, sa = seed_values(rows_a, claim["metric"])
+        vb, sb = seed_values(rows_b, claim["metric"])
         if va and vb:
-            return va, sa, vb, sb, group, ""
+            mix = check_pair(rows_a, rows_b, f"claim {claim['claim_id']} ({claim['dataset']}, {claim['metric']}: "
+                                             f"{side_label(claim, 'a')} vs {side_label(claim, 'b')})", allow_mixed)
+            return va, sa, vb, sb, group, (f"{MIXED}: {mix}" if mix else "")
         for side, v in (("a", va), ("b", vb)):
             if v:
                 found[side].append(group)
@@ -226,13 +232,15 @@ def _sides(claim: dict, index: RunIndex) -> tuple[list[float], list[int], list[f
     return (*(fallback or ([], [], [], [], ("", False, ""))), reason)
 
 
-def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame, sizes: dict[str, int] | None = None) -> pd.DataFrame:
+def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame, sizes: dict[str, int] | None = None,
+                    allow_mixed: bool = False) -> pd.DataFrame:
     """One row per claim: :data:`RESULT_COLUMNS` then :data:`EXTRA_COLUMNS`. ``sizes``: each family's
-    ``m`` (default: its count in ``claims``, the registry — never what ran)."""
+    ``m`` (default: its count in ``claims``, the registry — never what ran). A pair of sides that
+    computed differently stops with one error, or with ``allow_mixed`` is tested and marked MIXED."""
     index = RunIndex(runs)
     out, comparisons = [], []
     for claim in claims.to_dict("records"):
-        va, sa, vb, sb, (scale, synthetic, preset), why = _sides(claim, index)
+        va, sa, vb, sb, (scale, synthetic, preset), why = _sides(claim, index, allow_mixed)
         row: dict[str, Any] = {k: claim[k] for k in ("claim_id", "claim", "dataset", "metric", "kind", "ours",
                                                      "source")}
         row.update(a=side_label(claim, "a"), b=side_label(claim, "b"), seeds_a=",".join(map(str, sorted(sa))),
@@ -245,7 +253,8 @@ def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame, sizes: dict[str, i
                        ci_low=math.nan, ci_high=math.nan, p_value=math.nan, test="", reason=why)
         else:
             row.update(n_a=c.n_a, n_b=c.n_b, mean_a=c.mean_a, mean_b=c.mean_b, diff=c.diff, ci_low=c.ci_low,
-                       ci_high=c.ci_high, p_value=c.p_value, test=c.test, reason=c.reason)
+                       ci_high=c.ci_high, p_value=c.p_value, test=c.test,
+                       reason="; ".join(r for r in (why, c.reason) if r))
         out.append(row)
     frame = pd.DataFrame(out).join(paper_deltas(claims), on="claim_id")
     judge(frame, comparisons, family_sizes(claims) if sizes is None else sizes)
@@ -365,11 +374,11 @@ def _id_range(ids: list[str]) -> str:
 
 
 def write_claims(runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike | None = None,
-                 claims: pd.DataFrame | None = None) -> pd.DataFrame:
+                 claims: pd.DataFrame | None = None, allow_mixed: bool = False) -> pd.DataFrame:
     """Test every claim on ``runs``; write the markdown, the CSV (beside it by default) and the
     forest plot (``.png`` and ``.pdf`` beside the markdown)."""
     claims = load_claims() if claims is None else claims
-    frame = evaluate_claims(claims, runs)
+    frame = evaluate_claims(claims, runs, allow_mixed=allow_mixed)
     frame["quote"] = claims.set_index("claim_id").loc[frame["claim_id"], "quote"].to_numpy()
     write_text(out_md, render_claims(frame))
     out_csv = out_csv or Path(out_md).with_suffix(".csv")
@@ -381,8 +390,10 @@ def write_claims(runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | o
 
 def cmd_claims(args: argparse.Namespace) -> int:
     runs = read_runs_arg(args.runs)
-    frame = write_claims(runs, args.out, args.csv, load_claims(args.registry) if args.registry else None)
-    frames = TableFrames(runs, tolerance=args.tolerance)   # each table's cells once, for the figure and the tables
+    allow_mixed = getattr(args, "allow_mixed", False)
+    frame = write_claims(runs, args.out, args.csv, load_claims(args.registry) if args.registry else None,
+                         allow_mixed)
+    frames = TableFrames(runs, tolerance=args.tolerance, allow_mixed=allow_mixed)   # each table's cells once, for the figure and the tables
     if args.figure:
         stem = Path(args.figure).with_suffix("")
         write_delta(runs, f"{stem}.png", f"{stem}.pdf", frames=frames)

@@ -28,10 +28,10 @@ PALETTE = {"consistent": "#0072B2", "ours lower": "#D55E00", "ours higher": "#00
 
 
 def delta_frame(runs: pd.DataFrame, paper: pd.DataFrame | None = None,
-                frames: TableFrames | None = None) -> pd.DataFrame:
+                frames: TableFrames | None = None, allow_mixed: bool = False) -> pd.DataFrame:
     """Cells with our result and a paper value: label, metric, Δ, Δ interval, agreement (``frames``:
     the command's table frames, when it has them; the tolerance flag is not used here)."""
-    frames = TableFrames(runs, paper) if frames is None else frames
+    frames = TableFrames(runs, paper, allow_mixed=allow_mixed) if frames is None else frames
     tables = tuple(t for t in plan.TABLE_IDS if t not in REPEATS)
     frame = diff_cells(frames, tables)
     frame = frame[(frame["status"] == "ok") & frame["paper"].notna()].copy()
@@ -106,7 +106,8 @@ def plot_delta(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> Non
 
 
 def write_delta(runs: pd.DataFrame, out_png: str | os.PathLike, out_pdf: str | os.PathLike,
-                paper: pd.DataFrame | None = None, frames: TableFrames | None = None) -> pd.DataFrame:
-    frame = delta_frame(runs, paper, frames)
+                paper: pd.DataFrame | None = None, frames: TableFrames | None = None,
+                allow_mixed: bool = False) -> pd.DataFrame:
+    frame = delta_frame(runs, paper, frames, allow_mixed)
     plot_delta(frame, [out_png, out_pdf])
     return frame

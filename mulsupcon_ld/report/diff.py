@@ -27,9 +27,9 @@ from .tables import FLAG, TableFrames, markdown_table, ours_text, summary_counts
 
 
 def diff_frame(runs: pd.DataFrame, paper: pd.DataFrame, tolerance: float,
-               tables: tuple[str, ...] = plan.TABLE_IDS) -> pd.DataFrame:
+               tables: tuple[str, ...] = plan.TABLE_IDS, allow_mixed: bool = False) -> pd.DataFrame:
     """Every cell of ``tables`` (quoted methods left out), with ours, paper, Δ and the flag."""
-    return diff_cells(TableFrames(runs, paper, tolerance), tables)
+    return diff_cells(TableFrames(runs, paper, tolerance, allow_mixed), tables)
 
 
 def diff_cells(frames: TableFrames, tables: tuple[str, ...] = plan.TABLE_IDS) -> pd.DataFrame:
@@ -80,9 +80,9 @@ def render_diff(frame: pd.DataFrame, tolerance: float) -> str:
 
 
 def write_diff(runs: pd.DataFrame, tolerance: float, out: str | None = None,
-               paper: pd.DataFrame | None = None) -> pd.DataFrame:
+               paper: pd.DataFrame | None = None, allow_mixed: bool = False) -> pd.DataFrame:
     """Render the diff of ``runs`` against the paper; write it to ``out`` (or stdout)."""
-    return write_diff_cells(TableFrames(runs, paper, tolerance), out)
+    return write_diff_cells(TableFrames(runs, paper, tolerance, allow_mixed), out)
 
 
 def write_diff_cells(frames: TableFrames, out: str | None = None) -> pd.DataFrame:
@@ -99,7 +99,8 @@ def write_diff_cells(frames: TableFrames, out: str | None = None) -> pd.DataFram
 def cmd_diff(args: argparse.Namespace) -> int:
     if not (args.tolerance >= 0):
         raise UserError(f"--tolerance must be >= 0, got {args.tolerance}")
-    frame = write_diff(read_runs_arg(args.runs), args.tolerance, args.out)
+    frame = write_diff(read_runs_arg(args.runs), args.tolerance, args.out,
+                       allow_mixed=getattr(args, "allow_mixed", False))
     if args.out:
         s = summary_counts(frame)
         print(f"{args.out}: {s['within']} / {s['total']} cells within tolerance {args.tolerance:g} "

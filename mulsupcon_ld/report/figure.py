@@ -19,9 +19,11 @@ from .format import SYNTHETIC, mark_figure
 from .tables import compute_cells
 
 
-def figure2_frame(runs: pd.DataFrame, ablations: Iterable[str] = plan.ABLATIONS) -> pd.DataFrame:
-    """One row per bar: dataset, variant (``row``), metric, ours_mean, ours_std, n, status, note."""
-    return compute_cells(plan.figure2_cells(tuple(ablations)), runs, None, tolerance=0.0)
+def figure2_frame(runs: pd.DataFrame, ablations: Iterable[str] = plan.ABLATIONS,
+                  allow_mixed: bool = False) -> pd.DataFrame:
+    """One row per bar: dataset, variant (``row``), metric, ours_mean, ours_std, n, status, note; a
+    bar never combines runs that computed differently (:mod:`.homogeneity`; ``allow_mixed``)."""
+    return compute_cells(plan.figure2_cells(tuple(ablations)), runs, None, tolerance=0.0, allow_mixed=allow_mixed)
 
 
 def plot_figure2(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> None:
@@ -85,11 +87,11 @@ def _wrap(text: str, width: int = 50) -> str:
 
 
 def write_figure2(runs: pd.DataFrame, out_png: str, out_pdf: str, out_csv: str | None = None,
-                  ablations: Iterable[str] = plan.ABLATIONS) -> pd.DataFrame:
-    frame = figure2_frame(runs, ablations)
+                  ablations: Iterable[str] = plan.ABLATIONS, allow_mixed: bool = False) -> pd.DataFrame:
+    frame = figure2_frame(runs, ablations, allow_mixed)
     plot_figure2(frame, [out_png, out_pdf])
     if out_csv:
         cols = ["dataset", "row", "ablation", "metric", "status", "ours_mean", "ours_std", "n", "seeds",
-                "synthetic", "scale", "note"]
+                "synthetic", "scale", "note", "mixed", "cpu_note"]
         write_text(out_csv, frame[cols].rename(columns={"row": "variant"}).to_csv(index=False))
     return frame

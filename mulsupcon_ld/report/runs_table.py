@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..arithmetic import COLUMNS as ARITHMETIC_COLUMNS
 from ..errors import UserError
 from ..names import PROTOCOLS
 from ..pipeline.plan import METRICS
@@ -25,7 +26,10 @@ METRIC_COLUMNS = [f"{p}.{m}" for p in PROTOCOLS for m in METRICS] + ["val-thresh
 #: what the report commands read; ``preset``, ``synthetic`` and ``reason`` may be absent (runs tables
 #: written before they existed)
 REQUIRED_COLUMNS = [c for c in ID_COLUMNS if c not in ("preset", "synthetic", "reason")] + METRIC_COLUMNS
-_TEXT_COLUMNS = ("run_id", "dataset", "method", "ablation", "scale", "preset", "status", "reason")
+#: the hash of a run's configuration without the seed, with its resolved arithmetic (arithmetic.cell_key)
+CELL_KEY = "cell_key"
+_TEXT_COLUMNS = ("run_id", "dataset", "method", "ablation", "scale", "preset", "status", "reason", CELL_KEY,
+                 *(c for f, c in ARITHMETIC_COLUMNS.items() if f not in ("flush_denormal", "threads")))
 
 
 def metric_column(metric: str, protocol: str = "paper") -> str:

@@ -34,6 +34,7 @@ from ..pipeline import plan
 from .runs_table import metric_column
 from ..pipeline.plan import NA, Cell, fmt_num
 from .format import SYNTHETIC, banner_lines, num
+from .homogeneity import MIXED, check_cell, cpu_note
 from .stats import mean_ci, paper_vs_ci
 
 #: preference order of (scale, synthetic) when a cell has runs of several kinds
@@ -45,7 +46,8 @@ FLAG = "⚠"
 SHORT_REASON = {"unavailable": "dataset not available", "missing": "not run"}
 CELL_COLUMNS = ["table", "panel", "block", "row", "column", "dataset", "method", "metric", "alpha", "beta",
                 "ablation", "status", "ours_mean", "ours_std", "n", "seeds", "ci_low", "ci_high", "synthetic",
-                "scale", "preset", "paper", "diff", "within_tolerance", "paper_vs_ci", "note", "ours_text",
+                "scale", "preset", "paper", "diff", "within_tolerance", "paper_vs_ci", "note", "mixed", "cpu_note",
+                "ours_text",
                 "paper_text", "text"]
 TEXT_COLUMNS = ("ours_text", "paper_text", "text")
 
@@ -171,9 +173,17 @@ def summarise_runs(rows: pd.DataFrame, metric: str) -> dict[str, Any]:
 # cells
 
 
+def cell_label(cell: Cell) -> str:
+    """How an error names a cell: ``Table 2, Scene, MulSupCon_CLD, mAP``."""
+    where = "Figure 2" if cell.table == "figure2" else f"Table {cell.table}"
+    return f"{where}, {plan.DATASET_TITLE.get(cell.dataset, cell.dataset)}, {cell.row}, {cell.metric}"
+
+
 def compute_cells(cells: Iterable[Cell], runs: pd.DataFrame, paper: pd.DataFrame | None,
-                  tolerance: float) -> pd.DataFrame:
-    """One row per cell: ours, the paper's value, Δ, the flag, and the note when there is no number."""
+                  tolerance: float, allow_mixed: bool = False) -> pd.DataFrame:
+    """One row per cell: ours, the paper's value, Δ, the flag, and the note when there is no number.
+    A cell whose runs computed differently stops with one error (:mod:`.homogeneity`), or with
+    ``allow_mixed`` is shown marked MIXED."""
     rindex = RunIndex(runs)
     pindex = PaperIndex(paper) if paper is not None else None
     out = []
@@ -183,13 +193,14 @@ def compute_cells(cells: Iterable[Cell], runs: pd.DataFrame, paper: pd.DataFrame
         row.update(status="", ours_mean=math.nan, ours_std=math.nan, n=0, seeds="", ci_low=math.nan,
                    ci_high=math.nan, synthetic=False, scale="", preset="",
                    paper=paper_value if paper_value is not None else math.nan, diff=math.nan,
-                   within_tolerance=None, paper_vs_ci="", note="")
+                   within_tolerance=None, paper_vs_ci="", note="", mixed="", cpu_note="")
         if cell.quoted:
             row["status"] = "quoted"
             row["note"] = "quoted from the paper" if paper_value is not None else "not reported in the paper"
         else:
             rows, scale, synthetic, preset = rindex.lookup(cell)
-            row.update(scale=scale, synthetic=synthetic, preset=preset)
+            row.update(scale=scale, synthetic=synthetic, preset=preset,
+                       mixed=check_cell(rows, cell_label(cell), allow_mixed), cpu_note=cpu_note(rows))
             stats = summarise_runs(rows, cell.metric) if len(rows) else {"n": 0}
             if stats["n"]:
                 row.update(stats, status="ok")
@@ -215,12 +226,13 @@ def _first_reason(rows: pd.DataFrame) -> str:
     return reasons[0] if reasons else "no result (see the run's log)"
 
 
-def table_frame(table_id: str, runs: pd.DataFrame, paper: pd.DataFrame | None, tolerance: float) -> pd.DataFrame:
+def table_frame(table_id: str, runs: pd.DataFrame, paper: pd.DataFrame | None, tolerance: float,
+                allow_mixed: bool = False) -> pd.DataFrame:
     """Cells of Table ``table_id`` with their rendered text (``ours_text``, ``paper_text`` and both
     in one line, ``text``, for the CSV)."""
     spec = plan.TABLES[str(table_id)]
     cells = plan.table_cells(spec.id)
-    frame = compute_cells(cells, runs, paper, tolerance)
+    frame = compute_cells(cells, runs, paper, tolerance, allow_mixed)
     notes = Footnotes()
     texts = [cell_texts(r, spec.digits, notes) for r in frame.to_dict("records")]
     frame["ours_text"] = [t[0] for t in texts]
@@ -256,7 +268,8 @@ def ours_text(r: dict[str, Any], digits: int, ci: bool = True) -> str:
     text += f" (n={r['n']})"
     if ci and _num(r.get("ci_low")) is not None:
         text += f", CI [{num(r['ci_low'], digits)}, {num(r['ci_high'], digits)}]"
-    return f"{SYNTHETIC} {text}" if r.get("synthetic") else text
+    text = f"{SYNTHETIC} {text}" if r.get("synthetic") else text
+    return f"{MIXED} {text}" if r.get("mixed") else text
 
 
 def cell_texts(r: dict[str, Any], digits: int, notes: Footnotes | None = None) -> tuple[str, str]:
@@ -270,13 +283,17 @@ def cell_texts(r: dict[str, Any], digits: int, notes: Footnotes | None = None) -
         short = SHORT_REASON.get(r["status"], "no result")
         note = f"({short} {notes.ref(r['note'])})" if notes is not None else f"({r['note']})"
         return f"— {note}", paper_txt
+    ours = ours_text(r, digits)
+    for key in ("mixed", "cpu_note"):
+        if r.get(key) and notes is not None:
+            ours += f" {notes.ref((MIXED + ': ' if key == 'mixed' else '') + str(r[key]))}"
     if paper_value is None:
-        return ours_text(r, digits), "— (not reported)"
+        return ours, "— (not reported)"
     delta = f"Δ {num(r['diff'], digits, sign=True)}"
     if r.get("within_tolerance") is False:
         delta = f"**{delta} {FLAG}**"
     parts = [paper_txt, delta] + ([r["paper_vs_ci"]] if r.get("paper_vs_ci") else [])
-    return ours_text(r, digits), " · ".join(parts)
+    return ours, " · ".join(parts)
 
 
 def cell_text(r: dict[str, Any], digits: int, notes: Footnotes | None = None) -> str:
@@ -383,22 +400,23 @@ class TableFrames:
     """The cell frame of each table for one runs table, built at most once: a command that writes the
     tables, the diff and the delta figure builds each table's cells one time."""
 
-    def __init__(self, runs: pd.DataFrame, paper: pd.DataFrame | None = None, tolerance: float = 0.02):
-        self.runs, self.tolerance = runs, tolerance
+    def __init__(self, runs: pd.DataFrame, paper: pd.DataFrame | None = None, tolerance: float = 0.02,
+                 allow_mixed: bool = False):
+        self.runs, self.tolerance, self.allow_mixed = runs, tolerance, allow_mixed
         self.paper = load_paper() if paper is None else paper
         self._built: dict[str, pd.DataFrame] = {}
 
     def __getitem__(self, table_id: str) -> pd.DataFrame:
         table_id = str(table_id)
         if table_id not in self._built:
-            self._built[table_id] = table_frame(table_id, self.runs, self.paper, self.tolerance)
+            self._built[table_id] = table_frame(table_id, self.runs, self.paper, self.tolerance, self.allow_mixed)
         return self._built[table_id]
 
 
 def write_table(table_id: str, runs: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike,
-                tolerance: float, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+                tolerance: float, paper: pd.DataFrame | None = None, allow_mixed: bool = False) -> pd.DataFrame:
     """Write Table ``table_id`` as markdown and as a CSV of its cells (both atomically)."""
-    frame = table_frame(table_id, runs, load_paper() if paper is None else paper, tolerance)
+    frame = table_frame(table_id, runs, load_paper() if paper is None else paper, tolerance, allow_mixed)
     write_table_frame(table_id, frame, out_md, out_csv, tolerance)
     return frame
 

@@ -24,6 +24,7 @@ rule table:
         ENV
     params:
         tolerance=config["tolerance"],
+        allow_mixed=config["allow_mixed"],
     script:
         "../scripts/table.py"
 
@@ -51,6 +52,7 @@ rule figure2:
         ENV
     params:
         ablations=config["ablations"],
+        allow_mixed=config["allow_mixed"],
     script:
         "../scripts/figure2.py"
 
@@ -66,8 +68,9 @@ rule diff:
         ENV
     params:
         tolerance=config["tolerance"],
+        mixed="--allow-mixed" if config["allow_mixed"] else "",
     shell:
-        "mulsupcon-ld diff --runs {input} --tolerance {params.tolerance} --out {output} > {log} 2>&1"
+        "mulsupcon-ld diff --runs {input} --tolerance {params.tolerance} {params.mixed} --out {output} > {log} 2>&1"
 
 
 rule claims:
@@ -97,8 +100,10 @@ rule claims:
         "logs/tables/claims.log",
     conda:
         ENV
+    params:
+        mixed="--allow-mixed" if config["allow_mixed"] else "",
     shell:
-        "mulsupcon-ld claims --runs {input} --out {output.md} --csv {output.csv} > {log} 2>&1"
+        "mulsupcon-ld claims --runs {input} --out {output.md} --csv {output.csv} {params.mixed} > {log} 2>&1"
 
 
 rule delta:
@@ -121,5 +126,7 @@ rule delta:
         "logs/tables/delta.log",
     conda:
         ENV
+    params:
+        allow_mixed=config["allow_mixed"],
     script:
         "../scripts/delta.py"

@@ -3,4 +3,5 @@
 from mulsupcon_ld.report.runs_table import read_runs
 from mulsupcon_ld.report.delta import write_delta
 
-write_delta(read_runs(snakemake.input[0]), snakemake.output.png, snakemake.output.pdf)
+write_delta(read_runs(snakemake.input[0]), snakemake.output.png, snakemake.output.pdf,
+            allow_mixed=snakemake.params.allow_mixed)

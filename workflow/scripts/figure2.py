@@ -9,4 +9,5 @@ write_figure2(
     snakemake.output.pdf,
     snakemake.output.csv,
     ablations=snakemake.params.ablations,
+    allow_mixed=snakemake.params.allow_mixed,
 )

@@ -9,4 +9,5 @@ write_table(
     snakemake.output.md,
     snakemake.output.csv,
     tolerance=snakemake.params.tolerance,
+    allow_mixed=snakemake.params.allow_mixed,
 )
