@@ -60,8 +60,25 @@ def test_constant_difference_up_to_rounding_is_untestable():
     # the same for Welch: no spread on either side up to rounding
     w = stats.compare([0.1, 0.1, 0.3 - 0.2], [0.2, 0.2, 0.2])
     assert math.isnan(w.p_value) and "no spread" in w.reason
-    # a real (tiny, 1e-6) spread is still tested
-    assert stats.compare(a, [0.2, 0.3 + 1e-6, 0.4], seeds_a=[0, 1, 2], seeds_b=[0, 1, 2]).p_value > 0
+
+
+
+def test_near_constant_differences_are_untestable():
+    # differences 0.1, 0.1 − 1e-6, 0.1 + 1e-6: a spread of 1e-6 is no seed variance worth a t-test
+    # (it would give p ≈ 1e-11); below SPREAD_FLOOR = 1e-4 (one run's sd of a − b) the claim is untestable
+    a, b = [0.3, 0.4, 0.5], [0.2, 0.3 + 1e-6, 0.4 - 1e-6]
+    c = stats.compare(a, b, seeds_a=[0, 1, 2], seeds_b=[0, 1, 2])
+    assert math.isnan(c.p_value) and c.test == "" and "< 0.0001" in c.reason and "near-constant" in c.reason
+    # Welch: one run of a − b varies by √(sd_a² + sd_b²), here about 1.4e-6
+    w = stats.compare([0.5, 0.5 + 1e-6, 0.5 - 1e-6], [0.2, 0.2 - 1e-6, 0.2 + 1e-6])
+    assert math.isnan(w.p_value) and "near-constant" in w.reason
+    # just above the floor the test runs (sd of the differences 2e-4 → p finite and small)
+    above = stats.compare(a, [0.2, 0.3 + 2e-4, 0.4 - 2e-4], seeds_a=[0, 1, 2], seeds_b=[0, 1, 2])
+    assert 0 < above.p_value < 0.01 and above.sd_diff == pytest.approx(2e-4, rel=1e-6)
+    # in the claims: untestable, no p-values, no power
+    r = claims.evaluate_claims(_one("ld-vs-mulsupcon", dataset="yeast", metric="mAP", a_method="cld"),
+                               _yeast_map_runs([0.01, 0.01 + 1e-6, 0.01 - 1e-6])).iloc[0]
+    assert r["verdict"] == "untestable" and math.isnan(r["p_excl_k1"]) and math.isnan(r["mdd_80"])
 
 
 def test_holm_by_hand():
@@ -111,42 +128,79 @@ def _yeast_map_runs(diffs):
 
 
 def test_paper_effect_excluded_by_hand():
+    from scipy.stats import t
+
     # the paper prints Yeast mAP CLD 0.521 vs MulSupCon 0.480: Δ 0.041, at least 0.040 after rounding.
-    # Ours: differences 0.01, −0.01, 0, 0.005, −0.005: mean 0, sd √(2.5e-4 / 4), se = sd / √5 = 0.0035355;
-    # one-sided t = (0 − 0.040) / se = −11.314 on 4 df: p = t.cdf(−11.314, 4); two-sided p for 0 is 1
+    # Ours: differences 0.01, −0.01, 0, 0.005, −0.005: mean 0, sd² = 2.5e-4 / 4 = 6.25e-5 on 4 df.
+    # printed Δ exact: se² = sd²/5 = 1.25e-5, t = −0.040/se on 4 df;
+    # the paper's Δ one run of our spread (k = 1): se² = sd²(1/5 + 1) = 7.5e-5, t = −0.040/√7.5e-5 = −8/√3;
+    # k = 3: se² = sd²(1/5 + 1/3) = 1/30000, t = −4√3; k = 5: se² = sd²(2/5) = 2.5e-5, t = −8
     claim = _one("ld-vs-mulsupcon", dataset="yeast", metric="mAP", a_method="cld")
     r = claims.evaluate_claims(claim, _yeast_map_runs([0.01, -0.01, 0.0, 0.005, -0.005])).iloc[0]
-    se = math.sqrt(2.5e-4 / 4) / math.sqrt(5)
     assert (r["paper_diff"], r["paper_diff_min"]) == pytest.approx((0.041, 0.040))
-    assert r["p_excl"] == pytest.approx(__import__("scipy").stats.t.cdf(-0.040 / se, 4), rel=1e-6)
+    p_printed = t.cdf(-0.040 / math.sqrt(1.25e-5), 4)
+    assert r["p_printed"] == pytest.approx(p_printed, rel=1e-6)
+    p = {1: t.cdf(-8 / math.sqrt(3), 4), 3: t.cdf(-4 * math.sqrt(3), 4), 5: t.cdf(-8, 4)}
+    for k, pk in p.items():
+        assert r[f"p_excl_k{k}"] == pytest.approx(pk, rel=1e-6)
+    # one family of m = 1, two slots of ½ α: the exclusion slot tests the printed Δ (W = 1: 2 p), then passes its
+    # share to the k-run test (W = 1: 2 p); the two-sided test (p = 1) comes last (W = ½: ½ · 1 / ½ = 1)
+    assert r["p_printed_holm"] == pytest.approx(2 * p_printed, rel=1e-6)
+    for k, pk in p.items():
+        assert r[f"p_excl_k{k}_holm"] == pytest.approx(2 * pk, rel=1e-6)
     assert r["p_holm"] == pytest.approx(1.0) and r["verdict"] == "paper effect excluded"
-    assert r["mdd_80"] == pytest.approx(power.detectable_difference(se, 4, 0.05))
-    # Δ / sd = 5.2: 2 pairs (1 df, critical t 12.7, noncentrality 7.3) fall short, 3 (4.30 vs 9.0) suffice
-    assert r["seeds_for_paper"] == power.seeds_needed(0.041, 0.05, sd_diff=se * math.sqrt(5)) == 3
+    assert (r["level"], r["level_excl"]) == pytest.approx((0.025, 0.025))
+    sd = math.sqrt(6.25e-5)
+    assert r["mdd_80"] == pytest.approx(power.detectable_difference(sd / math.sqrt(5), 4, 0.025))
+    # Δ / sd = 5.2 at level 0.025: 2 pairs (1 df, critical t 25.5, noncentrality 7.3) fall short, 3 suffice
+    assert r["seeds_for_paper"] == power.seeds_needed(0.041, 0.025, sd_diff=sd) == 3
+    # seeds to exclude: the k = 1 test's power reaches 80% at that n, not one before
+    n = int(r["seeds_to_exclude"])
+    assert power.exclusion_power(0.040, n, 0.025, sd_diff=sd, k=1) >= 0.8 > power.exclusion_power(
+        0.040, n - 1, 0.025, sd_diff=sd, k=1)
+    # the paper's Δ with its k = 1 interval: Δ ± t(0.975, 4)·sd
+    half = t.ppf(0.975, 4) * sd
+    assert (r["sd_run"], r["paper_ci_low"], r["paper_ci_high"]) == pytest.approx((sd, 0.041 - half, 0.041 + half))
+    # three times the spread: the printed Δ is rejected (2 p < 0.05) but one run of the paper's could have
+    # been that far from ours (2 p_k1 > 0.05): the weaker verdict
+    mid = claims.evaluate_claims(claim, _yeast_map_runs([0.03, -0.03, 0.0, 0.015, -0.015])).iloc[0]
+    assert mid["p_printed_holm"] == pytest.approx(2 * t.cdf(-0.040 / (3 * sd / math.sqrt(5)), 4), rel=1e-6)
+    assert mid["p_printed_holm"] < 0.05 < mid["p_excl_k1_holm"] and mid["verdict"] == "printed Δ not reproduced"
+    # ... and no number of seeds excludes a gap of 0.040 below z(1 − 0.025)·3 sd = 0.0465 at k = 1
+    assert mid["seeds_to_exclude"] == math.inf
     # ten times the spread: the paper's Δ is within reach, nothing is decided
     wide = claims.evaluate_claims(claim, _yeast_map_runs([0.1, -0.1, 0.0, 0.05, -0.05])).iloc[0]
-    assert wide["verdict"] == "inconclusive" and wide["p_excl"] > 0.05
-    # our own questions have no paper Δ: never "excluded"
+    assert wide["verdict"] == "inconclusive" and wide["p_printed"] > 0.05
+    # our own questions have no paper Δ: never "excluded"; their two-sided test has the whole budget
     control = _one("control", dataset="yeast", metric="mAP")
     runs = runs_frame(*(record("yeast", "mulsupcon", s, 0.45) for s in range(5)),
                       *(record("yeast", "bce", s, 0.45 + d) for s, d in enumerate([0.01, -0.01, 0, 0.005, -0.005])))
-    assert claims.evaluate_claims(control, runs).iloc[0]["verdict"] == "inconclusive"
+    out = claims.evaluate_claims(control, runs).iloc[0]
+    assert out["verdict"] == "inconclusive" and out["level"] == pytest.approx(0.05)
+    assert math.isnan(out["p_excl_k1"]) and math.isnan(out["seeds_to_exclude"])
 
 
 def test_verdict_order_and_notes():
-    base = dict(runs=True, p_value=0.001, p_holm=0.5, p_excl_holm=0.5, diff=0.01, ci_low=0.002, ci_high=0.02,
-                paper_diff_min=0.03, m=178)
+    base = dict(runs=True, p_value=0.001, p_holm=0.5, p_excl_k1_holm=0.5, p_printed_holm=0.5, p_excl_k3_holm=0.5,
+                diff=0.01, ci_low=0.002, ci_high=0.02, paper_diff_min=0.03, m=178)
     v = verdicts.verdict
     assert v({**base, "runs": False}) == "no runs" and v({**base, "p_value": math.nan}) == "untestable"
     assert v({**base, "p_holm": 0.01}) == "holds" and v({**base, "p_holm": 0.01, "diff": -0.01}) == "reversed"
-    assert v({**base, "p_excl_holm": 0.01}) == "paper effect excluded" and v(base) == "inconclusive"
+    # the k = 1 test decides "paper effect excluded"; the printed-Δ test alone only "printed Δ not reproduced"
+    assert v({**base, "p_excl_k1_holm": 0.01, "p_printed_holm": 0.001}) == "paper effect excluded"
+    assert v({**base, "p_printed_holm": 0.01}) == "printed Δ not reproduced" and v(base) == "inconclusive"
+    # the sensitivity: another k's test in its place
+    assert v({**base, "p_printed_holm": 0.01, "p_excl_k3_holm": 0.01}, k=3) == "paper effect excluded"
     # reversed wins over excluded (a reversal excludes every positive Δ anyway)
-    assert v({**base, "p_holm": 0.01, "diff": -0.01, "p_excl_holm": 0.001}) == "reversed"
-    # the unadjusted CI excludes 0 but Holm over m = 178 does not: flagged
-    assert verdicts.note({**base, "verdict": "inconclusive"}) == "95% CI excludes 0, not significant after Holm over m = 178"
+    assert v({**base, "p_holm": 0.01, "diff": -0.01, "p_excl_k1_holm": 0.001}) == "reversed"
+    # the unadjusted CI excludes 0 but the adjusted test does not: flagged
+    m = "not significant in the family's 5% budget (m = 178)"
+    assert verdicts.note({**base, "verdict": "inconclusive"}) == f"95% CI excludes 0, {m}"
     below = {**base, "ci_low": -0.01, "ci_high": 0.02, "verdict": "inconclusive"}
-    assert verdicts.note(below) == "95% CI below the paper's Δ, not significant after Holm over m = 178"
-    assert verdicts.note({**base, "verdict": "holds", "p_excl_holm": 0.01}) == "smaller than the paper's Δ (excluded too)"
+    assert verdicts.note(below) == f"95% CI below the paper's Δ, {m}"
+    holds = {**base, "verdict": "holds"}
+    assert verdicts.note({**holds, "p_excl_k1_holm": 0.01}) == "smaller than the paper's Δ (paper effect excluded too)"
+    assert verdicts.note({**holds, "p_printed_holm": 0.01}) == "smaller than the printed Δ (printed Δ not reproduced too)"
     assert verdicts.note({**below, "ci_high": 0.04}) == ""
 
 
@@ -164,9 +218,12 @@ def test_families_are_fixed_by_the_registry():
     out = claims.evaluate_claims(pd.concat([claim, control]), runs, sizes).set_index("kind")
     p = out["p_value"]
     assert p["ld-vs-mulsupcon"] == pytest.approx(p["control"])  # the same differences, two families
-    assert out.loc["ld-vs-mulsupcon", "p_holm"] == pytest.approx(min(1.0, sizes["paper"] * p["control"]))
+    # the paper's family gives its two-sided tests half of α (the rest to its exclusion tests), so the
+    # smallest p is multiplied by m / ½; our control's tests have the whole 5%
+    assert out.loc["ld-vs-mulsupcon", "p_holm"] == pytest.approx(min(1.0, 2 * sizes["paper"] * p["control"]))
     assert out.loc["control", "p_holm"] == pytest.approx(min(1.0, sizes["control"] * p["control"]))
-    assert out.loc["ld-vs-mulsupcon", "level"] == pytest.approx(0.05 / sizes["paper"])
+    assert out.loc["ld-vs-mulsupcon", "level"] == pytest.approx(0.05 / 2 / sizes["paper"])
+    assert out.loc["ld-vs-mulsupcon", "level_excl"] == pytest.approx(0.05 / 2 / sizes["paper"])
     more = pd.concat([runs, runs_frame(*(record("scene", m, s, 0.5 + 0.01 * s * (m == "cld"))
                                          for m in ("cld", "mulsupcon") for s in range(3)))])
     scene = _one("ld-vs-mulsupcon", dataset="scene", metric="HA", a_method="cld")
@@ -231,7 +288,12 @@ def test_reversed_holds_untestable_and_no_runs():
     assert r["verdict"] == "reversed" and r["test"] == "paired t (seeds 0,1,2)" and r["n_a"] == r["n_b"] == 3
     assert r["diff"] == pytest.approx(0.701 - 0.801 + 0.001) and r["ci_high"] < 0 and r["p_holm"] < 0.05
     # the family is the 3 claims passed (the registry here), not the one that could be tested
-    assert r["m"] == 3 and r["p_holm"] == pytest.approx(min(1.0, 3 * r["p_value"]))
+    # and its two slots (two-sided and exclusion, ½ / 3 of α each) step down in order of p / w: the printed-Δ
+    # test first (W = 1: 6 p), whose share passes to the k = 1 test; the two-sided test next (still W = 1: 6 p,
+    # the exclusion slot holds its weight); the k = 1 test last (W = 1 − 1/6: 5 p)
+    assert r["m"] == 3 and r["p_printed"] / (1 / 6) < r["p_value"] / (1 / 6) < r["p_excl_k1"] / (1 / 6)
+    assert r["p_printed_holm"] == pytest.approx(6 * r["p_printed"]) and r["p_holm"] == pytest.approx(6 * r["p_value"])
+    assert r["p_excl_k1_holm"] == pytest.approx(5 * r["p_excl_k1"])
     n1 = out.loc[yeast["claim_id"].iloc[0]]  # one seed per side: no test, whatever the means
     assert n1["verdict"] == "untestable" and math.isnan(n1["p_value"]) and "n = 1 on side a and n = 1" in n1["reason"]
     assert out.loc[bookmarks["claim_id"].iloc[0], "verdict"] == "no runs"

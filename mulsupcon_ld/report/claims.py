@@ -41,19 +41,22 @@ from .diff import write_diff_cells
 from .forest import plot_forest
 from .homogeneity import MIXED, check_pair
 from .paper_delta import PAPER_LABEL, paper_deltas, paper_values
-from .stats import compare
+from .stats import SPREAD_FLOOR, compare
 from .tables import RunIndex, TableFrames, load_paper, markdown_table, seed_values, write_table_frame
 from .power import MAX_SEEDS
-from .verdicts import FAMILY_TITLE, VERDICTS, family_sizes, judge
+from .verdicts import (FAMILY_TITLE, K_DEFAULT, K_SENSITIVITY, VERDICTS, budget_text, excluded_under, family_sizes,
+                       judge)
 
 REGISTRY = REPO_ROOT / "baselines" / "paper_claims.csv"
 SIDE_COLUMNS = ("method", "ablation", "alpha", "beta")
 REGISTRY_COLUMNS = (["claim_id", "kind", "ours", "source", "quote", "claim", "dataset", "metric"]
                     + [f"a_{c}" for c in SIDE_COLUMNS] + [f"b_{c}" for c in SIDE_COLUMNS])
 RESULT_COLUMNS = ["claim_id", "claim", "dataset", "metric", "a", "b", "n_a", "n_b", "mean_a", "mean_b", "diff",
-                  "ci_low", "ci_high", "paper_diff", "p_value", "p_holm", "p_excl_holm", "mdd_80", "seeds_for_paper",
-                  "test", "verdict"]
-EXTRA_COLUMNS = ["kind", "ours", "family", "m", "level", "paper_a", "paper_b", "paper_diff_min", "p_excl", "note",
+                  "ci_low", "ci_high", "paper_diff", "p_value", "p_holm", "p_excl_k1", "p_excl_k1_holm",
+                  "p_printed_holm", "p_excl_k3_holm", "p_excl_k5_holm", "mdd_80", "seeds_for_paper",
+                  "seeds_to_exclude", "test", "verdict"]
+EXTRA_COLUMNS = ["kind", "ours", "family", "m", "level", "level_excl", "paper_a", "paper_b", "paper_diff_min",
+                 "p_printed", "p_excl_k3", "p_excl_k5", "sd_run", "paper_ci_low", "paper_ci_high", "note",
                  "source", "reason", "seeds_a", "seeds_b", "scale", "synthetic", "preset"]
 KIND_TITLE = {
     "ld-vs-mulsupcon": "Each LD variant beats MulSupCon (Tables 2–4, where the paper shows it ahead)",
@@ -265,10 +268,15 @@ def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame, sizes: dict[str, i
 # rendering
 
 
-def verdict_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Claims per kind (rows, registry order) and verdict (columns), with a total row."""
-    counts = pd.crosstab(pd.Categorical(frame["kind"], categories=list(dict.fromkeys(frame["kind"]))),
-                         pd.Categorical(frame["verdict"], categories=VERDICTS), dropna=False)
+def verdict_counts(frame: pd.DataFrame, by: tuple[str, ...] = ("kind",)) -> pd.DataFrame:
+    """Claims per group of ``by`` (rows, registry order; datasets by title) and verdict (columns, at
+    k = 1), then ``paper effect excluded`` under each k of the sensitivity, with a total row."""
+    label = frame[list(by)].replace({"dataset": plan.DATASET_TITLE}).astype(str).agg(" · ".join, axis=1)
+    rows = pd.Categorical(label, categories=list(dict.fromkeys(label)))
+    counts = pd.crosstab(rows, pd.Categorical(frame["verdict"], categories=VERDICTS), dropna=False)
+    counts.columns = list(VERDICTS)
+    for k in K_SENSITIVITY:
+        counts[f"excluded, k = {k}"] = excluded_under(frame, k).groupby(rows, observed=False).sum()
     counts.loc["total"] = counts.sum()
     return counts
 
@@ -296,17 +304,23 @@ def _method_text(frame: pd.DataFrame) -> str:
         "configuration **a** scores higher than **b** on one dataset and metric (`paper` protocol). diff = mean a − "
         "mean b over the seeds the test used, with its (unadjusted) 95% confidence interval. Test: *paired t* on "
         "the seeds both sides hold (a seed fixes the initial weights and the batch order, so runs sharing a seed "
-        "are dependent), *Welch t* only for disjoint seed sets. Holm's correction runs within families fixed "
-        f"by the registry, not by what ran ({families}); an untested claim counts as p = 1. "
-        "**holds** / **reversed** = two-sided p (Holm) < 0.05 in / against the claimed direction; "
-        "**paper effect excluded** = neither, but a one-sided test that our difference is below the paper's "
-        "printed Δ (less what rounding the printed numbers allows) has p (Holm) < 0.05 in the same family; "
-        "**inconclusive** = neither; **untestable** = no variance estimate (fewer than 2 runs on a side, a "
-        "constant difference, one shared seed); **no runs** = a side was not run. *note* flags where the "
-        "unadjusted CI and the adjusted verdict disagree. MDD = the smallest difference our seeds detect with "
-        "80% power at α/m (Holm's first step); seeds for Δ = seeds per side (pairs) the paper's Δ would need for "
-        "that power, with our observed spread. Design and caveats: `docs/claims.md`. Claims marked *ours* are "
-        "our own questions, not the paper's.")
+        "are dependent), *Welch t* only for disjoint seed sets. Families are fixed by the registry, not by what "
+        f"ran ({families}); an untested claim counts as p = 1. Error budget: {budget_text()}. Adjusted p-values "
+        "(*adj.*) compare with 0.05. "
+        "**holds** / **reversed** = two-sided p (adj.) < 0.05 in / against the claimed direction; "
+        "**paper effect excluded** = neither, but the one-sided test that our difference is at least the paper's "
+        "Δ (printed, less what rounding allows), with that Δ one run of our spread (k = 1: the paper states no "
+        "run count), has p (adj.) < 0.05; **printed Δ not reproduced** = only the same test with the printed Δ "
+        "taken as exact (p printed, adj.) < 0.05 — our mean is below the printed number, but one run of the "
+        "paper's could have been that far from ours; **inconclusive** = none; **untestable** = no variance "
+        f"estimate (fewer than 2 runs on a side, one shared seed, or one run's sd of a − b below {SPREAD_FLOOR:g}); "
+        "**no runs** = a side was not run. *note* flags where the unadjusted CI and the adjusted verdict "
+        "disagree. MDD = the smallest difference our seeds detect with 80% power at the two-sided test's "
+        "first-step level α·w; seeds for Δ = pairs (paired) or seeds per side (Welch) the paper's Δ would need "
+        "for that power; seeds to exclude = the same for the k = 1 exclusion test, if our observed difference "
+        "is the truth (> 1000 includes never: a gap the paper's one run could explain). Spreads are ours, "
+        "plugged in. Design and caveats: `docs/claims.md`. Claims marked *ours* are our own questions, not the "
+        "paper's.")
 
 
 def _power_summary(frame: pd.DataFrame) -> list[str]:
@@ -320,25 +334,38 @@ def _power_summary(frame: pd.DataFrame) -> list[str]:
                      _g(with_delta["paper_diff"].median(), 4) if len(with_delta) else "—",
                      f"{int((with_delta['paper_diff'] >= with_delta['mdd_80']).sum())} / {len(with_delta)}"
                      if len(with_delta) else "—",
-                     _n(with_delta["seeds_for_paper"].median()) if len(with_delta) else "—"])
+                     _n(with_delta["seeds_for_paper"].median()) if len(with_delta) else "—",
+                     _n(with_delta["seeds_to_exclude"].median()) if len(with_delta) else "—"])
     return ["", "## Power", "",
-            "Per kind, over the tested claims: the median smallest difference detected with 80% power at α/m, "
-            "the median paper Δ, how many claims' paper Δ is at least that detectable difference, and the median "
-            "seeds per side the paper's Δ would need.", "",
-            markdown_table(["kind", "tested", "median MDD (80%)", "median paper Δ", "paper Δ ≥ MDD",
-                            "median seeds for paper Δ"], rows)]
+            "Per kind, over the tested claims: the median smallest difference detected with 80% power at the "
+            "two-sided test's first-step level α·w, the median paper Δ, how many claims' paper Δ is at least that "
+            "detectable difference, the median seeds per side (pairs) the paper's Δ would need, and the median "
+            "seeds at which the k = 1 exclusion test reaches 80% power if our observed difference is the truth.",
+            "", markdown_table(["kind", "tested", "median MDD (80%)", "median paper Δ", "paper Δ ≥ MDD",
+                                "median seeds for paper Δ", "median seeds to exclude"], rows)]
 
 
 def _claim_rows(shown: pd.DataFrame) -> str:
     body = [[r["claim_id"], r["claim"], r["a"], r["b"], f"{r['n_a']} / {r['n_b']}", _g(r["mean_a"]),
              _g(r["mean_b"]), _g(r["diff"], 4) if r["n_a"] and r["n_b"] else "—",
              f"[{_g(r['ci_low'], 4)}, {_g(r['ci_high'], 4)}]" if r["p_value"] == r["p_value"] else "—",
-             _g(r["paper_diff"], 3), _p(r["p_holm"]), _p(r["p_excl_holm"]), _g(r["mdd_80"], 4),
-             _n(r["seeds_for_paper"]), r["test"] or r["reason"], f"**{r['verdict']}**", r["note"]]
+             _g(r["paper_diff"], 3), _p(r["p_holm"]), _p(r["p_excl_k1_holm"]), _p(r["p_printed_holm"]),
+             f"{_p(r['p_excl_k3_holm'])} / {_p(r['p_excl_k5_holm'])}", _g(r["mdd_80"], 4),
+             _n(r["seeds_for_paper"]), _n(r["seeds_to_exclude"]), r["test"] or r["reason"], f"**{r['verdict']}**",
+             r["note"]]
             for r in shown.to_dict("records")]
     return markdown_table(["id", "claim", "a", "b", "n a / b", "mean a", "mean b", "diff", "95% CI", "paper Δ",
-                           "p (Holm)", "p excl. (Holm)", "MDD (80%)", "seeds for Δ", "test", "verdict", "note"],
-                          body)
+                           "p (adj.)", "p excl. k = 1 (adj.)", "p printed Δ (adj.)", "p excl. k = 3 / 5 (adj.)",
+                           "MDD (80%)", "seeds for Δ", "seeds to exclude", "test", "verdict", "note"], body)
+
+
+def _count_table(counts: pd.DataFrame, first: str) -> str:
+    sens = [f"excluded, k = {k}" for k in K_SENSITIVITY]
+    return markdown_table([first] + list(VERDICTS) + ["claims", "paper effect excluded at k = "
+                                                      + " / ".join(map(str, K_SENSITIVITY))],
+                          [[k] + [str(int(counts.loc[k, v])) for v in VERDICTS]
+                           + [str(int(counts.loc[k, list(VERDICTS)].sum())),
+                              " / ".join(str(int(counts.loc[k, c])) for c in sens)] for k in counts.index])
 
 
 def render_claims(frame: pd.DataFrame) -> str:
@@ -346,11 +373,11 @@ def render_claims(frame: pd.DataFrame) -> str:
     synthetic = bool(ok["synthetic"].astype(bool).any())
     lines = ["# The paper's claims, tested on our runs", ""]
     lines += banner_lines(synthetic, ok["scale"], "verdicts")
-    lines += [_method_text(frame), "", "## Summary", ""]
-    counts = verdict_counts(frame)
-    lines.append(markdown_table(["kind"] + list(VERDICTS) + ["claims"],
-                                [[k] + [str(int(v)) for v in counts.loc[k]] + [str(int(counts.loc[k].sum()))]
-                                 for k in counts.index]))
+    lines += [_method_text(frame), "", "## Summary", "",
+              f"Verdicts with the paper's Δ as one run of our spread (k = {K_DEFAULT}); {budget_text()}. The last "
+              "column: claims whose verdict would be *paper effect excluded* with the paper's Δ a mean of k runs.", "",
+              _count_table(verdict_counts(frame), "kind"), "", "By dataset and kind:", "",
+              _count_table(verdict_counts(frame, ("kind", "dataset")), "kind · dataset")]
     lines += _power_summary(frame)
     for kind, part in frame.groupby("kind", sort=False):
         lines += ["", f"## {KIND_TITLE.get(kind, kind)}", ""]

@@ -8,9 +8,13 @@ Everything is scipy.stats' t machinery; nothing here knows about tables or claim
   initial weights and the order of every batch (``train.seed_everything``, ``augment.epoch_seed``),
   so runs sharing a seed share those random draws, the two sides are dependent and the pairing is
   real. **Welch's** t-test (unequal variances) only for disjoint seed sets (or no seeds given);
-  exactly one shared seed is untestable (dependent, yet no pairs to estimate a variance from).
-- :func:`holm`: Holm's step-down adjustment. scipy has no Holm (``false_discovery_control`` is
-  Benjamini–Hochberg/Yekutieli) and statsmodels is not a dependency, so it is the few lines below.
+  exactly one shared seed is untestable (dependent, yet no pairs to estimate a variance from), and so
+  is a difference whose spread (one run's sd of a − b) is below :data:`SPREAD_FLOOR`.
+- :func:`se_df_vs_runs`: standard error and degrees of freedom of our difference minus an
+  independent mean of ``k`` runs with our spread (the paper's Δ, :mod:`.verdicts`).
+- :func:`holm`, :func:`weighted_holm`: Holm's step-down adjustment, equal or weighted. scipy has no
+  Holm (``false_discovery_control`` is Benjamini–Hochberg/Yekutieli) and statsmodels is not a
+  dependency, so it is the few lines below.
 """
 
 from __future__ import annotations
@@ -85,10 +89,20 @@ class Comparison:
 #: spreads below this fraction of the values' magnitude are rounding noise, not variance
 #: ([.1, .1, .0999999999999999] is a constant difference)
 RELATIVE_TOLERANCE = 1e-9
+#: the smallest standard deviation of one run's difference a − b that is tested (metric units; the
+#: metrics live in [0, 1] and the paper prints 3 decimals): below a tenth of the printed resolution
+#: the runs are near-deterministic, the t statistic divides by what is left of rounding and
+#: nondeterministic kernels, and its p-value (1e-11 for spreads of 1e-6) says nothing about seeds
+SPREAD_FLOOR = 1e-4
 
 
 def _no_spread(x: np.ndarray, scale: float) -> bool:
     return float(np.ptp(x)) <= RELATIVE_TOLERANCE * max(scale, np.finfo(float).tiny)
+
+
+def _below_floor(sd: float) -> str:
+    """Why a run's spread ``sd`` of a − b is too small to test, or ``""``."""
+    return f"sd of a − b {sd:.2g} < {SPREAD_FLOOR:g}: near-constant difference, no test" if sd < SPREAD_FLOOR else ""
 
 
 def compare(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int] | None = None,
@@ -136,9 +150,11 @@ def _paired(xa: np.ndarray, xb: np.ndarray, test: str, confidence: float) -> Com
     d = xa - xb
     if _no_spread(d, _scale(xa, xb)):  # constant difference: t undefined
         return _untestable(xa, xb, "identical paired differences: no variance, no test")
+    sd = float(d.std(ddof=1))
+    if _below_floor(sd):
+        return _untestable(xa, xb, _below_floor(sd))
     res = stats.ttest_rel(xa, xb)
     ci = res.confidence_interval(confidence)
-    sd = float(d.std(ddof=1))
     return Comparison(**_base(xa, xb), ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(res.pvalue),
                       test=test, se=sd / math.sqrt(len(d)), df=float(res.df), sd_diff=sd)
 
@@ -149,12 +165,32 @@ def _welch(xa: np.ndarray, xb: np.ndarray, confidence: float) -> Comparison:
     scale = _scale(xa, xb)
     if _no_spread(xa, scale) and _no_spread(xb, scale):
         return _untestable(xa, xb, "no spread on either side: no test")
+    sd_a, sd_b = float(xa.std(ddof=1)), float(xb.std(ddof=1))
+    if _below_floor(math.hypot(sd_a, sd_b)):  # one run of a − b has variance sd_a² + sd_b²
+        return _untestable(xa, xb, _below_floor(math.hypot(sd_a, sd_b)))
     res = stats.ttest_ind(xa, xb, equal_var=False)
     ci = res.confidence_interval(confidence)
-    sd_a, sd_b = float(xa.std(ddof=1)), float(xb.std(ddof=1))
     return Comparison(**_base(xa, xb), ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(res.pvalue),
                       test="Welch t", se=math.sqrt(sd_a ** 2 / len(xa) + sd_b ** 2 / len(xb)), df=float(res.df),
                       sd_a=sd_a, sd_b=sd_b)
+
+
+def se_df_vs_runs(n_a: int, n_b: int, sd_diff: float = math.nan, sd_a: float = math.nan, sd_b: float = math.nan,
+                  k: float = math.inf) -> tuple[float, float]:
+    """Standard error and degrees of freedom of ``diff − Δ``: ``diff`` our difference of the means,
+    ``Δ`` an independent mean of ``k`` runs of a − b with our per-run spread (``k = inf``: Δ exact,
+    our own test's se and df).
+
+    - Paired (``sd_diff`` given, ``n_a = n_b`` pairs): ``se = sd_diff·√(1/n + 1/k)``, ``df = n − 1``.
+      Exact: both terms scale the one variance σ² of a difference, estimated by ``sd_diff²`` on n − 1 df.
+    - Welch: ``va = sd_a²(1/n_a + 1/k)``, ``vb = sd_b²(1/n_b + 1/k)`` (one run of a − b has variance
+      ``sd_a² + sd_b²``), ``se = √(va + vb)``, Welch–Satterthwaite ``df = (va + vb)² / (va²/(n_a − 1) +
+      vb²/(n_b − 1))``: each term still rests on one side's variance estimate only.
+    """
+    if not math.isnan(sd_diff):
+        return sd_diff * math.sqrt(1 / n_a + 1 / k), float(n_a - 1)
+    va, vb = sd_a ** 2 * (1 / n_a + 1 / k), sd_b ** 2 * (1 / n_b + 1 / k)
+    return math.sqrt(va + vb), (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
 
 
 def holm(p_values: Sequence[float], m: int | None = None) -> list[float]:
@@ -177,3 +213,53 @@ def holm(p_values: Sequence[float], m: int | None = None) -> list[float]:
     scaled = np.minimum(1.0, (m - np.arange(k)) * p[order])
     out[order] = np.maximum.accumulate(scaled)
     return out.tolist()
+
+
+def weighted_holm(p_values: Sequence[float], weights: Sequence[float], total: float = 1.0) -> list[float]:
+    """Weighted Holm (Holm 1979, Sect. 5) adjusted p-values: hypothesis i gets the share ``weights[i]``
+    of α; ``total`` is the weight of the whole family, including hypotheses not listed (they count as
+    p = 1, as NaN does). Compare each adjusted p with α: the familywise error rate stays at α under
+    any dependence (a closed test of weighted Bonferroni tests).
+
+    Sorted by p/w ascending, with W₍ⱼ₎ = total − the weights sorted before j:
+    adj₍ᵢ₎ = max_{j ≤ i} min(1, W₍ⱼ₎ p₍ⱼ₎ / w₍ⱼ₎). Equal weights 1/m give :func:`holm`.
+    """
+    return holm_with_sequences(p_values, weights, [math.nan] * len(p_values), total)[0]
+
+
+def holm_with_sequences(first: Sequence[float], weights: Sequence[float], then: Sequence[float],
+                        total: float = 1.0) -> tuple[list[float], list[float]]:
+    """Weighted Holm where a hypothesis may be followed by a second one that inherits its share:
+    slot i tests ``first[i]``; once that is rejected its whole weight passes to ``then[i]`` (NaN: no
+    second hypothesis, the weight is released to the other slots, as in Holm). A slot's weight is
+    released only when its last hypothesis is rejected. Returns the adjusted p-values of ``first``
+    and of ``then`` (NaN where untested), each to be compared with α.
+
+    This is a Bonferroni-based graphical procedure (Bretz et al., Stat. Med. 2009): weights
+    ``w/W`` over the slots still holding weight, the edge first → then carrying all of a slot's
+    weight and every released weight shared among the remaining slots in proportion to theirs.
+    Such procedures are closed tests and keep the familywise error rate at α under any dependence.
+    Adjusted p-values by the same sequentially rejective algorithm: repeatedly take the slot with
+    the smallest ``p·W/w`` (its current hypothesis), adjusted p = the running maximum of that value.
+    """
+    p1, w = np.asarray(first, dtype=float), np.asarray(weights, dtype=float)
+    p2 = np.asarray(then, dtype=float)
+    if not len(p1) == len(w) == len(p2) or (w <= 0).any() or w.sum() > total * (1 + 1e-12):
+        raise ValueError("one positive weight per hypothesis, summing to at most the family's total")
+    out1, out2 = np.full(len(p1), math.nan), np.full(len(p1), math.nan)
+    current = p1.copy()   # each slot's hypothesis under test: first, then (stage 1), or done (NaN)
+    stage = np.zeros(len(p1), dtype=int)
+    remaining, running = float(total), 0.0
+    while True:
+        live = np.flatnonzero(~np.isnan(current))
+        if len(live) == 0:
+            break
+        i = live[np.argmin(current[live] / w[live])]
+        running = max(running, min(1.0, remaining * current[i] / w[i]))
+        (out1 if stage[i] == 0 else out2)[i] = running
+        if stage[i] == 0 and not math.isnan(p2[i]):
+            current[i], stage[i] = p2[i], 1     # the slot's weight passes to its second hypothesis
+        else:
+            current[i], stage[i] = math.nan, 2  # released: the other slots share it
+            remaining -= w[i]
+    return out1.tolist(), out2.tolist()
