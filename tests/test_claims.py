@@ -180,6 +180,24 @@ def test_paper_effect_excluded_by_hand():
     assert math.isnan(out["p_excl_k1"]) and math.isnan(out["seeds_to_exclude"])
 
 
+def test_summary_counts_with_the_sensitivity():
+    # the Yeast mAP claim on three sets of runs (each its own family of m = 1): the spread of
+    # test_paper_effect_excluded_by_hand (excluded at every k), twice it (t = −2.31 at k = 1: 2 p = 0.08, not
+    # excluded; k = 3: t = −3.46, 2 p = 0.026; k = 5: t = −4, 2 p = 0.016: excluded) and ten times it
+    claim = _one("ld-vs-mulsupcon", dataset="yeast", metric="mAP", a_method="cld")
+    base = [0.01, -0.01, 0.0, 0.005, -0.005]
+    frame = pd.concat([claims.evaluate_claims(claim, _yeast_map_runs([f * d for d in base])) for f in (1, 2, 10)])
+    assert frame["verdict"].tolist() == ["paper effect excluded", "printed Δ not reproduced", "inconclusive"]
+    counts = claims.verdict_counts(frame, ("kind", "dataset"))
+    row = counts.loc["ld-vs-mulsupcon · Yeast"]
+    assert (row["paper effect excluded"], row["printed Δ not reproduced"], row["inconclusive"]) == (1, 1, 1)
+    assert [row[f"excluded, k = {k}"] for k in (1, 3, 5)] == [1, 2, 2]
+    assert counts.loc["total", "excluded, k = 5"] == 2
+    text = claims.render_claims(frame.assign(quote="q"))
+    assert "one 5% familywise error budget per family for all its verdicts together" in text
+    assert "| ld-vs-mulsupcon · Yeast" in text and "| 1 / 2 / 2 " in text
+
+
 def test_verdict_order_and_notes():
     base = dict(runs=True, p_value=0.001, p_holm=0.5, p_excl_k1_holm=0.5, p_printed_holm=0.5, p_excl_k3_holm=0.5,
                 diff=0.01, ci_low=0.002, ci_high=0.02, paper_diff_min=0.03, m=178)
@@ -359,6 +377,9 @@ def test_claims_command_and_delta_figure(tmp_path):
     assert len(tested) > 0 and (tested["p_holm"] >= tested["p_value"]).all()
     text = out.read_text()
     assert "## Summary" in text and "Holm" in text and "superior performance" in text
+    assert "one 5% familywise error budget" in text and "paper effect excluded at k = 1 / 3 / 5" in text
+    assert {"p_excl_k1", "p_excl_k1_holm", "p_printed_holm", "p_excl_k3_holm", "p_excl_k5_holm",
+            "seeds_to_exclude", "paper_ci_low", "paper_ci_high"} <= set(csv.columns)
     with Image.open(png) as im:
         im.load()
         assert im.size[0] > 800 and im.size[1] > 300

@@ -376,8 +376,13 @@ def render_claims(frame: pd.DataFrame) -> str:
     lines += [_method_text(frame), "", "## Summary", "",
               f"Verdicts with the paper's Δ as one run of our spread (k = {K_DEFAULT}); {budget_text()}. The last "
               "column: claims whose verdict would be *paper effect excluded* with the paper's Δ a mean of k runs.", "",
-              _count_table(verdict_counts(frame), "kind"), "", "By dataset and kind:", "",
-              _count_table(verdict_counts(frame, ("kind", "dataset")), "kind · dataset")]
+              _count_table(verdict_counts(frame), "kind"), "", "By dataset and kind:", ""]
+    by_dataset = verdict_counts(frame, ("kind", "dataset"))
+    unrun = [k for k in by_dataset.index
+             if k != "total" and by_dataset.loc[k, "no runs"] == by_dataset.loc[k, list(VERDICTS)].sum()]
+    lines.append(_count_table(by_dataset.drop(index=unrun), "kind · dataset"))
+    if unrun:
+        lines += ["", f"No runs at all (left out above): {'; '.join(unrun)}."]
     lines += _power_summary(frame)
     for kind, part in frame.groupby("kind", sort=False):
         lines += ["", f"## {KIND_TITLE.get(kind, kind)}", ""]
