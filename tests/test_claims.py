@@ -218,7 +218,8 @@ def test_verdict_order_and_notes():
     assert verdicts.note(below) == f"95% CI below the paper's Δ, {m}"
     holds = {**base, "verdict": "holds"}
     assert verdicts.note({**holds, "p_excl_k1_holm": 0.01}) == "smaller than the paper's Δ (paper effect excluded too)"
-    assert verdicts.note({**holds, "p_printed_holm": 0.01}) == "smaller than the printed Δ (printed Δ not reproduced too)"
+    assert (verdicts.note({**holds, "p_printed_holm": 0.01})
+            == "smaller than the printed Δ (printed Δ not reproduced too)")
     assert verdicts.note({**below, "ci_high": 0.04}) == ""
 
 

@@ -73,7 +73,8 @@ def plot_forest(claims: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> N
     handles.append(Line2D([], [], color="black", linewidth=0.8, linestyle="dotted",
                           label="paper Δ ± 95% as one run of ours (k = 1)"))
     top = 1 - 1.4 / height
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / height), ncol=(len(handles) + 1) // 2,
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / height),
+               ncol=(len(handles) + 1) // 2,
                frameon=False, fontsize=8, title="verdict (one 5% budget per family, families fixed by the registry)",
                title_fontsize=8)
     fig.suptitle("The paper's claims on our runs: a − b per claim", fontsize=11, y=1 - 0.1 / height)

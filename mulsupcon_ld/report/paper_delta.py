@@ -5,6 +5,10 @@ decimals it is printed with (``0.930``: three), so it may be off by half a unit 
 decimal, and their difference by the two halves together: the smallest difference the paper's
 numbers are consistent with is ``paper_diff − rounding``. Figure 2 (the ablations) prints no
 numbers and our own questions have none: their Δ is NaN.
+
+Rounding is not the paper's only uncertainty: its Δ is most likely one run's, with a seed spread
+like ours. The exclusion test allows for that (the paper's Δ as the mean of k runs of our spread,
+:func:`.verdicts.exclusion_test`, :func:`.stats.se_df_vs_runs`) on top of ``paper_diff_min``.
 """
 
 from __future__ import annotations
