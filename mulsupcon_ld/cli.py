@@ -29,6 +29,7 @@ _HANDLERS = {
     "settings": "mulsupcon_ld.commands:cmd_settings",
     "diff": "mulsupcon_ld.report.diff:cmd_diff",
     "claims": "mulsupcon_ld.report.claims:cmd_claims",
+    "docs": "mulsupcon_ld.report.docs:cmd_docs",
     "cost": "mulsupcon_ld.pipeline.cost:cmd_cost",
 }
 
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the markdown diff here (default: stdout)")
     p.add_argument("--allow-mixed", action="store_true",
                    help="show cells whose runs computed differently, marked MIXED (default: refuse them)")
+
+    p = sub.add_parser("docs", help="regenerate the documents whose numbers come from the snapshot's runs")
+    p.add_argument("--root", default=".", help="repository root (default: here)")
+    p.add_argument("--collect", action="store_true",
+                   help="first gather docs/results/runs/**/metrics.json.gz into docs/results/runs.csv")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed document is stale")
 
     p = sub.add_parser("claims", help="test the paper's claims on the runs (CI, p, Holm, verdict)")
     p.add_argument("--runs", default="results/runs.csv", help="aggregated runs CSV")

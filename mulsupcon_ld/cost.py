@@ -82,10 +82,10 @@ class RunCost:
     device: str          # "cpu" | "cuda"
 
 
-def run_cost(s: RunSettings, device: str, pretrain: bool = True) -> RunCost:
+def run_cost(s: RunSettings, device: str, pretrain: bool = True, isa: str | None = None) -> RunCost:
     """Estimated wall time of one ``mulsupcon-ld run`` with settings ``s`` (preset, scale and
     overrides included) on ``device``; ``pretrain=False`` for the methods that only fine-tune
-    (``names.NO_PRETRAIN_METHODS``: bce, asl)."""
+    (``names.NO_PRETRAIN_METHODS``: bce, asl). CPU rates of the class ``isa`` (default: this machine's)."""
     spec, pre, ft = s.spec, s.pretrain, s.finetune
     n_train = int(spec.expected.n_train * (1 - VAL_FRACTION))
     pre_iters = pre.epochs * (pre.iters_per_epoch or max(1, n_train // pre.batch_size)) if pretrain else 0
@@ -100,7 +100,7 @@ def run_cost(s: RunSettings, device: str, pretrain: bool = True) -> RunCost:
             seconds = (pre_iters * pre.batch_size * ms_per_image
                        + ft_iters * ft.batch_size * ms_per_image * 0.75) / 1e3
         else:
-            seconds = gflop / cpu_rates(m)[0]["matmul_peak_gflops"]["fp32"]
+            seconds = gflop / cpu_rates(m, isa)[0]["matmul_peak_gflops"]["fp32"]
     else:
         backbone = [int(spec.n_features)] + list(s.model.hidden)
         rep, proj = backbone[-1], s.model.proj_dim
@@ -110,7 +110,7 @@ def run_cost(s: RunSettings, device: str, pretrain: bool = True) -> RunCost:
         pre_gflop = pre_iters * pre.batch_size * (3 * (enc + fc) + enc + loss)
         ft_gflop = ft_iters * ft.batch_size * 3 * (_mlp_gflop(backbone) + fc)
         gflop = pre_gflop + ft_gflop
-        rates = cpu_rates(m)[0]
+        rates = cpu_rates(m, isa)[0]
         est = [_vector_seconds(rates, s, p, pre_iters, gflop, ft_gflop)
                for p in _candidate_precisions(s.precision, rates, s.dataset)]
         # like with like: a lane timed at the dataset's own shape beats the FLOP model of another

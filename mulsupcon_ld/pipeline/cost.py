@@ -21,10 +21,11 @@ from . import plan
 
 
 def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str | None = None,
-                hotpath: str | None = None) -> list[dict]:
+                hotpath: str | None = None, isa: str | None = None) -> list[dict]:
     """Per target: runs, and CPU- or GPU-hours (image runs on ``device``, vector runs on CPU in
     ``precision`` and the pretraining lane ``hotpath``; None: the settings' default). Each run is
-    costed with its own resolved settings: scale and preset of the config included."""
+    costed with its own resolved settings: scale and preset of the config included; CPU rates of the
+    class ``isa`` (default: this machine's)."""
     overrides = ((() if precision is None else (f"precision={precision}",))
                  + (() if hotpath is None else (f"pretrain.hotpath={hotpath}",)))
     rc = plan.RunConfig.from_config(config)
@@ -43,7 +44,7 @@ def table_costs(targets: list[str], config: dict[str, Any], device: str, precisi
             at = (key.dataset, key.scale, key.preset, dev, pretrains)
             if at not in cache:
                 cache[at] = run_cost(resolve_settings(key.dataset, key.scale, key.preset, overrides), dev,
-                                     pretrain=pretrains)
+                                     pretrain=pretrains, isa=isa)
             if dev == "cuda":
                 gpu_h += cache[at].hours
             else:

@@ -11,6 +11,8 @@ Tables 6 and 8 print the grids of Tables 5 and 7 again and are left out. The cel
 
 from __future__ import annotations
 
+import math
+
 import os
 from typing import Iterable
 
@@ -81,7 +83,9 @@ def plot_delta(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> Non
         if part.empty:
             continue
         # panels have their own x scale: say so, in the metric's units (fractions, not %)
-        width = float(max(part["hi"].abs().max(), part["lo"].abs().max(), part["diff"].abs().max()))
+        # nan-aware: a cell of one seed has no interval (its bar is not drawn, its dot is)
+        width = float(pd.concat([part["hi"], part["lo"], part["diff"]]).abs().max(skipna=True))
+        width = width if math.isfinite(width) and width > 0 else 0.01
         ax.set_xlim(-1.1 * width, 1.1 * width)
         ax.set_title(f"{metric}  (x: ±{1.1 * width:.3g}, own scale)", fontsize=10)
         y = part["label"].map(ypos)
