@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mulsupcon_ld.pipeline import jobs, plan, summary
 
 RC = plan.RunConfig(datasets=("pascal", "nuswide", "coco"), methods=("cld", "mulsupcon"), seeds=(0,),
@@ -102,3 +104,30 @@ def test_workflow_hotpath_reaches_the_runs_that_pretrain_an_mlp(tmp_path, monkey
         jobs.train_job(key, str(prepared), str(tmp_path / f"p{i}.json"), str(tmp_path / f"p{i}.log"),
                        precision="fp32")
     assert all(a[a.index("--set") + 1] == "precision=fp32" for a in calls[-3:])
+
+
+def test_the_end_summary_sets_the_runs_time_beside_the_estimate(tmp_path):
+    import json as _json
+
+    from mulsupcon_ld.cost import run_cost
+    from mulsupcon_ld.pipeline import plan as _plan, summary as _summary
+    from mulsupcon_ld.run_settings import resolve_settings
+
+    rc = _plan.RunConfig.from_config({"datasets": ["yeast"], "methods": ["cld", "bce"], "seeds": [0],
+                                      "alphas": [0.1], "betas": [1], "ablations": ["none"], "scale": "paper",
+                                      "synthetic": False, "image_seeds": None})
+    keys = _plan.runs_for_table("2", rc)
+    walls = {"cld": 40.0, "bce": 20.0}
+    for key in keys:
+        path = tmp_path / key.result
+        path.parent.mkdir(parents=True)
+        path.write_text(_json.dumps({"metrics": {"paper": {}}, "wall_time_s": {"total": walls[key.method]},
+                                     "arithmetic": {"threads": 2 if key.method == "bce" else 1}, "device": "cpu"}))
+    s = _summary.summarize(["2"], rc, tmp_path)
+    assert s.cpu_s == 40.0 + 2 * 20.0
+    settings = resolve_settings("yeast")
+    want = run_cost(settings, "cpu").hours + run_cost(settings, "cpu", pretrain=False).hours
+    assert s.estimate_h == pytest.approx(want)
+    (line,) = _summary.time_lines(s)
+    assert "the 2 ok runs took 0.02 CPU-hours" in line and f"estimates {want:.2f}" in line
+    assert f"{(80 / 3600) / want:.2f}× the estimate" in line

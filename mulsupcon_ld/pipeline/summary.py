@@ -6,6 +6,8 @@ dataset never stops the other tables). The Snakefile's ``onsuccess`` / ``onerror
 :func:`summary_lines` so that this is said at the end and not only in the tables' footnotes: the
 runs that are ok, unavailable (grouped by reason), failed or not run, and the table cells that
 will show "—". With ``--config strict=true`` any unavailable run makes the workflow exit non-zero.
+It also says what the ``ok`` runs cost against what ``mulsupcon-ld cost`` estimates for them
+(:func:`time_lines`): the start of a workflow prints the estimate, its end the measurement beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from ..cost import run_cost
+from ..errors import UserError
+from ..names import NO_PRETRAIN_METHODS
+from ..run_settings import resolve_settings
 from .plan import DOWNLOAD_STATUS, PREPARED_STATUS, UNAVAILABLE, TABLE_IDS, TABLES, RunConfig, RunKey, runs_for_figure2, runs_for_table, target_id
 
 #: reason groups, first match wins: (words in the recorded reason, what the summary calls it)
@@ -35,6 +41,9 @@ class Summary:
     unavailable: dict[str, list[RunKey]] = field(default_factory=lambda: defaultdict(list))
     missing: list[RunKey] = field(default_factory=list)     # no result file: failed or not run
     blank: dict[str, list[str]] = field(default_factory=dict)   # table id -> "dataset: rows" of "—" cells
+    cpu_s: float = 0.0          # the ok runs' wall time × torch threads (their records)
+    estimate_h: float = 0.0     # `cost`'s estimate of the same ok runs
+    kinds: set[str] = field(default_factory=set)   # "cpu"/"cuda" of the ok runs
 
     @property
     def n_unavailable(self) -> int:
@@ -107,6 +116,7 @@ def summarize(targets: Iterable[str] | None, rc: RunConfig, root: str | Path = "
         if status == "ok":
             summary.ok.append(key)
             ok.add(key)
+            _count_time(summary, key, _read(root / key.result))
         elif status == "unavailable":
             summary.unavailable[reason_group(reason)].append(key)
         else:
@@ -114,6 +124,30 @@ def summarize(targets: Iterable[str] | None, rc: RunConfig, root: str | Path = "
     for t, runs in per_table.items():
         summary.blank[t] = _blank_cells(t, runs, ok)
     return summary
+
+
+def _count_time(summary: Summary, key: RunKey, record: dict) -> None:
+    """Add one ok run's CPU seconds (wall time × its torch threads) and `cost`'s estimate of it."""
+    threads = int((record.get("arithmetic") or {}).get("threads") or 1)
+    summary.cpu_s += float((record.get("wall_time_s") or {}).get("total") or 0.0) * threads
+    device = "cuda" if str(record.get("device", "")).startswith("cuda") else "cpu"
+    summary.kinds.add(device)
+    try:
+        s = resolve_settings(key.dataset, key.scale, key.preset)
+    except UserError:              # a dataset this version no longer knows: no estimate for it
+        return
+    summary.estimate_h += run_cost(s, device, pretrain=key.method not in NO_PRETRAIN_METHODS).hours
+
+
+def time_lines(s: Summary) -> list[str]:
+    """What the ok runs took beside `cost`'s estimate of them (image runs on a GPU count as hours too)."""
+    if not s.ok:
+        return []
+    hours = s.cpu_s / 3600
+    ratio = f"; {hours / s.estimate_h:.2f}× the estimate" if s.estimate_h > 0 else ""
+    unit = "CPU-hours" if s.kinds == {"cpu"} else "device-hours"
+    return [f"  time: the {len(s.ok)} ok runs took {hours:.2f} {unit} (wall time × threads, from their records); "
+            f"`mulsupcon-ld cost` estimates {s.estimate_h:.2f} for them{ratio}"]
 
 
 def _blank_cells(table: str, runs: list[RunKey], ok: set[RunKey]) -> list[str]:
@@ -145,6 +179,7 @@ def summary_lines(s: Summary, strict: bool = False) -> list[str]:
     for table, cells in s.blank.items():
         if cells:
             lines.append(f"  table {table} will show \"—\" for {'; '.join(cells)}")
+    lines += time_lines(s)
     if s.n_unavailable and strict:
         lines.append(f"strict=true: {s.n_unavailable} unavailable runs count as failures")
     elif s.n_unavailable:
