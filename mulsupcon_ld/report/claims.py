@@ -8,10 +8,12 @@ ignored for methods without a label-distribution loss (MulSupCon, our BCE contro
 
 For each claim, the runs of both sides are taken from one (scale, synthetic, preset) group — real
 over synthetic, paper scale over smoke, the ``paper`` preset over others, never mixed, as in the
-tables — and compared with :func:`.stats.compare` (paired t on the seeds both sides hold, Welch's t
-only for disjoint seed sets; the ``test`` column says which). Verdicts (holds, reversed, paper effect
-excluded, inconclusive, untestable, no runs), Holm within families fixed by the registry, the
-paper's Δ and power: :mod:`.verdicts`, :mod:`.paper_delta`, :mod:`.power`.
+tables — whose runs must have computed alike (:func:`.homogeneity.check_pair`: one error line, or
+``--allow-mixed``), and compared with :func:`.stats.compare` (paired t on the seeds both sides hold,
+Welch's t only for disjoint seed sets; the ``test`` column says which). Verdicts (holds, reversed,
+paper effect excluded, printed Δ not reproduced, inconclusive, untestable, no runs), one 5% budget per
+family fixed by the registry, the paper's Δ as k runs of our spread, and power: :mod:`.verdicts`,
+:mod:`.paper_delta`, :mod:`.power`.
 
 The registry is generated from the paper's tables by :func:`build_registry`
 (``python -m mulsupcon_ld.report.claims``) so "where the paper shows it ahead" is decided by the
