@@ -1,4 +1,7 @@
-"""LDOptions: the switches between readings of the ambiguous parts of Section 3.2."""
+"""LDOptions: the switches between readings of the ambiguous parts of Section 3.2.
+
+It lives below :mod:`mulsupcon_ld.run_settings` (which builds ``loss.options`` as an LDOptions when a
+run's settings are resolved) and is re-exported by :mod:`mulsupcon_ld.losses`, which reads it."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
