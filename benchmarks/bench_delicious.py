@@ -71,7 +71,7 @@ def worker_grads(method: str, path: str, dtype: str) -> dict:
         from mulsupcon_ld.run_settings import resolve_settings
         s = resolve_settings("delicious", overrides=["precision=fp32"])
         loss_cfg, temperature = s.loss, s.pretrain.temperature
-    except ImportError:
+    except ImportError:                    # a baseline tree before issue 18 (e.g. 056f8b2): its own API
         from mulsupcon_ld.settings import get_settings
         s = get_settings("delicious")
         loss_cfg, temperature = s["loss"], s["pretrain"]["temperature"]

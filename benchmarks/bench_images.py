@@ -178,7 +178,7 @@ def loader_batches(args, device: torch.device, augment_on: str):
     about the store; ``augment_on``: ``cpu`` (views in workers) or ``device`` (views on ``device``)."""
     from mulsupcon_ld.data.image_prepare import write_image_dataset
     from mulsupcon_ld.data.images import clear_loader_cache, default_num_workers, image_epoch as make_batches
-    from mulsupcon_ld.run_settings import get_settings
+    from mulsupcon_ld.run_settings import resolve_settings
 
     workers = default_num_workers(device) if args.workers is None else args.workers
     n_img = max(args.batch * (args.loader_iters + args.warmup), args.batch * 2)
@@ -196,11 +196,10 @@ def loader_batches(args, device: torch.device, augment_on: str):
                 "jpeg_bytes_per_image": int(os.path.getsize(Path(tmp) / "images.bin") / n_img),
                 "stored_size": [256, 340], "meta_short_side": meta["image_store"]["short_side"],
                 "augment_on": augment_on}
-        s = get_settings("pascal")
-        s["pretrain"]["batch_size"] = args.batch
-        s["data"] = {"image_size": args.px, "num_workers": workers, "augment_on": augment_on}
-        s["model"]["channels_last"] = device.type == "cuda"
-        batches = make_batches(tmp, "train", dict(s, phase="pretrain"), train=True, seed=0, device=device)
+        s = resolve_settings("pascal", overrides=[
+            f"pretrain.batch_size={args.batch}", f"data.image_size={args.px}", f"data.num_workers={workers}",
+            f"data.augment_on={augment_on}", f"model.channels_last={str(device.type == 'cuda').lower()}"])
+        batches = make_batches(tmp, "train", s, "pretrain", seed=0, device=device)
         try:
             yield iter(batches), info
         finally:

@@ -16,22 +16,19 @@ from .data import images
 from .data.prepared import PreparedDataset
 from .run_settings import RunSettings
 
-PHASES = ("pretrain", "finetune", "eval")
-
 
 class ImageBatches:
     """Image batch source: ``epoch(e)`` is :func:`data.images.image_epoch` with a seed that
-    depends only on ``(seed, phase, split, e)``; ``phase`` picks the batch form. data/images.py
-    reads the plain-dict form of the settings (``RunSettings.to_dict()``, plus ``"phase"``)."""
+    depends only on ``(seed, phase, split, e)``; ``phase`` picks the batch form."""
 
     def __init__(self, prepared: PreparedDataset, split: str, settings: RunSettings, phase: str,
                  seed: int, device: torch.device):
-        self.prepared, self.split, self.phase, self.seed, self.device = prepared, split, phase, seed, device
-        self.settings = dict(settings.to_dict(), phase=phase)
+        self.prepared, self.split, self.settings = prepared, split, settings
+        self.phase, self.seed, self.device = phase, seed, device
         self._len: int | None = None
 
     def epoch(self, epoch: int):
-        return images.image_epoch(self.prepared, self.split, self.settings, train=self.phase != "eval",
+        return images.image_epoch(self.prepared, self.split, self.settings, self.phase,
                                   seed=epoch_seed(self.seed, f"{self.phase}-{self.split}", epoch),
                                   device=self.device)
 

@@ -8,13 +8,18 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
 from .experiment import PHASES, ExperimentSpec, resolve_run, run_experiment
-from .run_settings import get_settings
+from .run_settings import resolve_settings
 from .settings import format_settings
 
 
 def experiment_spec(args: argparse.Namespace, phases: tuple[str, ...]) -> ExperimentSpec:
-    """The parsed ``run`` / ``pretrain`` / ``finetune`` arguments as an :class:`ExperimentSpec`."""
+    """The parsed ``run`` / ``pretrain`` / ``finetune`` arguments as an :class:`ExperimentSpec`
+    (a negative seed is refused here, before anything is prepared or written: seeds are >= 0, as
+    the workflow's config schema has them)."""
+    if args.seed < 0:
+        raise UserError(f"--seed must be an integer >= 0, got {args.seed}")
     return ExperimentSpec(dataset=args.dataset, method=args.method, out=Path(args.out), seed=args.seed,
                           alpha=args.alpha, beta=args.beta, ablation=args.ablation, scale=args.scale,
                           synthetic=args.synthetic, overrides=tuple(args.set), device=args.device,
@@ -46,6 +51,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    s = get_settings(args.dataset, args.scale, preset=args.preset)
+    s = resolve_settings(args.dataset, args.scale, args.preset).to_dict()
     print(json.dumps(s, indent=2) if args.json else format_settings(s))
     return 0

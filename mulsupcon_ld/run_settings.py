@@ -2,28 +2,91 @@
 
 ``resolve_settings(dataset, scale, preset, overrides)`` looks the dataset up in the registry (the
 one lookup of a run), takes its row of :mod:`mulsupcon_ld.settings`, applies the preset, the scale
-and the ``--set`` overrides, validates everything (α and β included) and returns a
+and the ``--set`` overrides, validates everything once (every key and type, by building the typed
+blocks of :mod:`.setting_blocks`; then ranges and choices, α and β included) and returns a
 :class:`RunSettings`. Everything below the CLI receives that object; nothing re-derives settings
 from the dataset name. :meth:`RunSettings.to_dict` is the nested dict that ``metrics.json`` records
 and the config/result hashes are taken of: the same keys in the same order as before the object
 existed, so an unchanged run keeps its hashes.
+
+The optimiser and scheduler are blocks of their own (:class:`OptimizerSettings`,
+:class:`CosineSchedule`, :class:`PlateauSchedule`), ``loss.options`` an :class:`~.ld_options.LDOptions`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Literal, Mapping
 
 from .errors import UserError
+from .ld_options import LDOptions
 from .names import SCALES
 from .registry import DatasetSpec, get_dataset
-from .settings import PRESETS, SMOKE, apply_overrides, canonical_name, table_settings, validate
+from .setting_blocks import GIVEN_IN, RECORDED, AsGiven, build, recorded
+from .settings import PLATEAU_EXAMPLE, PRESETS, SMOKE, apply_overrides, canonical_name, table_settings, validate
 
 #: chosen by their own arguments (--dataset, --scale, --preset; kind follows the dataset): a --set of
 #: one of them would relabel the run without changing it
 IDENTITY_KEYS = {"dataset": "--dataset", "kind": "--dataset", "scale": "--scale", "preset": "--preset"}
+
+
+_WHOLE_SCHEDULER = ("set the whole scheduler, e.g. --set '{path}=" + json.dumps(PLATEAU_EXAMPLE) + "'")
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be >= {low:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class OptimizerSettings(AsGiven):
+    """AdamW (the paper) or Adam (MulSupCon's code; ``weight_decay`` is then the L2 term); train.make_optimizer."""
+
+    name: Literal["AdamW", "Adam"]
+    lr: float
+    weight_decay: float
+
+    def __post_init__(self) -> None:
+        _at_least("lr", self.lr, 0)
+        _at_least("weight_decay", self.weight_decay, 0)
+
+
+@dataclass(frozen=True)
+class CosineSchedule(AsGiven):
+    """CosineAnnealingWarmRestarts(T_0, T_mult, eta_min) (the paper)."""
+
+    WHOLE_HINT: ClassVar[str] = _WHOLE_SCHEDULER
+    name: Literal["CosineAnnealingWarmRestarts"]
+    T_0: int
+    T_mult: int
+    eta_min: float
+
+    def __post_init__(self) -> None:
+        _at_least("T_0", self.T_0, 1)
+        _at_least("T_mult", self.T_mult, 1)
+        _at_least("eta_min", self.eta_min, 0)
+
+
+@dataclass(frozen=True)
+class PlateauSchedule(AsGiven):
+    """ReduceLROnPlateau on the monitored loss (MulSupCon's fine-tuning; stepped once per epoch)."""
+
+    WHOLE_HINT: ClassVar[str] = _WHOLE_SCHEDULER
+    name: Literal["ReduceLROnPlateau"]
+    factor: float
+    patience: int
+    cooldown: int
+    threshold: float
+    threshold_mode: Literal["rel", "abs"] = "rel"
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {self.factor!r}")
+        for name in ("patience", "cooldown", "threshold", "min_lr"):
+            _at_least(name, getattr(self, name), 0)
 
 
 @dataclass(frozen=True)
@@ -46,8 +109,8 @@ class _PhaseSettings:
     epochs: int
     batch_size: int
     mask: float
-    optimizer: Mapping[str, Any]
-    scheduler: Mapping[str, Any]
+    optimizer: OptimizerSettings
+    scheduler: CosineSchedule | PlateauSchedule
     scheduler_step: str
     iters_per_epoch: int | None
     compile: bool | str
@@ -81,14 +144,21 @@ class ASLSettings:
     reduction: str
     focal_weights: str
 
+    def __post_init__(self) -> None:
+        for name in ("gamma_neg", "gamma_pos", "clip"):  # recorded as floats since ASL's settings began
+            object.__setattr__(self, name, float(getattr(self, name)))
+
 
 @dataclass(frozen=True)
 class LossSettings:
     alpha: float
     beta: float
     sigma: float
-    options: Mapping[str, Any] | None
+    options: LDOptions | None = field(metadata={GIVEN_IN: "options_given"})  # None: eqs. 12-15 as printed
     asl: ASLSettings
+    #: the fields ``options`` was given, in order: what is recorded (runs recorded only those)
+    options_given: tuple[str, ...] | None = field(default=None, kw_only=True, repr=False, compare=False,
+                                                  metadata={RECORDED: False})
 
 
 @dataclass(frozen=True)
@@ -109,7 +179,7 @@ class ImageDataSettings:
 class RunSettings:
     """All hyperparameters of one run (settings.py's table after preset, scale and overrides)."""
 
-    spec: DatasetSpec = field(repr=False, compare=False, metadata={"recorded": False})
+    spec: DatasetSpec = field(repr=False, compare=False, metadata={RECORDED: False})
     dataset: str
     kind: str
     scale: str
@@ -135,42 +205,14 @@ class RunSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """The nested JSON-serialisable dict recorded in ``metrics.json`` and hashed."""
-        return _plain(self)
+        return recorded(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], spec: DatasetSpec) -> "RunSettings":
-        """The object of a validated settings dict (``d`` is not kept: nested dicts are copied)."""
+        """The object of a settings dict, every key and type checked (UserError naming the key);
+        ``d`` is not kept."""
         data_cls = VectorDataSettings if d["kind"] == "vector" else ImageDataSettings
-        model = dict(d["model"], hidden=tuple(d["model"]["hidden"]))
-        return cls(spec=spec, dataset=d["dataset"], kind=d["kind"], scale=d["scale"], preset=d["preset"],
-                   model=ModelSettings(**model), pretrain=PretrainSettings(**_copied(d["pretrain"])),
-                   finetune=FinetuneSettings(**_copied(d["finetune"])), loss=_loss_settings(d["loss"]),
-                   data=data_cls(**d["data"]), threads=d["threads"], precision=d["precision"],
-                   flush_denormal=d["flush_denormal"],
-                   checkpoint_every=d["checkpoint_every"], checkpoint_seconds=d["checkpoint_seconds"],
-                   log_every=d["log_every"])
-
-
-def _loss_settings(block: Mapping[str, Any]) -> LossSettings:
-    loss = _copied(block)
-    loss["asl"] = ASLSettings(**{k: (float(v) if k in ("gamma_neg", "gamma_pos", "clip") else v)
-                                 for k, v in loss["asl"].items()})
-    return LossSettings(**loss)
-
-
-def _copied(block: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(block))
-
-
-def _plain(obj: Any) -> Any:
-    """Dataclasses to dicts (in field order, unrecorded fields left out), tuples to lists."""
-    if is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.metadata.get("recorded", True)}
-    if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+        return build(cls, {**d, "data": build(data_cls, d["data"], "data")}, "", spec=spec)
 
 
 def _refuse_identity(overrides: Iterable[str]) -> None:
@@ -207,12 +249,8 @@ def resolve_settings(dataset: str, scale: str = "paper", preset: str = "paper",
         apply_overrides(d, [f"{k}={v}" for k, v in SMOKE.items()])
     d["preset"], d["scale"] = preset, scale
     apply_overrides(d, overrides)
+    settings = RunSettings.from_dict(d, spec)   # keys and types first: the checks below read the values
     validate(d)
     _check_alpha_beta(d["loss"])
-    return RunSettings.from_dict(d, spec)
+    return settings
 
-
-def get_settings(dataset: str, scale: str = "paper", overrides: Iterable[str] = (),
-                 preset: str = "paper") -> dict[str, Any]:
-    """``resolve_settings(...).to_dict()``: the settings as a plain dict (printing, benchmarks, tests)."""
-    return resolve_settings(dataset, scale, preset, overrides).to_dict()

@@ -103,9 +103,8 @@ COMMON = {
 # Table 7(d)'s cell α=1, β=0.001.
 DEFAULT_ALPHA_BETA = {"vector": (0.1, 1.0), "image": (1.0, 0.001)}
 
-# keys each scheduler needs (train.make_scheduler)
-SCHEDULER_KEYS = {"CosineAnnealingWarmRestarts": ("T_0", "T_mult", "eta_min"),
-                  "ReduceLROnPlateau": ("factor", "patience", "cooldown", "threshold")}
+# the schedulers' keys are the fields of run_settings.CosineSchedule / PlateauSchedule; this one is
+# the example an error message shows
 PLATEAU_EXAMPLE = {"name": "ReduceLROnPlateau", "factor": 0.1, "patience": 2, "cooldown": 1, "threshold": 0.001}
 
 # torch.compile modes accepted by the per-phase "compile" settings (besides false / true = "default").
@@ -316,7 +315,8 @@ PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "mulsupcon-official": OFFICIA
 
 
 def validate(s: dict[str, Any]) -> None:
-    """Reject values that would fail later with a confusing error."""
+    """Reject values out of range or not among the choices (run_settings.resolve_settings calls it once
+    its typed blocks have checked every key and type)."""
     def check(cond: bool, msg: str) -> None:
         if not cond:
             raise UserError(msg)
@@ -342,16 +342,8 @@ def validate(s: dict[str, Any]) -> None:
     pat = s["finetune"]["early_stop_patience"]
     check(pat is None or (isinstance(pat, int) and not isinstance(pat, bool) and pat >= 1),
           "finetune.early_stop_patience must be null or an integer >= 1")
-    for phase in ("pretrain", "finetune"):
-        opt, sched = s[phase]["optimizer"], s[phase]["scheduler"]
-        check(isinstance(opt, dict) and opt.get("name") in ("AdamW", "Adam"),
-              f"{phase}.optimizer.name must be 'AdamW' or 'Adam'")
-        need = SCHEDULER_KEYS.get(sched.get("name") if isinstance(sched, dict) else None)
-        check(need is not None, f"{phase}.scheduler.name must be one of {', '.join(SCHEDULER_KEYS)}")
-        missing = [k for k in need if k not in sched]
-        check(not missing, f"{phase}.scheduler {sched.get('name')} needs {', '.join(missing)}; set the whole "
-                           f"scheduler, e.g. --set '{phase}.scheduler={json.dumps(PLATEAU_EXAMPLE)}'")
-        check(sched["name"] != "ReduceLROnPlateau" or s[phase]["scheduler_step"] == "epoch",
+    for phase in ("pretrain", "finetune"):  # the optimiser's and scheduler's own fields: run_settings' types
+        check(s[phase]["scheduler"]["name"] != "ReduceLROnPlateau" or s[phase]["scheduler_step"] == "epoch",
               f"{phase}.scheduler ReduceLROnPlateau steps once per epoch; set {phase}.scheduler_step=epoch")
     check(s["model"]["fc_input"] in ("rep", "proj"), "model.fc_input must be 'rep' or 'proj'")
     _validate_asl(s["loss"]["asl"], check)

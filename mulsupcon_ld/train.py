@@ -51,14 +51,12 @@ from .errors import UserError
 from .metrics import tracking_map
 from .moco import MoCo, MoCoOutput
 from .names import LD_METHODS
-from .run_settings import LossSettings, RunSettings
-from .settings import COMPILE_MODES
+from .run_settings import CosineSchedule, LossSettings, OptimizerSettings, PlateauSchedule, RunSettings
 
 # Called as on_epoch_end(phase, epoch) after each epoch (its checkpoint, if due, is on disk by then).
 EpochCallback = Callable[[str, int], None]
 
-# pretrain.keep readings; the smoothing of ignite's RunningAverage (MulSupCon codes/main.py l. 157)
-PRETRAIN_KEEP = ("last", "best_train_loss")
+# the smoothing of ignite's RunningAverage (MulSupCon codes/main.py l. 157), for pretrain.keep=best_train_loss
 RUNNING_ALPHA = 0.98
 
 
@@ -99,19 +97,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------ optim
-OPTIMIZERS = ("AdamW", "Adam")
-SCHEDULERS = ("CosineAnnealingWarmRestarts", "ReduceLROnPlateau")
-
-
-def make_optimizer(params: Iterable[Any], cfg: dict[str, Any], **extra: Any) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[Any], cfg: OptimizerSettings, **extra: Any) -> torch.optim.Optimizer:
     """AdamW (the paper, Section 4) or Adam (MulSupCon ``codes/config/*_yeast.yaml``; its
     ``weight_decay`` is the L2 term added to the gradient, AdamW's is decoupled). ``params`` may be
     parameters or parameter groups (dicts with their own ``lr``); ``extra`` are implementation
-    switches (e.g. ``fused``, see hotpath.py)."""
-    if cfg["name"] not in OPTIMIZERS:
-        raise UserError(f"optimizer {cfg['name']!r} is not supported; choose {' or '.join(OPTIMIZERS)}")
-    cls = torch.optim.AdamW if cfg["name"] == "AdamW" else torch.optim.Adam
-    return cls(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), **extra)
+    switches (e.g. ``fused``, see hotpath.py). ``cfg`` was checked when the settings were resolved."""
+    cls = torch.optim.AdamW if cfg.name == "AdamW" else torch.optim.Adam
+    return cls(params, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay), **extra)
 
 
 def finetune_param_groups(model: nn.Module, lr: float, backbone_lr_mult: float) -> list[dict[str, Any]]:
@@ -124,18 +116,15 @@ def finetune_param_groups(model: nn.Module, lr: float, backbone_lr_mult: float) 
             {"params": list(model.fc.parameters()), "lr": lr}]
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any]):
+def make_scheduler(opt: torch.optim.Optimizer, cfg: CosineSchedule | PlateauSchedule):
     """CosineAnnealingWarmRestarts (the paper) or ReduceLROnPlateau (MulSupCon ``train_yeast.yaml``;
     stepped once per epoch with the monitored loss, see :func:`_epoch_end_step`)."""
-    if cfg["name"] == "CosineAnnealingWarmRestarts":
+    if isinstance(cfg, CosineSchedule):
         return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            opt, T_0=int(cfg["T_0"]), T_mult=int(cfg["T_mult"]), eta_min=float(cfg["eta_min"]))
-    if cfg["name"] == "ReduceLROnPlateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=float(cfg["factor"]), patience=int(cfg["patience"]),
-            cooldown=int(cfg["cooldown"]), threshold=float(cfg["threshold"]),
-            threshold_mode=cfg.get("threshold_mode", "rel"), min_lr=float(cfg.get("min_lr", 0.0)))
-    raise UserError(f"scheduler {cfg['name']!r} is not supported; choose {' or '.join(SCHEDULERS)}")
+            opt, T_0=cfg.T_0, T_mult=cfg.T_mult, eta_min=float(cfg.eta_min))
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=float(cfg.factor), patience=cfg.patience, cooldown=cfg.cooldown,
+        threshold=float(cfg.threshold), threshold_mode=cfg.threshold_mode, min_lr=float(cfg.min_lr))
 
 
 def is_plateau(sched: Any) -> bool:
@@ -280,16 +269,11 @@ def autocast(device: torch.device, precision: str):
 
 # ------------------------------------------------------------------------------------ torch.compile
 def compile_options(setting: bool | str | None) -> dict[str, Any] | None:
-    """``torch.compile`` keyword arguments for a ``compile`` setting: None (off) for false/null,
-    ``{}`` for true, ``{"mode": m}`` for one of :data:`COMPILE_MODES`."""
+    """``torch.compile`` keyword arguments for a ``compile`` setting (checked when the settings were
+    resolved): None (off) for false/null, ``{}`` for true, ``{"mode": m}`` for a mode string."""
     if setting is None or setting is False:
         return None
-    if setting is True:
-        return {}
-    if isinstance(setting, str) and setting in COMPILE_MODES:
-        return {"mode": setting}
-    raise UserError(f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
-                    f"got {setting!r}")
+    return {} if setting is True else {"mode": setting}
 
 
 @contextlib.contextmanager
@@ -392,8 +376,6 @@ def pretrain(moco: MoCo, batches: BatchSource, settings: RunSettings, loss_fn, *
     opt = make_optimizer(params, cfg.optimizer, **hotpath.optimizer_kwargs(fast, params))
     sched = make_scheduler(opt, cfg.scheduler)
     epochs, mode, keep = cfg.epochs, cfg.scheduler_step, cfg.keep
-    if keep not in PRETRAIN_KEEP:
-        raise UserError(f"pretrain.keep must be one of {', '.join(PRETRAIN_KEEP)}, got {keep!r}")
     history: dict[str, Any] = {"loss": [], "lr": [], "running_loss": [], "parts": []}
     best: dict[str, Any] = {"epoch": 0, "running_loss": math.inf}
     state = _resume(state_path, config_hash, moco, opt, sched, seed, "pretrain-rng")
@@ -497,7 +479,7 @@ def finetune(model: nn.Module, train: BatchSource, val: BatchSource, settings: R
     cfg, precision = settings.finetune, settings.precision
     mult = cfg.backbone_lr_mult
     params = (model.parameters() if mult is None or float(mult) == 1.0
-              else finetune_param_groups(model, float(cfg.optimizer["lr"]), float(mult)))
+              else finetune_param_groups(model, float(cfg.optimizer.lr), float(mult)))
     opt = make_optimizer(params, cfg.optimizer)
     sched = make_scheduler(opt, cfg.scheduler)
     epochs, mode, select = cfg.epochs, cfg.scheduler_step, cfg.select

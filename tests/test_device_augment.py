@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import functional as F
 from mulsupcon_ld import device_augment as DA
 from mulsupcon_ld import transforms as T
 from mulsupcon_ld.data import images as I
-from mulsupcon_ld.run_settings import get_settings
+from mulsupcon_ld.run_settings import resolve_settings
 
 N = 4000
 ALPHA = 1e-3        # fixed seeds: a pass is a fixed p-value above this, not luck per run
@@ -165,21 +165,19 @@ def test_augment_on_switch():
     assert DA.resolve_augment_on("auto", torch.device("cpu")) == "cpu"
     assert DA.resolve_augment_on("auto", torch.device("cuda")) == "device"
     assert DA.resolve_augment_on("device", torch.device("cpu")) == "device"
-    s = get_settings("pascal", "smoke")
-    assert s["data"]["augment_on"] == "auto"
+    assert resolve_settings("pascal", "smoke").data.augment_on == "auto"
     with pytest.raises(Exception, match="augment_on"):
-        get_settings("pascal", "smoke", ["data.augment_on=gpu"])
+        resolve_settings("pascal", "smoke", overrides=["data.augment_on=gpu"])
 
 
 def test_image_epoch_device_path_on_cpu(tmp_path):
     from mulsupcon_ld.data.prepare import prepare_synthetic
 
     prepared = prepare_synthetic("pascal", tmp_path)
-    s = get_settings("pascal", "smoke")
-    s["pretrain"]["batch_size"] = s["finetune"]["batch_size"] = 8
-    s["data"].update(image_size=None, num_workers=0, augment_on="device")
-    run = lambda seed: list(itertools.islice(I.image_epoch(prepared, "train", dict(s, phase="pretrain"),
-                                                           True, seed, "cpu"), 2))
+    s = resolve_settings("pascal", "smoke", overrides=[
+        "pretrain.batch_size=8", "finetune.batch_size=8", "data.image_size=null", "data.num_workers=0",
+        "data.augment_on=device"])
+    run = lambda seed: list(itertools.islice(I.image_epoch(prepared, "train", s, "pretrain", seed, "cpu"), 2))
     a, b = run(0), run(0)
     v1, v2_, y = a[0]
     assert v1.shape == v2_.shape == (8, 3, 32, 32) and v1.dtype == torch.float32 and y.shape == (8, 20)
@@ -189,6 +187,6 @@ def test_image_epoch_device_path_on_cpu(tmp_path):
     lo = min((0 - m) / sd for m, sd in zip(T.IMAGENET_MEAN, T.IMAGENET_STD))
     hi = max((1 - m) / sd for m, sd in zip(T.IMAGENET_MEAN, T.IMAGENET_STD))
     assert lo - 1e-4 <= v1.min() and v1.max() <= hi + 1e-4
-    x, _ = next(iter(I.image_epoch(prepared, "val", dict(s, phase="eval"), False, 0, "cpu")))
+    x, _ = next(iter(I.image_epoch(prepared, "val", s, "eval", 0, "cpu")))
     assert x.shape[1:] == (3, 32, 32)                                      # eval stays on the CPU path
     I.clear_loader_cache()

@@ -31,7 +31,7 @@ from mulsupcon_ld.data.coco import labels_from_instances
 from mulsupcon_ld.data.image_store import ImageStore, Source, resize_jpeg
 from mulsupcon_ld.data.voc import VOC_CLASSES, parse_annotation
 from mulsupcon_ld.errors import UserError
-from mulsupcon_ld.run_settings import get_settings
+from mulsupcon_ld.run_settings import resolve_settings
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -465,18 +465,17 @@ def prepared_voc(served, tmp_path_factory):
     return out
 
 
-def small_settings(**data):
-    s = get_settings("pascal", "smoke")
-    s["pretrain"]["batch_size"] = 2
-    s["finetune"]["batch_size"] = 2
-    s["finetune"]["eval_batch_size"] = 2
-    s["data"] = {"image_size": 32, "num_workers": 0, "prefetch_factor": None, **data}
-    return s
+def small_settings(*overrides: str, **data):
+    """PASCAL's smoke settings with batches of 2, 32-pixel crops, no workers; ``data``: more data.* values."""
+    data = {"image_size": 32, "num_workers": 0, "prefetch_factor": None, **data}
+    return resolve_settings("pascal", "smoke", overrides=[
+        "pretrain.batch_size=2", "finetune.batch_size=2", "finetune.eval_batch_size=2",
+        *(f"data.{k}={json.dumps(v)}" for k, v in data.items()), *overrides])
 
 
 def test_make_batches_shapes(prepared_voc):
     s = small_settings()
-    pre = I.image_epoch(prepared_voc, "train", dict(s, phase="pretrain"), train=True, seed=0, device="cpu")
+    pre = I.image_epoch(prepared_voc, "train", s, "pretrain", seed=0, device="cpu")
     batches = list(pre)
     n_train = len(np.load(prepared_voc / "train.npz")["y"])
     assert len(pre) == len(batches) == n_train // 2                     # drop_last
@@ -484,32 +483,32 @@ def test_make_batches_shapes(prepared_voc):
     assert v1.shape == v2.shape == (2, 3, 32, 32) and v1.dtype == torch.float32
     assert y.shape == (2, 20) and y.dtype == torch.float32
     assert not torch.equal(v1, v2)                                         # two different views
-    ev = list(I.image_epoch(prepared_voc, "test", dict(s, phase="eval"), train=False, seed=0, device="cpu"))
+    ev = list(I.image_epoch(prepared_voc, "test", s, "eval", seed=0, device="cpu"))
     assert [x.shape[0] for x, _ in ev] == [2, 1]                           # all 3 test images, in order
     assert ev[0][0].shape == (2, 3, 32, 32)
     with np.load(prepared_voc / "test.npz") as z:
         assert torch.equal(torch.cat([y for _, y in ev]), torch.as_tensor(z["y"]).float())
-    ft = list(I.image_epoch(prepared_voc, "train", dict(s, phase="finetune"), train=True, seed=0, device="cpu"))
+    ft = list(I.image_epoch(prepared_voc, "train", s, "finetune", seed=0, device="cpu"))
     assert len(ft[0]) == 2 and ft[0][0].shape == (2, 3, 32, 32)
     # a default-sized (224) eval view of the real store
     s224 = small_settings(image_size=None)
-    x, _ = next(iter(I.image_epoch(prepared_voc, "test", dict(s224, phase="eval"), False, 0, "cpu")))
+    x, _ = next(iter(I.image_epoch(prepared_voc, "test", s224, "eval", 0, "cpu")))
     assert x.shape == (2, 3, 224, 224)
 
 
 def test_make_batches_reproducible_across_workers(prepared_voc):
     s0 = small_settings(num_workers=0)
     s1 = small_settings(num_workers=1)
-    a = list(I.image_epoch(prepared_voc, "train", dict(s0, phase="pretrain"), True, 123, "cpu"))
-    b = list(I.image_epoch(prepared_voc, "train", dict(s1, phase="pretrain"), True, 123, "cpu"))
-    c = list(I.image_epoch(prepared_voc, "train", dict(s0, phase="pretrain"), True, 124, "cpu"))
+    a = list(I.image_epoch(prepared_voc, "train", s0, "pretrain", 123, "cpu"))
+    b = list(I.image_epoch(prepared_voc, "train", s1, "pretrain", 123, "cpu"))
+    c = list(I.image_epoch(prepared_voc, "train", s0, "pretrain", 124, "cpu"))
     assert all(torch.equal(x, z) for ba, bb in zip(a, b) for x, z in zip(ba, bb))
     assert not all(torch.equal(ba[0], bc[0]) for ba, bc in zip(a, c))
     # the global RNG of the training process is left alone (dropout etc. stay reproducible)
     torch.manual_seed(5)
     want = torch.rand(3)
     torch.manual_seed(5)
-    list(I.image_epoch(prepared_voc, "train", dict(s0, phase="pretrain"), True, 7, "cpu"))
+    list(I.image_epoch(prepared_voc, "train", s0, "pretrain", 7, "cpu"))
     assert torch.equal(torch.rand(3), want)
     I.clear_loader_cache()
 
@@ -518,11 +517,10 @@ def test_make_batches_on_synthetic_stand_in(tmp_path):
     from mulsupcon_ld.data.prepare import prepare_synthetic
 
     prepared = prepare_synthetic("pascal", tmp_path)
-    s = small_settings(image_size=None)
-    s["pretrain"]["batch_size"] = 16
-    v1, v2, y = next(iter(I.image_epoch(prepared, "train", dict(s, phase="pretrain"), True, 0, "cpu")))
+    s = small_settings("pretrain.batch_size=16", image_size=None)
+    v1, v2, y = next(iter(I.image_epoch(prepared, "train", s, "pretrain", 0, "cpu")))
     assert v1.shape == (16, 3, 32, 32) and y.shape == (16, 20)             # synthetic size, not 224
-    x, y = next(iter(I.image_epoch(prepared, "val", dict(s, phase="eval"), False, 0, "cpu")))
+    x, y = next(iter(I.image_epoch(prepared, "val", s, "eval", 0, "cpu")))
     assert x.shape[1:] == (3, 32, 32)
 
 
@@ -536,7 +534,7 @@ def test_write_image_dataset_roundtrip(tmp_path):
     assert meta["splits"] == {"train": 3, "val": 1, "test": 2}
     store = ImageStore(tmp_path)
     assert store.image(5).size == (30, 24)
-    x, yy = next(iter(I.image_epoch(tmp_path, "test", dict(small_settings(), phase="eval"), False, 0, "cpu")))
+    x, yy = next(iter(I.image_epoch(tmp_path, "test", small_settings(), "eval", 0, "cpu")))
     assert x.shape == (2, 3, 32, 32) and torch.equal(yy, torch.as_tensor(y[4:]).float())
 
 

@@ -130,7 +130,7 @@ def test_cli_alpha_beta_and_options_reach_ld_loss(tmp_path, data_dir, monkeypatc
                           "--set", 'loss.options={"ld_positive_set": "all", "reduction": "mean"}',
                           "--set", "loss.sigma=0.5", "--set", "pretrain.temperature=0.2")
     assert (kw["variant"], kw["alpha"], kw["beta"], kw["sigma"], kw["temperature"]) == ("cld", 0.003, 0.25, 0.5, 0.2)
-    assert kw["options"] == {"ld_positive_set": "all", "reduction": "mean"}
+    assert kw["options"] == losses.LDOptions(ld_positive_set="all", reduction="mean")   # typed when resolved
 
 
 def test_run_rld_ablation_end_to_end(tmp_path, data_dir):

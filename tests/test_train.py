@@ -15,7 +15,7 @@ from mulsupcon_ld.augment import VectorBatches, epoch_seed, random_mask
 from mulsupcon_ld.encoders import Classifier, Encoder, MLPBackbone
 from mulsupcon_ld.errors import UserError
 from mulsupcon_ld.moco import MoCo
-from mulsupcon_ld.run_settings import RunSettings, get_settings, resolve_settings
+from mulsupcon_ld.run_settings import CosineSchedule, OptimizerSettings, PlateauSchedule, RunSettings, resolve_settings
 from mulsupcon_ld.settings import TABLE
 
 torch.set_num_threads(1)
@@ -27,28 +27,27 @@ torch.set_num_threads(1)
     ("mediamill", 512, 8192), ("coco", 128, 4096), ("nuswide", 128, 4096), ("mirflickr", 128, 8192),
     ("pascal", 128, 1024)])
 def test_section4_batch_and_queue_sizes(name, batch, queue):
-    s = get_settings(name)
-    assert s["pretrain"]["batch_size"] == batch and s["pretrain"]["queue_size"] == queue
+    s = resolve_settings(name)
+    assert s.pretrain.batch_size == batch and s.pretrain.queue_size == queue
 
 
 def test_section4_shared_values():
     for name in TABLE:
-        s = get_settings(name)
-        p, f = s["pretrain"], s["finetune"]
-        assert (p["epochs"], f["epochs"], p["momentum"], p["temperature"]) == (400, 100, 0.999, 0.1)
-        assert p["optimizer"] == {"name": "AdamW", "lr": 4e-5, "weight_decay": 1e-4}
-        assert (p["scheduler"]["T_0"], p["scheduler"]["T_mult"], p["scheduler"]["eta_min"]) == (50, 2, 1e-5)
-        assert s["loss"]["sigma"] == 0.01
-        assert p["mask"] == (0.5 if s["kind"] == "vector" else 0.0)
-    assert get_settings("pascal")["model"]["backbone"] == "resnet50"
-    assert get_settings("yeast")["model"]["backbone"] == "mlp"
+        s = resolve_settings(name)
+        p, f = s.pretrain, s.finetune
+        assert (p.epochs, f.epochs, p.momentum, p.temperature) == (400, 100, 0.999, 0.1)
+        assert p.optimizer == OptimizerSettings("AdamW", 4e-5, 1e-4)
+        assert p.scheduler == CosineSchedule("CosineAnnealingWarmRestarts", 50, 2, 1e-5)
+        assert s.loss.sigma == 0.01
+        assert p.mask == (0.5 if s.kind == "vector" else 0.0)
+    assert resolve_settings("pascal").model.backbone == "resnet50"
+    assert resolve_settings("yeast").model.backbone == "mlp"
 
 
 def test_section4_finetune_exceptions():
     def ft(name):
-        f = get_settings(name)["finetune"]
-        return (f["optimizer"]["lr"], f["optimizer"]["weight_decay"], f["mask"],
-                (f["scheduler"]["T_0"], f["scheduler"]["T_mult"], f["scheduler"]["eta_min"]))
+        f = resolve_settings(name).finetune
+        return (f.optimizer.lr, f.optimizer.weight_decay, f.mask, (f.scheduler.T_0, f.scheduler.T_mult, f.scheduler.eta_min))
 
     assert ft("scene") == (4e-4, 1e-5, 0.4, (25, 2, 1e-4))
     assert ft("bookmarks") == (4e-4, 1e-5, 0.4, (25, 2, 1e-4))
@@ -59,24 +58,24 @@ def test_section4_finetune_exceptions():
 
 
 def test_default_alpha_beta_inferred_from_tables():
-    assert (get_settings("scene")["loss"]["alpha"], get_settings("scene")["loss"]["beta"]) == (0.1, 1.0)
-    assert (get_settings("pascal")["loss"]["alpha"], get_settings("pascal")["loss"]["beta"]) == (1.0, 0.001)
+    assert (resolve_settings("scene").loss.alpha, resolve_settings("scene").loss.beta) == (0.1, 1.0)
+    assert (resolve_settings("pascal").loss.alpha, resolve_settings("pascal").loss.beta) == (1.0, 0.001)
 
 
 def test_overrides_scale_and_errors():
-    s = get_settings("Yeast", "smoke", ["pretrain.epochs=10", "finetune.select=val_mAP",
-                                        "pretrain.optimizer.lr=1e-3", "pretrain.iters_per_epoch=null"])
-    assert s["pretrain"]["epochs"] == 10 and s["finetune"]["epochs"] == 3
-    assert s["finetune"]["select"] == "val_mAP" and s["pretrain"]["optimizer"]["lr"] == 1e-3
-    assert get_settings("ms-coco")["dataset"] == "coco"
-    json.dumps(s)
-    assert get_settings("yeast", overrides=["threads=1", "precision=bf16"])["threads"] == 1
+    s = resolve_settings("Yeast", "smoke", overrides=["pretrain.epochs=10", "finetune.select=val_mAP",
+                                                      "pretrain.optimizer.lr=1e-3", "pretrain.iters_per_epoch=null"])
+    assert s.pretrain.epochs == 10 and s.finetune.epochs == 3
+    assert s.finetune.select == "val_mAP" and s.pretrain.optimizer.lr == 1e-3
+    assert resolve_settings("ms-coco").dataset == "coco"
+    json.dumps(s.to_dict())
+    assert resolve_settings("yeast", overrides=["threads=1", "precision=bf16"]).threads == 1
     for bad in (["pretrain.epoch=3"], ["pretrain.epochs"], ["pretrain.epochs=0"], ["finetune.select=best"],
                 ["nope.x=1"], ["threads=0"], ["precision=fp8"]):
         with pytest.raises(UserError):
-            get_settings("yeast", overrides=bad)
+            resolve_settings("yeast", overrides=bad)
     with pytest.raises(UserError, match="no settings"):
-        get_settings("mnist")
+        resolve_settings("mnist")
 
 
 def test_settings_command(capsys):
@@ -106,15 +105,15 @@ def test_preset_mulsupcon_official_settings_json(capsys):
     assert f["scheduler"] == {"name": "ReduceLROnPlateau", "factor": 0.1, "patience": 2, "cooldown": 1,
                               "threshold": 0.001}
     # preset paper is today's default, value for value; --set still applies on top of a preset
-    assert get_settings("yeast", preset="paper") == get_settings("yeast")
-    assert get_settings("yeast", "paper", ["pretrain.iters_per_epoch=100"],
-                        preset="mulsupcon-official")["pretrain"]["iters_per_epoch"] == 100
+    assert resolve_settings("yeast", preset="paper") == resolve_settings("yeast")
+    assert resolve_settings("yeast", "paper", "mulsupcon-official",
+                            ["pretrain.iters_per_epoch=100"]).pretrain.iters_per_epoch == 100
     for bad in (dict(preset="nope"), dict(preset="mulsupcon-official", dataset="coco"),
                 dict(overrides=["finetune.scheduler.name=ReduceLROnPlateau"]),
                 dict(overrides=["finetune.backbone_lr_mult=-1"]), dict(overrides=["finetune.early_stop_patience=0"]),
                 dict(overrides=["pretrain.keep=best"]), dict(overrides=["pretrain.optimizer.name=SGD"])):
         with pytest.raises(UserError):
-            get_settings(bad.pop("dataset", "yeast"), **bad)
+            resolve_settings(bad.pop("dataset", "yeast"), **bad)
 
 
 @pytest.mark.parametrize("key,value", [("dataset", "coco"), ("kind", "image"), ("scale", "smoke"),
@@ -132,6 +131,55 @@ def test_set_dataset_is_one_error_line_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: --set dataset=")
     assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
+
+
+def _one_error_line(tmp_path, capsys, *extra: str) -> str:
+    """``mulsupcon-ld run`` with ``extra``: exit 2, one ``error:`` line, nothing prepared or written."""
+    from mulsupcon_ld import cli
+
+    code = cli.main(["run", "--dataset", "scene", "--method", "cld", "--scale", "smoke", "--synthetic",
+                     "--out", str(tmp_path / "o"), "--data-dir", str(tmp_path / "d"), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
+    return err[0]
+
+
+def test_unknown_loss_option_is_one_error_line_before_any_work(tmp_path, capsys):
+    assert "loss.options.bogus" in _one_error_line(tmp_path, capsys, "--set", 'loss.options={"bogus":1}')
+
+
+def test_optimizer_value_of_the_wrong_type_is_one_error_line_before_any_work(tmp_path, capsys):
+    line = _one_error_line(tmp_path, capsys, "--set", "pretrain.optimizer.lr=abc")
+    assert "pretrain.optimizer.lr must be a number" in line
+
+
+def test_negative_seed_is_one_error_line_before_any_work(tmp_path, capsys):
+    assert "--seed" in _one_error_line(tmp_path, capsys, "--seed", "-1")
+
+
+def test_typed_blocks_check_keys_types_and_ranges_once_resolved():
+    from mulsupcon_ld.losses import LDOptions
+
+    s = resolve_settings("yeast", overrides=['loss.options={"reduction": "mean", "h_target": "normalized"}'])
+    assert s.loss.options == LDOptions(reduction="mean", h_target="normalized")
+    assert s.to_dict()["loss"]["options"] == {"reduction": "mean", "h_target": "normalized"}  # as given
+    plateau = '{"threshold": 0.001, "name": "ReduceLROnPlateau", "factor": 0.5, "patience": 2, "cooldown": 0}'
+    s = resolve_settings("yeast", overrides=[f"finetune.scheduler={plateau}", "pretrain.optimizer.lr=1"])
+    assert s.finetune.scheduler == PlateauSchedule("ReduceLROnPlateau", 0.5, 2, 0, 0.001)
+    assert s.to_dict()["finetune"]["scheduler"] == json.loads(plateau)             # keys and order as given
+    assert list(s.to_dict()["finetune"]["scheduler"]) == list(json.loads(plateau))
+    assert s.to_dict()["pretrain"]["optimizer"]["lr"] == 1 and isinstance(s.pretrain.optimizer.lr, int)
+    for bad, said in ((["pretrain.scheduler.T_0=50.5"], "pretrain.scheduler.T_0 must be an integer"),
+                      (["finetune.optimizer.weight_decay=-1"], "weight_decay must be >= 0"),
+                      (["finetune.scheduler.name=ReduceLROnPlateau"], "set the whole scheduler"),
+                      (['loss.options={"reduction": "max"}'], "loss.options"),
+                      (["pretrain.momentum=fast"], "pretrain.momentum must be a number"),
+                      (["model.hidden=[256, \"a\"]"], r"model.hidden\[1\] must be an integer")):
+        with pytest.raises(UserError, match=said):
+            resolve_settings("yeast", overrides=bad)
+    with pytest.raises(Exception):  # frozen all the way down: the hash cannot change behind the object
+        resolve_settings("yeast").pretrain.optimizer.lr = 1.0
 
 
 def test_run_settings_object_round_trips_the_dict():
@@ -235,8 +283,8 @@ BASE = resolve_settings("yeast", overrides=["precision=fp32", "checkpoint_second
 def pretrain_cfg(epochs=4, step="epoch", precision="fp32", log_every=10, **extra) -> RunSettings:
     """Yeast's settings with the tiny problem's pretraining."""
     pre = replace(BASE.pretrain, **{
-        "epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4},
-        "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-5},
+        "epochs": epochs, "optimizer": OptimizerSettings("AdamW", 1e-3, 1e-4),
+        "scheduler": CosineSchedule("CosineAnnealingWarmRestarts", 2, 2, 1e-5),
         "scheduler_step": step, "compile": False, "keep": "last", "hotpath": "reference", **extra})
     return replace(BASE, pretrain=pre, precision=precision, log_every=log_every)
 
@@ -379,8 +427,8 @@ def finetune_run(tmp_path, select="val_loss", epochs=4, hook=None, name="ft.pt",
     x, y = data(n=60)
     torch.manual_seed(0)
     model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
-    cfg = {"epochs": epochs, "optimizer": {"name": "AdamW", "lr": 1e-2, "weight_decay": 1e-5},
-           "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-4},
+    cfg = {"epochs": epochs, "optimizer": OptimizerSettings("AdamW", 1e-2, 1e-5),
+           "scheduler": CosineSchedule("CosineAnnealingWarmRestarts", 2, 2, 1e-4),
            "scheduler_step": "epoch", "select": select, "compile": False, "backbone_lr_mult": 1.0,
            "early_stop_patience": None, **extra}
     train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
@@ -415,16 +463,14 @@ def test_finetune_resume_equals_uninterrupted(tmp_path):
 
 # MulSupCon's fine-tuning recipe (preset mulsupcon-official) on the tiny problem: Adam, plateau
 # scheduler on the validation BCE, backbone at 0.1x, early stopping; lr high enough to overfit fast
-OFFICIAL_FT = {"optimizer": {"name": "Adam", "lr": 3e-2, "weight_decay": 0.0},
-               "scheduler": {"name": "ReduceLROnPlateau", "factor": 0.1, "patience": 1, "cooldown": 1,
-                             "threshold": 0.001},
+OFFICIAL_FT = {"optimizer": OptimizerSettings("Adam", 3e-2, 0.0),
+               "scheduler": PlateauSchedule("ReduceLROnPlateau", factor=0.1, patience=1, cooldown=1, threshold=0.001),
                "backbone_lr_mult": 0.1, "early_stop_patience": 3}
 
 
 def test_backbone_lr_mult_makes_two_parameter_groups():
     model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
-    opt = T.make_optimizer(T.finetune_param_groups(model, 4e-4, 0.1), {"name": "Adam", "lr": 4e-4,
-                                                                       "weight_decay": 0.0})
+    opt = T.make_optimizer(T.finetune_param_groups(model, 4e-4, 0.1), OptimizerSettings("Adam", 4e-4, 0.0))
     assert isinstance(opt, torch.optim.Adam) and not isinstance(opt, torch.optim.AdamW)
     backbone, fc = opt.param_groups
     assert backbone["lr"] == pytest.approx(4e-5) and fc["lr"] == pytest.approx(4e-4)
@@ -473,7 +519,7 @@ def test_plateau_and_early_stop_resume_equals_uninterrupted(tmp_path, kill):
 
 
 def test_pretrain_keeps_best_running_train_loss_and_resumes(tmp_path):
-    extra = {"keep": "best_train_loss", "optimizer": {"name": "Adam", "lr": 1e-2, "weight_decay": 1e-5}}
+    extra = {"keep": "best_train_loss", "optimizer": OptimizerSettings("Adam", 1e-2, 1e-5)}
     best, hist = run_pretrain(tmp_path, epochs=6, name="a.pt", **extra)
     running = hist["running_loss"]
     kept = hist["kept_epoch"]
@@ -503,17 +549,16 @@ def test_progress_plain_lines_when_not_a_terminal(capsys):
 
 # ---------------------------------------------------------------------------- torch.compile
 def test_compile_setting_values():
-    assert get_settings("pascal")["pretrain"]["compile"] is False
-    assert get_settings("pascal")["finetune"]["compile"] is False
-    s = get_settings("yeast", "smoke", ["pretrain.compile=true", "finetune.compile=max-autotune-no-cudagraphs"])
-    assert s["pretrain"]["compile"] is True and s["finetune"]["compile"] == "max-autotune-no-cudagraphs"
+    assert resolve_settings("pascal").pretrain.compile is False
+    assert resolve_settings("pascal").finetune.compile is False
+    s = resolve_settings("yeast", "smoke",
+                         overrides=["pretrain.compile=true", "finetune.compile=max-autotune-no-cudagraphs"])
+    assert s.pretrain.compile is True and s.finetune.compile == "max-autotune-no-cudagraphs"
     for bad in ("1", "null", "fast"):
         with pytest.raises(UserError, match="compile"):
-            get_settings("yeast", overrides=[f"pretrain.compile={bad}"])
+            resolve_settings("yeast", overrides=[f"pretrain.compile={bad}"])
     assert T.compile_options(False) is None and T.compile_options(True) == {}
     assert T.compile_options("max-autotune") == {"mode": "max-autotune"}
-    with pytest.raises(UserError):
-        T.compile_options("fast")
 
 
 def _compile_pretrain(tmp_path, name, compile, hook=None):
@@ -529,8 +574,8 @@ def _compile_finetune(tmp_path, name, compile):
     x, y = data(n=60)
     torch.manual_seed(0)
     model = Classifier(MLPBackbone(7, hidden=(16, 16, 8)), 4)
-    cfg = {"epochs": 2, "optimizer": {"name": "AdamW", "lr": 1e-2, "weight_decay": 1e-5},
-           "scheduler": {"name": "CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2, "eta_min": 1e-4},
+    cfg = {"epochs": 2, "optimizer": OptimizerSettings("AdamW", 1e-2, 1e-5),
+           "scheduler": CosineSchedule("CosineAnnealingWarmRestarts", 2, 2, 1e-4),
            "scheduler_step": "epoch", "select": "val_loss", "compile": compile,
            "backbone_lr_mult": 1.0, "early_stop_patience": None}
     train = VectorBatches(x[:40], y[:40], 8, mask=0.4, seed=0, stream="ft")
@@ -591,7 +636,8 @@ def test_delicious_takes_the_reading_its_validation_split_chose():
     from mulsupcon_ld.losses import LDOptions
     from mulsupcon_ld.settings import LD_READINGS
 
-    assert dict(resolve_settings("delicious").loss.options) == LD_READINGS["normalised"]
+    assert resolve_settings("delicious").loss.options == LDOptions(**LD_READINGS["normalised"])
+    assert resolve_settings("delicious").to_dict()["loss"]["options"] == LD_READINGS["normalised"]   # as recorded
     for name in TABLE:
         if name != "delicious":
             assert resolve_settings(name).loss.options is None, name

@@ -488,9 +488,9 @@ def test_killed_training_job_resumes(tmp_path):
     assert "resuming from the state of an earlier attempt" in log
     result = json.loads((wd / key.result).read_text())
     assert result["training"]["pretrain"]["loss"][0] == SENTINEL  # the killed attempt's epochs were kept
-    from mulsupcon_ld.run_settings import get_settings
+    from mulsupcon_ld.run_settings import resolve_settings
 
-    assert len(result["training"]["pretrain"]["loss"]) == get_settings("yeast", "smoke")["pretrain"]["epochs"]
+    assert len(result["training"]["pretrain"]["loss"]) == resolve_settings("yeast", "smoke").pretrain.epochs
     cells = pd.read_csv(wd / "paper_tables/table3.csv")
     assert (cells.loc[cells["dataset"] == "yeast", "status"].isin(["ok", "missing"])).all()
     assert (cells.loc[(cells["dataset"] == "yeast") & (cells["method"] == "MulSupCon_CLD"), "status"]

@@ -1,7 +1,7 @@
 """Image batches: the DataLoader over a prepared image store, one epoch at a time.
 
-``image_epoch(prepared, split, settings, train, seed, device)``
-    One epoch of batches: pretraining ``(view1, view2, y)`` (two SimCLR views), fine-tuning
+``image_epoch(prepared, split, settings, phase, seed, device)``
+    One epoch of batches (``settings``: the run's :class:`~mulsupcon_ld.run_settings.RunSettings`): pretraining ``(view1, view2, y)`` (two SimCLR views), fine-tuning
     ``(x, y)`` (one SimCLR view), evaluation ``(x, y)`` (resize + centre crop, stored order).
     :class:`mulsupcon_ld.batches.ImageBatches` calls it once per epoch.
 
@@ -29,6 +29,7 @@ from torchvision.transforms.v2 import functional as TF
 from .. import device_augment as DA
 from .. import transforms as T
 from ..errors import UserError
+from ..run_settings import ImageDataSettings, RunSettings
 from .image_store import STORE_BLOB, ImageStore
 from .prepared import META, PreparedDataset
 
@@ -207,19 +208,20 @@ def clear_loader_cache() -> None:
     _LOADERS.clear()
 
 
-def _phase_of(settings: dict[str, Any], train: bool) -> str:
-    phase = settings.get("phase")
-    if phase is None:
-        return "pretrain" if train else "eval"
-    if phase not in ("pretrain", "finetune", "eval"):
-        raise UserError(f"settings['phase'] must be pretrain, finetune or eval, not {phase!r}")
-    return phase
+PHASES = ("pretrain", "finetune", "eval")
 
 
-def image_size(settings: dict[str, Any], meta: dict[str, Any]) -> int:
-    """Crop size: ``settings['data']['image_size']``, else the synthetic image size, else 224 (paper)."""
-    if settings["data"]["image_size"]:
-        return int(settings["data"]["image_size"])
+def _image_data(settings: RunSettings) -> ImageDataSettings:
+    if not isinstance(settings.data, ImageDataSettings):
+        raise ValueError(f"{settings.dataset} is not an image dataset (its settings are {settings.kind!r})")
+    return settings.data
+
+
+def image_size(settings: RunSettings, meta: dict[str, Any]) -> int:
+    """Crop size: ``data.image_size``, else the synthetic image size, else 224 (paper)."""
+    data = _image_data(settings)
+    if data.image_size:
+        return int(data.image_size)
     if meta.get("synthetic"):
         shape = (meta.get("image") or {}).get("shape")      # data/prepare.py synthetic: [3, 32, 32]
         if shape:
@@ -229,18 +231,18 @@ def image_size(settings: dict[str, Any], meta: dict[str, Any]) -> int:
     return 224
 
 
-def batch_plan(settings: dict[str, Any], phase: str, n: int) -> tuple[int, int, int, bool, bool]:
+def batch_plan(settings: RunSettings, phase: str, n: int) -> tuple[int, int, int, bool, bool]:
     """``(batch_size, n_items, n_batches, drop_last, shuffle)`` for one epoch of ``n`` images.
 
     Pretraining drops the last partial batch (``pretrain.drop_last``); training never keeps a
     batch of one (it breaks BatchNorm); ``iters_per_epoch`` fixes the count (items drawn again).
     """
     if phase == "eval":
-        bs, drop_last, shuffle, ipe = int(settings["finetune"]["eval_batch_size"]), False, False, None
+        bs, drop_last, shuffle, ipe = settings.finetune.eval_batch_size, False, False, None
     else:
-        cfg = settings[phase]
-        drop_last = bool(cfg["drop_last"]) if phase == "pretrain" else False
-        bs, shuffle, ipe = int(cfg["batch_size"]), True, cfg["iters_per_epoch"]
+        cfg = settings.pretrain if phase == "pretrain" else settings.finetune
+        drop_last = settings.pretrain.drop_last if phase == "pretrain" else False
+        bs, shuffle, ipe = cfg.batch_size, True, cfg.iters_per_epoch
     bs = max(1, min(bs, n))
     if ipe:
         return bs, int(ipe) * bs, int(ipe), True, shuffle
@@ -289,34 +291,34 @@ class ImageEpoch:
             yield (*out, y.to(self.device, non_blocking=True).float())
 
 
-def augment_plan(settings: dict[str, Any], phase: str, px: int, device: torch.device) -> int | None:
+def augment_plan(settings: RunSettings, phase: str, px: int, device: torch.device) -> int | None:
     """Pre-crop size when this phase's SimCLR views are made on the device, else None.
 
-    ``settings['data']['augment_on']``: ``cpu`` (DataLoader workers, PIL), ``device`` (batched on
-    ``device``) or ``auto`` (``device`` on CUDA); evaluation views are always made on the CPU.
+    ``data.augment_on``: ``cpu`` (DataLoader workers, PIL), ``device`` (batched on ``device``) or
+    ``auto`` (``device`` on CUDA); evaluation views are always made on the CPU.
     """
-    data_cfg = settings["data"]
-    choice = DA.resolve_augment_on(data_cfg.get("augment_on") or "cpu", device)
+    data = _image_data(settings)
+    choice = DA.resolve_augment_on(data.augment_on, device)
     if phase == "eval" or choice == "cpu":
         return None
-    return DA.precrop_size(px, data_cfg.get("precrop_size"))
+    return DA.precrop_size(px, data.precrop_size)
 
 
-def image_epoch(prepared: PreparedDataset | str | os.PathLike, split: str, settings: dict[str, Any],
-                train: bool, seed: int, device: torch.device | str = "cpu") -> ImageEpoch:
+def image_epoch(prepared: PreparedDataset | str | os.PathLike, split: str, settings: RunSettings, phase: str,
+                seed: int, device: torch.device | str = "cpu") -> ImageEpoch:
     """Batches of one epoch of ``split`` of a prepared image dataset (real or synthetic).
 
-    ``settings`` is the plain-dict settings (:meth:`mulsupcon_ld.run_settings.RunSettings.to_dict`); ``settings["phase"]``
-    (``pretrain``/``finetune``/``eval``; default ``pretrain`` when ``train`` else ``eval``) picks
-    the batch form and the batch size (``pretrain.batch_size``, ``finetune.batch_size``,
-    ``finetune.eval_batch_size``). Optional ``settings["data"]``: ``image_size`` (crop, default
-    224 or the synthetic size), ``num_workers``, ``prefetch_factor``. Order and augmentation depend
-    only on ``seed``, not on the number of workers.
+    ``phase`` (``pretrain``/``finetune``/``eval``) picks the batch form and the batch size
+    (``pretrain.batch_size``, ``finetune.batch_size``, ``finetune.eval_batch_size``). From
+    ``settings.data``: ``image_size`` (crop, default 224 or the synthetic size), ``num_workers``,
+    ``prefetch_factor``, ``augment_on``, ``precrop_size``. Order and augmentation depend only on
+    ``seed``, not on the number of workers.
     """
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
     device = torch.device(device)
     root = _prepared_root(prepared)
     meta = _prepared_meta(prepared, root)
-    phase = _phase_of(settings, train)
     arrays = _load_split(root, split)
     if "y" not in arrays:
         raise UserError(f"{root / (split + '.npz')} has no 'y'; re-run prepare")
@@ -332,14 +334,14 @@ def image_epoch(prepared: PreparedDataset | str | os.PathLike, split: str, setti
     n = len(index)
     if n == 0:
         raise UserError(f"split {split!r} of {root.name} is empty")
-    data_cfg = settings["data"]
+    data_cfg = _image_data(settings)
     px = image_size(settings, meta)
     bs, n_items, n_batches, drop_last, shuffle = batch_plan(settings, phase, n)
     if n_batches < 1:
         raise UserError(f"split {split!r} has {n} images, fewer than one batch of {bs}")
-    workers = data_cfg["num_workers"]
+    workers = data_cfg.num_workers
     workers = default_num_workers(device) if workers is None else int(workers)
-    channels_last = bool(settings["model"]["channels_last"])
+    channels_last = settings.model.channels_last
     precrop = augment_plan(settings, phase, px, device)
     key = (str(root.resolve()), split, phase, bs, px, precrop, n_items, drop_last, workers, device.type,
            id(mem) if mem is not None else None, (root / STORE_BLOB).stat().st_mtime if mem is None else 0)
@@ -350,7 +352,7 @@ def image_epoch(prepared: PreparedDataset | str | os.PathLike, split: str, setti
         kw: dict[str, Any] = {}
         if workers > 0:
             kw.update(persistent_workers=True, worker_init_fn=_worker_init,
-                      prefetch_factor=int(data_cfg["prefetch_factor"] or 4))
+                      prefetch_factor=int(data_cfg.prefetch_factor or 4))
         g = torch.Generator()
         g.manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
         loader = torch.utils.data.DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop_last,
