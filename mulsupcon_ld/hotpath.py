@@ -250,12 +250,14 @@ def reference_copy(module: nn.Module) -> nn.Module:
 
 def momentum_update_(key_params: list[torch.Tensor], query_params: list[torch.Tensor], momentum: float,
                      fast: bool) -> None:
-    """``θ_k ← m θ_k + (1 − m) θ_q``: ``mul`` + ``add`` (reference) or one ``lerp`` (fast lane)."""
-    if fast:
-        torch._foreach_lerp_(key_params, query_params, 1.0 - momentum)
-    else:
-        torch._foreach_mul_(key_params, momentum)
-        torch._foreach_add_(key_params, query_params, alpha=1.0 - momentum)
+    """``θ_k ← m θ_k + (1 − m) θ_q``: ``mul`` + ``add`` (reference) or one ``lerp`` (fast lane), tensor by
+    tensor with public in-place ops (the same elementwise kernels as torch's private ``_foreach_`` forms,
+    bit for bit: tests/test_hotpath.py)."""
+    for k, q in zip(key_params, query_params):
+        if fast:
+            k.lerp_(q, 1.0 - momentum)
+        else:
+            k.mul_(momentum).add_(q, alpha=1.0 - momentum)
 
 
 def bf16_cpu_note(precision: str, device: torch.device) -> str | None:

@@ -233,3 +233,42 @@ def test_l2_normalize_is_f_normalize_bit_for_bit(scale):
     assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
     leaf = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(hotpath.l2_normalize, (leaf,))
+
+
+def test_momentum_update_public_ops_equal_the_foreach_kernels_bit_for_bit():
+    # the public per-tensor ops replaced torch's private _foreach_ calls: same numbers, both lanes
+    torch.manual_seed(1)
+    q = [torch.randn(s) for s in ((256, 103), (256,), (512, 256), (1000,), (7,))]
+    for fast in (True, False):
+        ours = [torch.randn_like(t) for t in q]
+        theirs = [t.clone() for t in ours]
+        hotpath.momentum_update_(ours, q, 0.999, fast=fast)
+        if fast:
+            torch._foreach_lerp_(theirs, q, 1.0 - 0.999)
+        else:
+            torch._foreach_mul_(theirs, 0.999)
+            torch._foreach_add_(theirs, q, alpha=1.0 - 0.999)
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.2, 0.5])
+def test_fused_block_nodes_pass_a_float64_gradcheck(p):
+    # the fast lane's custom autograd nodes against finite differences; the dropout mask is the same
+    # in every call because the generator is reseeded (the node draws it from torch's global generator)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(4, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
+
+    def block(x, w, b):
+        torch.manual_seed(123)
+        return hotpath._LinearReLUDropout.apply(x, w, b, p)
+
+    def relu_drop(z):
+        torch.manual_seed(123)
+        return hotpath._ReLUDropout.apply(z, p)
+
+    assert torch.autograd.gradcheck(block, (x, w, b))
+    assert torch.autograd.gradcheck(relu_drop, (x,))
+    if p > 0:                                            # a mask really is applied
+        assert (block(x, w, b) == 0).sum() > (torch.relu(x @ w.t() + b) == 0).sum()
