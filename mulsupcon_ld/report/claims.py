@@ -36,6 +36,7 @@ from ..errors import UserError
 from ..names import LD_METHODS, NO_LD_METHODS, PAPER_METHOD
 from ..paper_numbers import REPO_ROOT
 from ..pipeline import plan
+from . import layouts
 from .format import banner_lines, num
 from .runs_table import read_runs_arg
 from .delta import write_delta
@@ -110,9 +111,9 @@ def build_registry(paper: pd.DataFrame | None = None) -> pd.DataFrame:
     value = {k: float(v) for k, v in paper_values(paper).items()}
     na = plan.NA
     rows = []
-    main = [(t, ds, title, m) for t in ("2", "3", "4") for ds, title in zip(plan.TABLES[t].datasets,
-                                                                          plan.TABLES[t].titles)
-            for block in plan.TABLES[t].blocks for m in block]
+    main = [(t, ds, title, m) for t in ("2", "3", "4") for ds, title in zip(layouts.TABLES[t].datasets,
+                                                                          layouts.TABLES[t].titles)
+            for block in layouts.TABLES[t].blocks for m in block]
     for t, ds, title, m in main:  # each LD variant vs MulSupCon, where the paper prints it ahead
         base = value.get((t, ds, "MulSupCon", m, na, na))
         for ld in ("rld", "cld"):
@@ -127,11 +128,11 @@ def build_registry(paper: pd.DataFrame | None = None) -> pd.DataFrame:
             rows.append(_row("cld-vs-rld", f"Section 4.1; Table {t}", Q_CLD,
                              f"MulSupCon_CLD > MulSupCon_RLD on {title} {m} (paper {c:g} vs {r:g})", ds, m,
                              _side("cld"), _side("rld")))
-    for ds, title in zip(plan.FIGURE2_DATASETS, plan.FIGURE2_TITLES):  # Figure 2 prints no numbers
+    for ds, title in zip(plan.FIGURE2_DATASETS, layouts.FIGURE2_TITLES):  # Figure 2 prints no numbers
         for abl in ("no-alpha", "no-beta", "no-all"):
             for m in plan.METRICS:
                 rows.append(_row("ablation", "Section 4.2; Figure 2", Q_ALL if abl == "no-all" else Q_SINGLE,
-                                 f"full MulSupCon_CLD > {plan.ABLATION_LABEL[abl]} on {title} {m}", ds, m,
+                                 f"full MulSupCon_CLD > {layouts.ABLATION_LABEL[abl]} on {title} {m}", ds, m,
                                  _side("cld"), _side("cld", abl)))
     # grid trends: Scene (Table 5) β = 1 vs 0.001 at each α; PASCAL (Table 8) α = 1 vs 0.001 at each β
     lo, hi = plan.PAPER_GRID[0], plan.PAPER_GRID[-1]
@@ -151,12 +152,12 @@ def build_registry(paper: pd.DataFrame | None = None) -> pd.DataFrame:
                                      f"{sym} = {plan.fmt_num(lo)} on {m} (paper {vh:g} vs {vl:g})", ds, m,
                                      _side("cld", alpha=ab_hi["alpha"], beta=ab_hi["beta"]),
                                      _side("cld", alpha=ab_lo["alpha"], beta=ab_lo["beta"])))
-    for ds, title in plan.DATASET_TITLE.items():  # our control
+    for ds, title in layouts.DATASET_TITLE.items():  # our control
         for m in plan.METRICS:
             rows.append(_row("control", "ours (issue 9: no-pretraining control)", Q_CONTROL,
                              f"MulSupCon > BCE (no pretraining, ours) on {title} {m}", ds, m, _side("mulsupcon"),
                              _side("bce"), ours=True))
-    for ds, title in zip(plan.TABLES["2"].datasets, plan.TABLES["2"].titles):  # ours: vs ASL run by us
+    for ds, title in zip(layouts.TABLES["2"].datasets, layouts.TABLES["2"].titles):  # ours: vs ASL run by us
         for a in ("mulsupcon", "cld"):
             for m in plan.METRICS:
                 rows.append(_row("vs-asl", "ours (issue 17: ASL run by us)", Q_ASL,
@@ -198,7 +199,7 @@ def _config(claim: dict, side: str, scale: str) -> tuple[str, str, str, str, str
     ds, method = claim["dataset"], claim[f"{side}_method"]
     a, b = claim[f"{side}_alpha"], claim[f"{side}_beta"]
     if not a and not b and method not in NO_LD_METHODS:
-        a, b = (plan.fmt_num(x) for x in plan.default_alpha_beta(ds, scale))
+        a, b = (plan.fmt_num(x) for x in layouts.default_alpha_beta(ds, scale))
     return RunIndex.config_key(ds, method, claim[f"{side}_ablation"] or "none", a or None, b or None)
 
 
@@ -273,7 +274,7 @@ def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame, sizes: dict[str, i
 def verdict_counts(frame: pd.DataFrame, by: tuple[str, ...] = ("kind",)) -> pd.DataFrame:
     """Claims per group of ``by`` (rows, registry order; datasets by title) and verdict (columns, at
     k = 1), then ``paper effect excluded`` under each k of the sensitivity, with a total row."""
-    label = frame[list(by)].replace({"dataset": plan.DATASET_TITLE}).astype(str).agg(" · ".join, axis=1)
+    label = frame[list(by)].replace({"dataset": layouts.DATASET_TITLE}).astype(str).agg(" · ".join, axis=1)
     rows = pd.Categorical(label, categories=list(dict.fromkeys(label)))
     counts = pd.crosstab(rows, pd.Categorical(frame["verdict"], categories=VERDICTS), dropna=False)
     counts.columns = list(VERDICTS)
@@ -398,7 +399,7 @@ def render_claims(frame: pd.DataFrame) -> str:
         if len(missing):
             by_ds = missing.groupby("dataset", sort=False)["claim_id"].agg(list)
             lines += ["", f"**no runs** ({len(missing)} claims): "
-                      + "; ".join(f"{plan.DATASET_TITLE.get(ds, ds)} {_id_range(ids)}" for ds, ids in by_ds.items())
+                      + "; ".join(f"{layouts.DATASET_TITLE.get(ds, ds)} {_id_range(ids)}" for ds, ids in by_ds.items())
                       + "."]
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..atomic import atomic_path
 from ..pipeline import plan
+from . import layouts
 from .diff import diff_cells
 from .format import mark_figure
 from .tables import TableFrames
@@ -49,7 +50,7 @@ def delta_frame(runs: pd.DataFrame, paper: pd.DataFrame | None = None,
 
 def _label(r) -> str:
     """``Yeast MulSupCon`` (Tables 2–4: one configuration), ``T5 Scene CLD α=0.1 β=1``."""
-    dataset = plan.DATASET_TITLE.get(r.dataset, r.dataset)
+    dataset = layouts.DATASET_TITLE.get(r.dataset, r.dataset)
     if r.panel:  # grid cell
         return f"T{r.table} {dataset} CLD α={plan.fmt_num(r.alpha)} β={plan.fmt_num(r.beta)}"
     return f"{dataset} {r.row}"

@@ -21,6 +21,7 @@ import pandas as pd
 from ..atomic import write_text
 from ..errors import UserError
 from ..pipeline import plan
+from . import layouts
 from .format import NO_NUMBER, SYNTHETIC, banner_lines, num
 from .runs_table import read_runs_arg
 from .tables import FLAG, TableFrames, markdown_table, ours_text, summary_counts
@@ -63,7 +64,7 @@ def render_diff(frame: pd.DataFrame, tolerance: float) -> str:
     lines.append(markdown_table(["table", "within / total", "compared", "beyond", "no result",
                                  "paper inside CI / with CI"], body))
     for table_id, part in frame.groupby("table", sort=False):
-        digits = plan.TABLES[table_id].digits
+        digits = layouts.TABLES[table_id].digits
         body = []
         for r in part.to_dict("records"):
             ok = r["status"] == "ok"

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..atomic import atomic_path, write_text
 from ..pipeline import plan
+from . import layouts
 from .format import SYNTHETIC, mark_figure
 from .tables import compute_cells
 
@@ -23,7 +24,7 @@ def figure2_frame(runs: pd.DataFrame, ablations: Iterable[str] = plan.ABLATIONS,
                   allow_mixed: bool = False) -> pd.DataFrame:
     """One row per bar: dataset, variant (``row``), metric, ours_mean, ours_std, n, status, note; a
     bar never combines runs that computed differently (:mod:`.homogeneity`; ``allow_mixed``)."""
-    return compute_cells(plan.figure2_cells(tuple(ablations)), runs, None, tolerance=0.0, allow_mixed=allow_mixed)
+    return compute_cells(layouts.figure2_cells(tuple(ablations)), runs, None, tolerance=0.0, allow_mixed=allow_mixed)
 
 
 def plot_figure2(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> None:
@@ -41,7 +42,7 @@ def plot_figure2(frame: pd.DataFrame, outputs: Iterable[str | os.PathLike]) -> N
     fig, axes = plt.subplots(1, len(plan.FIGURE2_DATASETS), figsize=(13, 4.6), sharey=False)
     width = 0.8 / max(len(variants), 1)
     legend_labels: dict[str, str] = {}
-    for ax, ds, title in zip(axes, plan.FIGURE2_DATASETS, plan.FIGURE2_TITLES):
+    for ax, ds, title in zip(axes, plan.FIGURE2_DATASETS, layouts.FIGURE2_TITLES):
         part = frame[frame["dataset"] == ds]
         ok = part[part["status"] == "ok"]
         ax.set_title(title + (f" ({SYNTHETIC})" if ok["synthetic"].astype(bool).any() else ""))

@@ -16,7 +16,7 @@ from typing import Iterable
 import pandas as pd
 
 from ..atomic import atomic_path
-from ..pipeline import plan
+from . import layouts
 
 #: colour-blind-safe (Okabe–Ito), one per verdict a tested claim can get
 PALETTE = {"holds": "#009E73", "reversed": "#D55E00", "paper effect excluded": "#E69F00",
@@ -28,7 +28,7 @@ PAPER_OFFSET = 0.3
 def forest_frame(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims with a difference to draw, with a short ``label``."""
     shown = claims[claims["verdict"].isin(list(PALETTE)) & claims["diff"].notna()].copy()
-    shown["label"] = [f"{r['claim_id']} {plan.DATASET_TITLE.get(r['dataset'], r['dataset'])} {r['metric']}: "
+    shown["label"] = [f"{r['claim_id']} {layouts.DATASET_TITLE.get(r['dataset'], r['dataset'])} {r['metric']}: "
                       f"{r['a']} vs {r['b']} (n={r['n_a']}/{r['n_b']})" for r in shown.to_dict("records")]
     return shown
 

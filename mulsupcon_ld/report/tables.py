@@ -32,7 +32,9 @@ from ..names import CONTROL_METHOD, NO_LD_METHODS
 from ..paper_numbers import load_paper_numbers
 from ..pipeline import plan
 from .runs_table import metric_column
-from ..pipeline.plan import NA, Cell, fmt_num
+from ..pipeline.plan import NA, fmt_num
+from . import layouts
+from .layouts import Cell
 from .format import SYNTHETIC, banner_lines, num
 from .homogeneity import MIXED, check_cell, cpu_note
 from .stats import mean_ci, paper_vs_ci
@@ -141,7 +143,7 @@ class RunIndex:
         """
         fallback = None
         for scale, synthetic, preset in self.group_order:
-            key = plan.cell_key(cell, scale)
+            key = layouts.cell_key(cell, scale)
             rows = self.rows(self.config_key(key["dataset"], key["method"], key["ablation"], key["alpha"],
                                              key["beta"]), (scale, synthetic, preset))
             if not len(rows):
@@ -176,7 +178,7 @@ def summarise_runs(rows: pd.DataFrame, metric: str) -> dict[str, Any]:
 def cell_label(cell: Cell) -> str:
     """How an error names a cell: ``Table 2, Scene, MulSupCon_CLD, mAP``."""
     where = "Figure 2" if cell.table == "figure2" else f"Table {cell.table}"
-    return f"{where}, {plan.DATASET_TITLE.get(cell.dataset, cell.dataset)}, {cell.row}, {cell.metric}"
+    return f"{where}, {layouts.DATASET_TITLE.get(cell.dataset, cell.dataset)}, {cell.row}, {cell.metric}"
 
 
 def compute_cells(cells: Iterable[Cell], runs: pd.DataFrame, paper: pd.DataFrame | None,
@@ -212,7 +214,7 @@ def compute_cells(cells: Iterable[Cell], runs: pd.DataFrame, paper: pd.DataFrame
                     row["note"] = "not reported in the paper"
             elif len(rows):
                 row["status"] = "unavailable"
-                row["note"] = f"{plan.DATASET_TITLE.get(cell.dataset, cell.dataset)}: {_first_reason(rows)}"
+                row["note"] = f"{layouts.DATASET_TITLE.get(cell.dataset, cell.dataset)}: {_first_reason(rows)}"
             else:
                 row["status"] = "missing"
                 row["note"] = NOT_RUN
@@ -230,8 +232,8 @@ def table_frame(table_id: str, runs: pd.DataFrame, paper: pd.DataFrame | None, t
                 allow_mixed: bool = False) -> pd.DataFrame:
     """Cells of Table ``table_id`` with their rendered text (``ours_text``, ``paper_text`` and both
     in one line, ``text``, for the CSV)."""
-    spec = plan.TABLES[str(table_id)]
-    cells = plan.table_cells(spec.id)
+    spec = layouts.TABLES[str(table_id)]
+    cells = layouts.table_cells(spec.id)
     frame = compute_cells(cells, runs, paper, tolerance, allow_mixed)
     notes = Footnotes()
     texts = [cell_texts(r, spec.digits, notes) for r in frame.to_dict("records")]
@@ -324,7 +326,7 @@ def summary_counts(frame: pd.DataFrame) -> dict[str, int]:
             "with_ci": int((ci != "").sum()), "consistent": int((ci == "consistent").sum())}
 
 
-def _preamble(spec: plan.TableSpec, frame: pd.DataFrame, tolerance: float) -> list[str]:
+def _preamble(spec: layouts.TableSpec, frame: pd.DataFrame, tolerance: float) -> list[str]:
     ran = frame[frame["status"] == "ok"]
     lines = [f"# {spec.title} (regenerated)", "", f"> Paper: {spec.caption}", ""]
     lines += banner_lines(bool(ran["synthetic"].astype(bool).any()), ran["scale"], "cells")
@@ -343,7 +345,7 @@ def _preamble(spec: plan.TableSpec, frame: pd.DataFrame, tolerance: float) -> li
 
 def render_markdown(table_id: str, frame: pd.DataFrame, tolerance: float) -> str:
     """The table as markdown, in the paper's layout (rows, columns and metric blocks)."""
-    spec = plan.TABLES[str(table_id)]
+    spec = layouts.TABLES[str(table_id)]
     lines = _preamble(spec, frame, tolerance)
     if spec.kind == "main":
         lines += _render_main(spec, frame)
@@ -363,7 +365,7 @@ def _sub_header(titles: Iterable[str]) -> list[str]:
     return [f"{t} {side}" for t in titles for side in ("ours", "paper")]
 
 
-def _render_main(spec: plan.TableSpec, frame: pd.DataFrame) -> list[str]:
+def _render_main(spec: layouts.TableSpec, frame: pd.DataFrame) -> list[str]:
     """One markdown table per metric (the paper prints two side by side), each dataset split into
     an ``ours`` and a ``paper`` sub-column."""
     cells = {(r["row"], r["metric"], r["dataset"]): (r["ours_text"], r["paper_text"])
@@ -380,7 +382,7 @@ def _render_main(spec: plan.TableSpec, frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _render_grid(spec: plan.TableSpec, frame: pd.DataFrame) -> list[str]:
+def _render_grid(spec: layouts.TableSpec, frame: pd.DataFrame) -> list[str]:
     other = "β" if spec.fixed == "alpha" else "α"
     lines: list[str] = []
     for p, fixed_value in enumerate(plan.PAPER_GRID):
