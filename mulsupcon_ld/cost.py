@@ -12,7 +12,8 @@ names the machine, commit and load), per class of machine (:func:`cpu_rates`: th
   ``vector_pretrain_ms_per_iter`` holds the dataset's own measured iteration for the lane (CLD at
   its paper batch and queue, queue full; ``benchmarks/bench_shapes.py``), pretraining is that time
   the iterations instead: the FLOP model counts the similarity products only and misses the label
-  products of many-label shapes (Delicious: 2.7x too low).
+  products of many-label shapes (far too low at Delicious'; docs/performance.md, "Measured
+  iterations in the cost model").
 * image (ResNet-50 at 224 px, 4.1 GMAC forward): on CUDA the measured end-to-end milliseconds per
   batch-128 iteration (one H100, loader included); on CPU the FLOPs over the measured fp32
   matrix-product peak (a lower bound: convolutions do not reach it).

@@ -2,9 +2,10 @@
 
 The CPU path (:func:`mulsupcon_ld.transforms.simclr_transform`, in DataLoader workers) crops,
 flips and jitters each PIL image. On a GPU that loader cannot keep up with the compiled ResNet-50
-step (issue 10: 1,412 vs 2,995 images/s on one H100). The device path splits the work: workers
-only decode and resize the whole image to a fixed ``S × S`` uint8 tensor (``precrop_size``, aspect
-not kept) and report its original ``(H, W)``; here, on the device, each sample gets
+step (issue 10; docs/performance.md, "SimCLR views on the device"). The device path splits the
+work: workers only decode and resize the whole image to a fixed ``S × S`` uint8 tensor
+(``precrop_size``, aspect not kept) and report its original ``(H, W)``; here, on the device, each
+sample gets
 
 1. a random resized crop, drawn exactly as ``v2.RandomResizedCrop.make_params`` draws it in the
    **original** image's pixel grid (scale ``CROP_SCALE``, log-uniform aspect in (3/4, 4/3), ten

@@ -13,12 +13,14 @@ validation against the reference that made it the default):
   another (:class:`_ReLUDropout`). The reference's four nodes and about ten element-wise passes
   per block become one node and three passes; no gradient is computed for the network's input.
 * Dropout masks from 16 random bits per element. ``nn.Dropout`` draws one Bernoulli per element
-  (``bernoulli_``, ~5-7 ns per element on one core); here one 64-bit ``random_`` word gives four
+  (``bernoulli_``, a visible share of a small MLP's step; docs/performance.md, "Dropout masks from
+  16 random bits"); here one 64-bit ``random_`` word gives four
   16-bit integers, kept iff ``u >= round(p * 2^16) - 2^15``, so P(dropped) = ``round(p * 65536) /
   65536`` (0.2 -> 0.199997). Kept values are scaled by ``1 / (1 - p)`` as ``nn.Dropout`` does, and
   the bits come from torch's global generator (checkpoints and resume keep working as before).
 * AdamW with ``fused=True``: one kernel over all parameters instead of a Python loop of ~10 ops
-  per parameter (equal up to the last ulp; measured 3.2 -> 0.35 ms for the MLP's step).
+  per parameter (equal up to the last ulp; many times faster for the MLP's step: docs/performance.md,
+  "Fused AdamW").
 * The momentum update as one ``_foreach_lerp_`` (one pass instead of two; equal up to rounding).
 
 The fused blocks give the same numbers as ReLU then :func:`fast_dropout` module by module (tested:
@@ -50,8 +52,8 @@ _LEVELS = 1 << _BITS          # integers in [-2^15, 2^15) after viewing int64 wo
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
     """A float32 ``shape`` tensor of 1 (kept, probability ``1 - round(p 2^16) / 2^16``) and 0.
 
-    Float, not bool: on CPU a comparison to bool and a product with a bool tensor each cost about
-    five float passes (measured 47 and 57 us vs 6-12 us for a 128 x 512 pass). Under
+    Float, not bool: on CPU a comparison to bool and a product with a bool tensor each cost several
+    float passes (docs/performance.md, "Float dropout masks"). Under
     ``torch.compile`` (which cannot trace the in-place ``random_``) the mask is ``rand >= p``:
     compiled code draws its own random numbers anyway, and P(dropped) is then exactly ``p``."""
     if torch.compiler.is_compiling():
@@ -262,7 +264,8 @@ def momentum_update_(key_params: list[torch.Tensor], query_params: list[torch.Te
 
 def bf16_cpu_note(precision: str, device: torch.device) -> str | None:
     """A warning line when ``precision="bf16"`` runs on a CPU without native bf16 products
-    (AVX512-BF16 or AMX, as oneDNN reports): there bf16 is emulated, ~8x slower than fp32."""
+    (AVX512-BF16 or AMX, as oneDNN reports): there bf16 is emulated, much slower than fp32
+    (docs/performance.md, "A warning for bf16 without native support")."""
     if precision != "bf16" or device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return None
     return ("warning: precision=bf16 on a CPU without AVX512-BF16/AMX: bf16 products are emulated here, "

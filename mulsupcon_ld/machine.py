@@ -1,10 +1,11 @@
 """What this machine computes fast: its CPU model, the instruction sets that decide the bf16 rate,
 and the measured matrix-product peak.
 
-The project's machines change from day to day (an Intel Xeon with AMX: bf16 products ~5x fp32; an AMD
-Zen 3 without native bf16: ~8x *slower*; an AMD Zen 4 with AVX512-BF16: ~2.2x faster), so nothing
-here is hard-coded: :func:`cpu_facts` reads ``/proc/cpuinfo`` and asks oneDNN, :func:`matmul_peak`
-measures. :func:`isa_class` names the class of machine the cost tables are keyed by.
+The project's machines change from day to day (an Intel Xeon with AMX: bf16 products much faster than
+fp32; an AMD Zen 3 without native bf16: much *slower*; an AMD Zen 4 with AVX512-BF16: faster;
+docs/performance.md, "bf16 measured per machine and shape"), so nothing here is hard-coded:
+:func:`cpu_facts` reads ``/proc/cpuinfo`` and asks oneDNN, :func:`matmul_peak` measures.
+:func:`isa_class` names the class of machine the cost tables are keyed by.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def cpu_description() -> str:
 def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
     """GFLOP/s of an ``n x n`` matrix product in ``dtype`` (best of ``rounds``), the better of the two
     operand layouts ``a @ b`` and ``a @ b.T`` (nn.Linear's; without AVX512-BF16 or AMX, CPU bf16
-    products take a slow path that depends on the layout: 0.3 vs 9.7 GFLOP/s on an AVX2 machine)."""
+    products take a slow path that depends on the layout, one layout far slower than the other;
+    docs/performance.md, "matmul_peak: the better of two layouts")."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     best = float("inf")
     for product in (lambda: a @ b, lambda: a @ b.t()):

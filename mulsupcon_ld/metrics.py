@@ -181,8 +181,8 @@ def _ap_per_label(s: np.ndarray, y: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
             # nothing is expected here (no-positive labels are excluded); keep the user's stderr clean
             warnings.simplefilter("ignore")
-            # C-ordered uint8: scikit-learn's per-column loop is ~15x slower on a bool matrix or
-            # on the Fortran-ordered arrays that y[:, mask] produces (Delicious: 0.5 s vs 9 s)
+            # C-ordered uint8: scikit-learn's per-column loop is far slower on a bool matrix or on the
+            # Fortran-ordered arrays that y[:, mask] produces (docs/performance.md, "AP on C-ordered uint8 labels")
             yc = np.ascontiguousarray(y[:, has_pos], dtype=np.uint8)
             sc = np.ascontiguousarray(s[:, has_pos])
             ap[has_pos] = average_precision_score(yc, sc, average=None)
@@ -209,10 +209,11 @@ def tracking_map(scores, labels) -> float:
 
     Equal to :func:`mean_average_precision` (scikit-learn's ``average_precision_score``: one
     threshold per distinct score, AP = sum over thresholds of (R_t - R_{t-1}) P_t) up to float
-    summation order, but one sort of all columns at once instead of scikit-learn's per-column loop:
-    Delicious' validation split (2,584 x 983) takes ~0.2 s instead of ~2 s, which the 100 fine-tuning
-    epochs of every run paid. Written by hand for that reason; tests/test_metrics.py checks it
-    against scikit-learn, ties included. Reported metrics keep scikit-learn (:func:`compute_metrics`).
+    summation order, but one sort of all columns at once instead of scikit-learn's per-column loop,
+    many times slower on Delicious' validation split (2,584 x 983), a cost the 100 fine-tuning epochs
+    of every run paid (docs/performance.md, "Tracking mAP in one sort"). Written by hand for that
+    reason; tests/test_metrics.py checks it against scikit-learn, ties included. Reported metrics keep
+    scikit-learn (:func:`compute_metrics`).
     """
     s, y = _validated(scores, labels)
     n = y.shape[0]

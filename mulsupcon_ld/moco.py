@@ -21,8 +21,9 @@ not divide the queue size wraps around (the tail of the batch goes to the head o
 MulSupCon asserts divisibility instead. A batch larger than the queue keeps its last ``K`` rows.
 
 The loss receives the queue as its own block (:class:`mulsupcon_ld.losses.Queue`), not
-concatenated behind the batch: at Delicious' shape the ``[B + n, C]`` concatenations of labels and
-distributions cost about 7 ms a step on CPU. With many labels on CPU
+concatenated behind the batch: the ``[B + n, C]`` concatenations would copy the queue's labels and
+distributions every step, a cost that shows at Delicious' shape on CPU (docs/performance.md, "The
+queue as its own loss block"). With many labels on CPU
 (:func:`mulsupcon_ld.losses.use_label_lists`) the label queue is also kept as padded label lists,
 built for each batch at enqueue; they are derived data (not in the state dict), rebuilt from
 ``Q_ll`` after ``load_state_dict``.

@@ -1,10 +1,11 @@
 """``precision="auto"``: bf16 autocast where this CPU computes bf16 natively *and* a short calibration
 in the same process shows the run's own pretraining iteration faster in bf16; fp32 otherwise.
 
-Why measured, not fixed: on the project's machines bf16 ranges from ~8x slower than fp32 (AMD Zen 3,
-emulated) to ~5x faster on the matrix products alone (Intel AMX), and on the small MLPs the products
-are a minority of the step: on the AMX machine Yeast's step is *slower* in bf16 (casts, 12.4 vs 9.4 ms)
-while Delicious' 983-label loss is product-bound. So the choice is per machine *and* shape.
+Why measured, not fixed: on the project's machines bf16 ranges from much slower than fp32 (AMD Zen 3,
+emulated) to much faster on the matrix products alone (Intel AMX), and on the small MLPs the products
+are a minority of the step: on the AMX machine Yeast's step is *slower* in bf16 (the casts) while
+Delicious' 983-label loss is product-bound. So the choice is per machine *and* shape
+(docs/performance.md, "bf16 measured per machine and shape").
 
 Rules (:func:`decide`, tested with faked capabilities):
 
@@ -20,18 +21,19 @@ Rules (:func:`decide`, tested with faked capabilities):
   :data:`CALIBRATION_ROUNDS` alternating rounds, the median of each; bf16 only if at least
   :data:`AUTO_MARGIN` times faster, so that timing noise near a tie keeps fp32.
 
-Measured robustness (Yeast, batch 64, on the Intel AMX machine with two training runs on its two
-cores, i.e. oversubscribed): wall-clock time and the best of 3 rounds gave bf16/fp32 rate ratios from
-0.54 to 1.70 in repeated calls (quiet: 0.88-1.02), choosing bf16 by accident; this process's CPU time
+Why CPU time and a median: on an oversubscribed machine (Yeast, batch 64, on the Intel AMX machine
+with two training runs on its two cores), wall-clock time and the best of 3 rounds spread Yeast's
+bf16/fp32 rate ratio widely over repeated calls, choosing bf16 by accident; this process's CPU time
 (with one torch thread the products run on the calling thread, so time spent waiting for a core is
-not counted) and the median of 5 rounds gave 0.74-0.98, fp32 every time.
+not counted) and the median of 5 rounds chose fp32 every time (docs/performance.md, "Calibration in
+CPU time, median of rounds").
 
 The choice and both rates go into ``metrics.json`` (``precision``) and into ``OUT/precision.json``
 at the first decision, which a resumed or later phase of the same run reuses: one run never mixes
 precisions. ``--set precision=fp32|bf16`` pins it (the hashes keep the requested value, ``auto``).
 
-The calibration costs 3 s for a Yeast run and 6 s for a Scene run (about 8% of a paper-budget Yeast run
-of 40 s), and a cell of Table 2 runs ten seeds of one shape: so its two rates are kept
+The calibration is a noticeable share of a short paper-budget run (docs/performance.md, "Calibration
+cache"), and a cell of Table 2 runs ten seeds of one shape: so its two rates are kept
 (:func:`cached_calibration`, ``~/.cache/mulsupcon_ld/calibrations.json`` or
 ``$MULSUPCON_CALIBRATION_CACHE``, ``off`` for none) under the CPU model, the torch version, the code's commit,
 the thread count, the method and every setting (:func:`calibration_key`), and a later run with the same key
@@ -65,8 +67,8 @@ from .run_settings import RunSettings
 from .settings import BF16_VALIDATED
 
 #: bf16 must be at least this much faster than fp32 in the calibration to be chosen. 1.2, not 1.1:
-#: with two runs on the AMX machine's two cores, Yeast's calibration (quiet: 0.88-1.02) read 0.74-1.17,
-#: Scene's (bf16 really faster: pretraining 46 vs 54 s and 35 vs 45 s) 1.26-1.27
+#: on a loaded machine Yeast's calibration (bf16 not faster when quiet) read above 1.1, while Scene's
+#: (bf16 really faster) stayed above 1.2 (docs/performance.md, "The bf16 margin (AUTO_MARGIN)")
 AUTO_MARGIN = 1.2
 #: the calibration's timed iterations per call (marginal cost of an iteration: calls of k and 3k)
 CALIBRATION_ITERS = 8

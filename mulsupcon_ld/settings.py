@@ -229,16 +229,16 @@ def table_settings(dataset: str) -> dict[str, Any]:
                                          # it faster and the dataset is in BF16_VALIDATED (precision.py). auto is
                                          # resolved before the run is hashed and recorded (experiment.py)
         "flush_denormal": True,          # ours: torch.set_flush_denormal at the process edge: subnormal floats
-                                         # (< 1.2e-38) become 0. Without it Delicious' CLD backward grew from 17 to
-                                         # 214 ms per step as training went on (MKL sgemm on subnormal gradients;
-                                         # docs/method.md, "Subnormal numbers"); false = the IEEE arithmetic of
-                                         # runs before this setting (the snapshot's)
+                                         # (< 1.2e-38) become 0. Without it Delicious' CLD backward slowed many-fold
+                                         # in training (MKL sgemm on subnormal gradients; docs/method.md, "Subnormal
+                                         # numbers"; docs/performance.md, "flush_denormal on by default"); false =
+                                         # the IEEE arithmetic of runs before this setting (the snapshot's)
         "checkpoint_every": 1,           # epochs between resumable checkpoints in OUT/state/ …
         "checkpoint_seconds": 30,        # … and at least these seconds apart (0: every `checkpoint_every`
-                                         # epochs): a Yeast epoch is ~0.1 s, its checkpoint ~25 ms; a paper-budget
-                                         # Yeast run took 53-55 s with one per epoch, 41-42 s with this
-                                         # (docs/workflow.md, "Checkpoints"; train.CheckpointClock); the last
-                                         # epoch is always written
+                                         # epochs): a small dataset's epoch is short, so a checkpoint at every
+                                         # epoch was a large share of a run (docs/performance.md, "Checkpoints
+                                         # by time"; docs/workflow.md, "Checkpoints"; train.CheckpointClock); the
+                                         # last epoch is always written
         "log_every": 10,                 # epochs between plain progress lines when stderr is not a tty
     }
 

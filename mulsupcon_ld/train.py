@@ -178,8 +178,9 @@ class CheckpointClock:
     """When an epoch end writes the resumable checkpoint: every ``every`` epochs, once ``seconds`` have
     passed since the last write (or the phase's start), and always after the last epoch. Checkpoints
     never change the numbers (the RNG states are in them), so this trades only the work a killed job
-    redoes (at most ``seconds`` plus ``every`` epochs) against the writes: Yeast's 7 MB state takes
-    about 12 ms to write and an epoch of its pretraining about 0.1 s."""
+    redoes (at most ``seconds`` plus ``every`` epochs) against the writes: writing Yeast's 7 MB state
+    takes a sizeable fraction of one of its short pretraining epochs (docs/performance.md,
+    "Checkpoints by time")."""
 
     def __init__(self, every: int, seconds: float):
         self.every, self.seconds = every, float(seconds)

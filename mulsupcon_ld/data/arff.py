@@ -370,8 +370,8 @@ def read_mulan(arff_path: str | os.PathLike, xml_path: str | os.PathLike
             lv = vals[~f]
             if not ((lv == 0) | (lv == 1)).all():
                 raise UserError(f"{arff_path}: label attributes hold values other than 0/1")
-            # values cast to the target dtype first: np.put/fancy assignment with a dtype
-            # conversion is ~20x slower on millions of entries
+            # values cast to the target dtype first: np.put/fancy assignment with a dtype conversion
+            # is far slower on millions of entries (docs/performance.md, "ARFF values cast before assignment")
             x[rows[f], col_of[idx[f]]] = vals[f].astype(np.float32)
             y[rows[~f], lab_of[idx[~f]]] = lv.astype(np.uint8)
             if np.isinf(vals[f]).any():

@@ -93,8 +93,8 @@ class ImageDataset(torch.utils.data.Dataset):
         row = int(self.index[i])
         if self.arrays is not None:            # in-memory uint8 images (synthetic stand-ins)
             a = self.arrays[row]
-            if a.shape[0] == 3 and a.shape[-1] != 3:  # CHW → HWC; PIL ops are ~8x faster than tensor ones
-                a = a.transpose(1, 2, 0)
+            if a.shape[0] == 3 and a.shape[-1] != 3:  # CHW → HWC; PIL ops are much faster than tensor
+                a = a.transpose(1, 2, 0)              # ones (docs/performance.md, "In-memory images as HWC")
             return Image.fromarray(np.ascontiguousarray(a), "RGB")
         return self.store.image(row, draft=self._draft)  # type: ignore[union-attr]
 

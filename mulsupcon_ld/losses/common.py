@@ -41,6 +41,7 @@ def _safe_inv(n: torch.Tensor) -> torch.Tensor:
 
 def _sqnorm(x: torch.Tensor, one_pass: bool = False) -> torch.Tensor:
     """Row-wise squared norm without a full-size temporary. ``one_pass`` (the many-label path):
-    ``vector_norm(...)^2``, since ``einsum("kc,kc->k")`` runs as K batched dot products on CPU
-    (10 ms instead of 0.5 ms for 4096 x 983); otherwise the einsum, the arithmetic of earlier commits."""
+    ``vector_norm(...)^2``, since ``einsum("kc,kc->k")`` runs as K batched dot products on CPU, far
+    slower at the queue's shape (docs/performance.md, "One-pass squared norms"); otherwise the einsum,
+    the arithmetic of earlier commits."""
     return torch.linalg.vector_norm(x, dim=1).square() if one_pass else torch.einsum("kc,kc->k", x, x)

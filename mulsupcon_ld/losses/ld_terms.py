@@ -124,7 +124,7 @@ def _g_term(w: torch.Tensor, dq: torch.Tensor, dd: torch.Tensor, dk: torch.Tenso
     |d_i|^2 sum_p w_ip + sum_p w_ip |d_p|^2 - 2 d_i . sum_p w_ip d_p with one
     ``(B x n) . (n x (C + 2))`` product (``dd`` = |d_i|^2 [B], ``nd`` = |d_p|^2 [n, 1]); ``many``
     (the many-label path) takes ``w @ dk`` and the two sums apart instead, saving the ``[n, C + 2]``
-    copy of the queue's distributions per step (~1.4 ms at Delicious' shape);
+    copy of the queue's distributions per step (docs/performance.md, "G without the queue copy");
     ``w`` [B] is the diagonal block (key p = i only, ``dk`` [B, C] aligned with ``dq``).
     """
     if w.dim() == 1:

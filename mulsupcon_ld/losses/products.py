@@ -16,7 +16,8 @@ _SPARSE_LABEL_MAX_DENSITY = 0.25
 
 def _nnz(t: torch.Tensor) -> int:
     """The number of nonzeros, to choose the sparse or dense path before paying for ``nonzero()``
-    (about 10x the count at Yeast's shape, and wasted where the dense path is taken)."""
+    (many times the count's cost at Yeast's shape, and wasted where the dense path is taken;
+    docs/performance.md, "Counting nonzeros first")."""
     return int(torch.count_nonzero(t))
 
 

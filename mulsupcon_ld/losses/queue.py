@@ -12,9 +12,8 @@ from .products import _label_sums, label_overlap
 # From this many labels on, the MoCo label queue is also kept as padded label lists (``Queue.lists``,
 # built once per key at enqueue): the label products over the queue then read the ~nnz(Q_ll) list
 # entries instead of finding the nonzeros of the dense ``n x C`` queue every iteration, which on CPU
-# costs more than the whole rest of the loss at Delicious' shape (``torch.nonzero`` of 4096 x 983:
-# about 10 ms; the two list products: about 2.5 ms; benchmarks/results/bench_delicious_cpu.jsonl).
-# Below it (Yeast 14, Scene 6 labels) the dense path is cheap and keeps its arithmetic.
+# costs more than the whole rest of the loss at Delicious' shape (docs/performance.md, "Label lists
+# for many labels"). Below it (Yeast 14, Scene 6 labels) the dense path is cheap and keeps its arithmetic.
 LIST_MIN_LABELS = 64
 
 
@@ -40,7 +39,8 @@ def label_lists(labels: torch.Tensor, width: int = 0) -> torch.Tensor:
 @dataclass(frozen=True)
 class Queue:
     """The MoCo queue as its own block of A(i), so that the batch and the queue are never concatenated
-    (at Delicious' shape the ``[B + n, C]`` concatenations of labels and distributions cost ~7 ms a step).
+    (the ``[B + n, C]`` concatenations would copy the queue's labels and distributions every step;
+    docs/performance.md, "The queue as its own loss block").
 
     ``keys`` [n, d] (Q), ``labels`` [n, C] (Q_ll, 0/1), ``dist`` [n, C] (Q_ld; ``None`` for MulSupCon),
     ``lists``: ``label_lists(labels)`` kept by :class:`mulsupcon_ld.moco.MoCo` when
@@ -101,7 +101,8 @@ class _ListLabels:
     def _bag(self, a: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """``a @ r.T`` as ``[B, n]`` (a transposed view), r the 0/1 labels or ``weights`` on them."""
         table = torch.cat([a.detach().t(), a.new_zeros(1, a.shape[0])])      # row C: the pad's zeros
-        # no padding_idx: the pad row is zero anyway, and padding_idx takes a 10x slower kernel
+        # no padding_idx: the pad row is zero anyway, and padding_idx takes a much slower kernel
+        # (docs/performance.md, "embedding_bag without padding_idx")
         return F.embedding_bag(self.lists, table, mode="sum", per_sample_weights=weights).t()
 
     def overlap(self, a: torch.Tensor) -> torch.Tensor:
