@@ -108,7 +108,7 @@ def test_workflow_start_line_survives_a_bad_measurements_file(monkeypatch):
     saying why, and the workflow goes on."""
     monkeypatch.setattr(cost, "measurements", lambda: {"cpu": {}, "cuda": {}})
     config = yaml.safe_load(Path(CONFIG).read_text())
-    lines = pipeline_cost.start_lines(["paper_tables/table2.md"], config)
+    lines = pipeline_cost.start_lines(["paper_tables/table2.md"], plan.RunConfig.from_config(config))
     assert len(lines) == 1 and lines[0].startswith("cost: no estimate (KeyError")
 
 

@@ -15,8 +15,9 @@ import pytest
 
 from mulsupcon_ld import arithmetic as arithmetic_mod
 from mulsupcon_ld.cli import main as cli_main
-from mulsupcon_ld.pipeline import jobs, plan
-from mulsupcon_ld.report import aggregate, diff, runs_table, tables
+from mulsupcon_ld.pipeline import config as wfconfig, jobs, plan
+from mulsupcon_ld.report import aggregate, diff, layouts, runs_table, tables
+from mulsupcon_ld.run_settings import resolve_settings
 from mulsupcon_ld.pipeline.plan import RunConfig, RunKey
 
 METRICS = plan.METRICS
@@ -33,7 +34,7 @@ def record(dataset, method, seed, value, *, alpha=None, beta=None, ablation="non
     arithmetic is :data:`ARITHMETIC` updated with ``arithmetic``, and its cell key is computed from
     both, as a run's is."""
     if method not in plan.NO_LD_METHODS and alpha is None:
-        alpha, beta = plan.default_alpha_beta(dataset)
+        alpha, beta = layouts.default_alpha_beta(dataset)
     metrics = {m: per_metric.get(m, value) for m in METRICS}
     arith = {**ARITHMETIC, **(arithmetic or {})}
     config = {"dataset": dataset, "method": method, "seed": seed, "alpha": alpha, "beta": beta,
@@ -73,7 +74,7 @@ def cell(frame, **where):
 
 
 def test_run_plan_counts_and_dedupe():
-    rc = RunConfig(datasets=tuple(plan.DATASET_TITLE), kinds={})
+    rc = RunConfig(datasets=tuple(layouts.DATASET_TITLE))
     counts = {t: len(plan.runs_for_target(t, rc)) for t in plan.TABLE_IDS + ("figure2", "all")}
     # 5 vector datasets × 5 methods (3 + our bce and asl controls) × 5 seeds; 4 image datasets × 4 × 1 seed
     # (ASL (ours) is a row of Tables 2–3 only); 16 grid cells × seeds
@@ -83,7 +84,7 @@ def test_run_plan_counts_and_dedupe():
     assert counts["figure2"] == 4 * 5 + 4 * 1
     # shared: Table 2's CLD run on Scene = grid cell at the default α, β = Figure 2's full CLD
     # (and likewise on PASCAL), so the union is smaller than the sum
-    assert plan.fmt_num(plan.default_alpha_beta("scene")[0]) in map(plan.fmt_num, plan.PAPER_GRID)
+    assert plan.fmt_num(layouts.default_alpha_beta("scene")[0]) in map(plan.fmt_num, plan.PAPER_GRID)
     assert counts["all"] == 125 + 16 + (80 - 5) + (16 - 1) + 3 * 5 + 3 * 1 == 249
     main_cld = {k for k in plan.runs_for_target("2", rc) if k.dataset == "scene" and k.method == "cld"}
     assert main_cld <= set(plan.runs_for_target("5", rc))
@@ -122,12 +123,12 @@ def test_config_strings_from_the_command_line_are_coerced():
         "image_seeds": {"type": ["array", "null"], "items": {"type": "integer"}},
         "resources": {"type": "object", "properties": {"vector": {"type": "object", "properties": {
             "threads": {"type": "integer"}}}}}}}
-    got = plan.coerce_config({"seeds": ["0", "1"], "alphas": ["0.1", "1"], "raw_dir": "null",
+    got = wfconfig.coerce_config({"seeds": ["0", "1"], "alphas": ["0.1", "1"], "raw_dir": "null",
                               "image_seeds": "[0, 2]", "resources": {"vector": {"threads": "4"}},
                               "other": "x"}, schema)
     assert got == {"seeds": [0, 1], "alphas": [0.1, 1.0], "raw_dir": None, "image_seeds": [0, 2],
                    "resources": {"vector": {"threads": 4}}, "other": "x"}
-    assert plan.coerce_config({"raw_dir": "../shared/data"}, schema) == {"raw_dir": "../shared/data"}
+    assert wfconfig.coerce_config({"raw_dir": "../shared/data"}, schema) == {"raw_dir": "../shared/data"}
 
 
 # ------------------------------------------------------------------------------------- tables
@@ -341,7 +342,8 @@ def test_unavailable_data_is_passed_on_without_running(tmp_path):
     assert jobs.read_status(prepared)["status"] == "unavailable"
     out = tmp_path / "metrics.json"
     key = RunKey("bookmarks", "rld", "none", "0.1", "1", 2, "smoke", False)
-    rec = jobs.train_job(key, str(prepared), str(out), str(tmp_path / "train.log"))
+    rec = jobs.train_job(key, resolve_settings(key.dataset, key.scale), str(prepared), str(out),
+                         str(tmp_path / "train.log"))
     assert json.loads(out.read_text()) == rec
     assert rec["metrics"] is None and rec["reason"] == "dataset not available: files absent"
     assert rec["alpha"] == 0.1 and rec["seed"] == 2
@@ -361,4 +363,4 @@ def test_figure2(tmp_path):
     assert (scene["status"] == "ok").all() and (scene["n"] == 2).all()
     assert (frame.loc[frame["dataset"] == "pascal", "status"] == "missing").all()
     csv = pd.read_csv(tmp_path / "f.csv")
-    assert set(csv["variant"]) == set(plan.ABLATION_LABEL.values()) and len(csv) == 2 * 4 * 6
+    assert set(csv["variant"]) == set(layouts.ABLATION_LABEL.values()) and len(csv) == 2 * 4 * 6

@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 
 from mulsupcon_ld.pipeline import jobs, plan, summary
+from mulsupcon_ld.run_settings import resolve_settings
 
 RC = plan.RunConfig(datasets=("pascal", "nuswide", "coco"), methods=("cld", "mulsupcon"), seeds=(0,),
                     image_seeds=(0,), alphas=(1.0,), betas=(0.001,), ablations=("none",), scale="smoke")
+
+
+def _settings(key: plan.RunKey):
+    """A run's dataset's settings, as the workflow resolves them (plan.RunConfig)."""
+    return resolve_settings(key.dataset, key.scale, key.preset)
 
 
 def _write(root: Path, rel: str, record: dict) -> None:
@@ -64,17 +70,18 @@ def test_an_image_run_at_paper_scale_without_cuda_is_unavailable_not_a_failed_jo
     prepared.write_text(json.dumps({"status": "ok"}))
     key = plan.RunKey("pascal", "cld", "none", "1", "0.001", 0, "paper", False)
     out, log = tmp_path / "metrics.json", tmp_path / "train.log"
-    record = jobs.train_job(key, str(prepared), str(out), str(log))
+    record = jobs.train_job(key, _settings(key), str(prepared), str(out), str(log))
     assert record["status"] == "unavailable" and "needs a GPU" in record["reason"]
     assert summary.reason_group(record["reason"]) == "needs CUDA"
     assert json.loads(out.read_text()) == record and log.read_text().startswith("# not run: not run on this machine")
     out.unlink()
     with pytest.raises(RuntimeError, match="strict=true"):
-        jobs.train_job(key, str(prepared), str(out), str(log), strict=True)
+        jobs.train_job(key, _settings(key), str(prepared), str(out), str(log), strict=True)
     assert not out.exists()
     # an explicit --device cpu, or smoke scale, is the override: the run starts
-    assert jobs.cpu_refusal(key, "cpu") == "" and jobs.cpu_refusal(plan.RunKey(
-        "pascal", "cld", "none", "1", "0.001", 0, "smoke", False), None) == ""
+    smoke = plan.RunKey("pascal", "cld", "none", "1", "0.001", 0, "smoke", False)
+    assert jobs.cpu_refusal(key, _settings(key), "cpu") == ""
+    assert jobs.cpu_refusal(smoke, _settings(smoke), None) == ""
 
 
 def test_workflow_hotpath_reaches_the_runs_that_pretrain_an_mlp(tmp_path, monkeypatch):
@@ -94,14 +101,14 @@ def test_workflow_hotpath_reaches_the_runs_that_pretrain_an_mlp(tmp_path, monkey
             plan.RunKey("yeast", "bce", "none", "na", "na", 5, "paper", False),
             plan.RunKey("pascal", "cld", "none", "1", "0.001", 0, "smoke", False)]
     for i, key in enumerate(keys):
-        jobs.train_job(key, str(prepared), str(tmp_path / f"m{i}.json"), str(tmp_path / f"l{i}.log"),
+        jobs.train_job(key, _settings(key), str(prepared), str(tmp_path / f"m{i}.json"), str(tmp_path / f"l{i}.log"),
                        hotpath="reference")
     sets = [a[a.index("--set") + 1] if "--set" in a else None for a in calls]
     assert sets == ["pretrain.hotpath=reference", None, None]
-    jobs.train_job(keys[0], str(prepared), str(tmp_path / "m9.json"), str(tmp_path / "l9.log"))
+    jobs.train_job(keys[0], _settings(keys[0]), str(prepared), str(tmp_path / "m9.json"), str(tmp_path / "l9.log"))
     assert "--set" not in calls[-1]
     for i, key in enumerate(keys):      # config precision: every run, image runs included
-        jobs.train_job(key, str(prepared), str(tmp_path / f"p{i}.json"), str(tmp_path / f"p{i}.log"),
+        jobs.train_job(key, _settings(key), str(prepared), str(tmp_path / f"p{i}.json"), str(tmp_path / f"p{i}.log"),
                        precision="fp32")
     assert all(a[a.index("--set") + 1] == "precision=fp32" for a in calls[-3:])
 

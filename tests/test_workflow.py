@@ -32,6 +32,8 @@ from prereq import missing
 
 from mulsupcon_ld.names import CONTROL_METHOD
 from mulsupcon_ld.pipeline import plan
+from mulsupcon_ld.report import layouts
+from mulsupcon_ld.run_settings import resolve_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from epoch_gate import gate_env, held_runs  # noqa: E402
@@ -143,7 +145,7 @@ def test_dry_run_job_counts(default_workdir, target):
     counts = job_counts(out.stdout)
     assert counts["train"] == DRY_RUN_TRAIN_JOBS[target]
     # the plan the tables read agrees with the DAG
-    rc = plan.RunConfig.from_config({**_default_config(), "datasets": list(plan.DATASET_TITLE)})
+    rc = plan.RunConfig.from_config({**_default_config(), "datasets": list(layouts.DATASET_TITLE)})
     name = "all" if target == "all" else ("figure2" if "figure2" in target else re.sub(r"\D", "", target))
     assert len(plan.runs_for_target(name, rc)) == counts["train"]
     if target == "all":
@@ -160,7 +162,7 @@ def test_dry_run_preset_in_paths_and_arguments(tmp_path):
     # the preset needs vector data: a config with an image dataset stops before any job
     bad = snakemake(wd, "-n", "paper_tables/table4.md", "--config", "preset=mulsupcon-official",
                     "datasets=[pascal]", check=False)
-    assert bad.returncode != 0 and "vector datasets only" in bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "is for vector datasets" in bad.stdout + bad.stderr   # run_settings' check
 
 
 def _default_config() -> dict:
@@ -175,7 +177,7 @@ IMAGE_DATASETS = ("mirflickr", "nuswide", "coco", "pascal")  # Table 4's columns
 def test_dry_run_table4_every_training_job_asks_for_a_gpu(default_workdir):
     out = snakemake(default_workdir, "-n", "paper_tables/table4.md")
     assert job_counts(out.stdout)["train"] == 16
-    rc = plan.RunConfig.from_config({**_default_config(), "datasets": list(plan.DATASET_TITLE)})
+    rc = plan.RunConfig.from_config({**_default_config(), "datasets": list(layouts.DATASET_TITLE)})
     assert len(plan.runs_for_target("4", rc)) == 16  # the plan the tables read agrees with the DAG
     train = [job for job in job_blocks(out.stdout) if job["rule"] == "train"]
     assert len(train) == 16  # 4 image datasets × 4 methods × image_seeds [0]
@@ -203,22 +205,29 @@ SYNTHETIC_CONFIG = ("--config", "synthetic=true", "scale=smoke", "seeds=[0,1]", 
 
 
 def test_dry_run_prints_cost_line_per_target(tmp_path):
-    """Workflow start (here a dry run): one cost line per requested table target, with the plan's
-    run count and the estimate `mulsupcon-ld cost` gives; other targets get no line."""
+    """Before a run (here a dry run): one cost line per table target the DAG builds, with the plan's
+    run count and the estimate `mulsupcon-ld cost` gives. results/runs.csv needs every run of the
+    config: its line is "all". Lines come in the order snakemake builds the DAG."""
     from mulsupcon_ld.pipeline.cost import table_costs
 
     wd = make_workdir(tmp_path / "wf")
     targets = ("paper_tables/table3.md", "paper_tables/table4.md", "results/runs.csv")
     out = snakemake(wd, "-n", *targets, "--config", "seeds=[0]", "image_seeds=[0]")
-    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("cost: ")]
-    assert len(lines) == 2, out.stderr[-3000:]
+    lines = {ln.split(": ")[1]: ln for ln in out.stderr.splitlines() if ln.startswith("cost: ")}
+    assert sorted(lines) == ["all", "table3", "table4"], out.stderr[-3000:]
     cfg = {**_default_config(), "seeds": [0], "image_seeds": [0]}
-    for line, row in zip(lines, table_costs(list(targets[:2]), cfg, "cuda")):
-        assert line.startswith(f"cost: {row['target']}: {row['runs']} runs, ~{row['cpu_hours']:,.1f} CPU-hours, "
-                               f"~{row['gpu_hours']:,.1f} GPU-hours"), line
-    assert ": 0 runs" not in lines[0] and "~0.0 GPU-hours" not in lines[1]   # table 3 on CPU, table 4 on GPU
-    # runs.csv wants every run of the config, a superset of the two tables' runs
-    assert job_counts(out.stdout)["train"] >= sum(int(ln.split(": ")[2].split()[0]) for ln in lines)
+    for row in table_costs(["table3", "table4", "all"], cfg, "cuda"):
+        assert lines[row["target"]].startswith(
+            f"cost: {row['target']}: {row['runs']} runs, ~{row['cpu_hours']:,.1f} CPU-hours, "
+            f"~{row['gpu_hours']:,.1f} GPU-hours"), lines[row["target"]]
+    assert ": 0 runs" not in lines["table3"] and "~0.0 GPU-hours" not in lines["table4"]  # CPU / GPU
+    assert job_counts(out.stdout)["train"] == int(lines["all"].split(": ")[2].split()[0])
+    # the default target: its total first, then each table's; a data target: no line
+    default = snakemake(wd, "-n", "--config", "seeds=[0]", "image_seeds=[0]")
+    first = next(ln for ln in default.stderr.splitlines() if ln.startswith("cost: "))
+    assert first.startswith("cost: all: ")
+    data = snakemake(wd, "-n", "results/data/yeast/download.json")
+    assert "cost: " not in data.stderr
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +287,7 @@ def test_synthetic_table_cell_and_figure_bar_trace_back_to_runs_csv(synthetic_ru
     t3 = pd.read_csv(wd / "paper_tables/table3.csv")
     (cell,) = t3[(t3["dataset"] == "scene") & (t3["method"] == "MulSupCon_CLD") & (t3["metric"] == "mAP")
                  ].to_dict("records")
-    alpha, beta = map(float, plan.main_alpha_beta("scene", "cld", "smoke"))  # Table 3's CLD run
+    alpha, beta = map(float, plan.main_alpha_beta(resolve_settings("scene", "smoke"), "cld"))  # Table 3's CLD run
     mine = runs[(runs["dataset"] == "scene") & (runs["method"] == "cld") & (runs["ablation"] == "none")
                 & (runs["alpha"] == alpha) & (runs["beta"] == beta)]
     assert sorted(mine["seed"]) == [0, 1]
@@ -452,7 +461,7 @@ def test_killed_training_job_resumes(tmp_path):
     wd = make_workdir(tmp_path / "wf")
     config = ("--config", "synthetic=true", "scale=smoke", "seeds=[0]", "datasets=[yeast]", "methods=[cld]")
     args = [sys.executable, "-m", "snakemake", "--cores", "2", "paper_tables/table3.md", *config]
-    key = plan.RunKey("yeast", "cld", "none", *plan.main_alpha_beta("yeast", "cld", "smoke"), 0,
+    key = plan.RunKey("yeast", "cld", "none", *plan.main_alpha_beta(resolve_settings("yeast", "smoke"), "cld"), 0,
                       "smoke", True)
     state = wd / key.state_dir
     # the gate (tests/epoch_gate.py) holds the job after its first pretraining checkpoint, so the
@@ -488,8 +497,6 @@ def test_killed_training_job_resumes(tmp_path):
     assert "resuming from the state of an earlier attempt" in log
     result = json.loads((wd / key.result).read_text())
     assert result["training"]["pretrain"]["loss"][0] == SENTINEL  # the killed attempt's epochs were kept
-    from mulsupcon_ld.run_settings import resolve_settings
-
     assert len(result["training"]["pretrain"]["loss"]) == resolve_settings("yeast", "smoke").pretrain.epochs
     cells = pd.read_csv(wd / "paper_tables/table3.csv")
     assert (cells.loc[cells["dataset"] == "yeast", "status"].isin(["ok", "missing"])).all()

@@ -16,19 +16,22 @@ from ..cost import RunCost, cpu_rates, measurements, run_cost
 from ..errors import UserError
 from ..machine import isa_class
 from ..names import NO_PRETRAIN_METHODS
-from ..run_settings import resolve_settings
 from . import plan
 
 
 def table_costs(targets: list[str], config: dict[str, Any], device: str, precision: str | None = None,
                 hotpath: str | None = None, isa: str | None = None) -> list[dict]:
     """Per target: runs, and CPU- or GPU-hours (image runs on ``device``, vector runs on CPU in
-    ``precision`` and the pretraining lane ``hotpath``; None: the settings' default). Each run is
-    costed with its own resolved settings: scale and preset of the config included; CPU rates of the
-    class ``isa`` (default: this machine's)."""
-    overrides = ((() if precision is None else (f"precision={precision}",))
-                 + (() if hotpath is None else (f"pretrain.hotpath={hotpath}",)))
-    rc = plan.RunConfig.from_config(config)
+    ``precision`` and the pretraining lane ``hotpath``; None: the config's, else the settings'
+    default); CPU rates of the class ``isa`` (default: this machine's). See :func:`target_costs`."""
+    rc = plan.RunConfig.from_config({**config, "precision": precision or config.get("precision"),
+                                     "hotpath": hotpath or config.get("hotpath")})
+    return target_costs(targets, rc, device, isa)
+
+
+def target_costs(targets: list[str], rc: plan.RunConfig, device: str, isa: str | None = None) -> list[dict]:
+    """:func:`table_costs` of a resolved :class:`plan.RunConfig`: each run is costed with its
+    dataset's settings as the workflow resolved them (scale, preset, precision and lane)."""
     rows = []
     for target in targets:
         t = plan.target_id(target)
@@ -37,38 +40,29 @@ def table_costs(targets: list[str], config: dict[str, Any], device: str, precisi
                             "paper_tables/table4.md), figure2 or all")
         runs = plan.runs_for_target(t, rc)
         cpu_h = gpu_h = 0.0
-        cache: dict[tuple[str, str, str, str, bool], RunCost] = {}
+        cache: dict[tuple[str, str, bool], RunCost] = {}
         for key in runs:
             dev = device if rc.kind(key.dataset) == "image" else "cpu"
             pretrains = key.method not in NO_PRETRAIN_METHODS
-            at = (key.dataset, key.scale, key.preset, dev, pretrains)
+            at = (key.dataset, dev, pretrains)
             if at not in cache:
-                cache[at] = run_cost(resolve_settings(key.dataset, key.scale, key.preset, overrides), dev,
-                                     pretrain=pretrains, isa=isa)
+                cache[at] = run_cost(rc.settings[key.dataset], dev, pretrain=pretrains, isa=isa)
             if dev == "cuda":
                 gpu_h += cache[at].hours
             else:
                 cpu_h += cache[at].hours
         rows.append({"target": target, "runs": len(runs), "cpu_hours": round(cpu_h, 2),
-                     "gpu_hours": round(gpu_h, 2),
-                     "scale": rc.scale if rc.preset == "paper" else f"{rc.scale}{plan.PRESET_SEP}{rc.preset}"})
+                     "gpu_hours": round(gpu_h, 2), "scale": plan.RunKey.scale_dir_of(rc.scale, rc.preset)})
     return rows
 
 
-def costed_targets(targets: list[str]) -> list[str]:
-    """The requested targets that are tables or Figure 2 (what :func:`table_costs` knows);
-    no targets means the default target, ``all``."""
-    if not targets:
-        return ["all"]
-    return [target for target in targets if plan.target_id(target) is not None]
-
-
-def start_lines(targets: list[str], config: dict[str, Any], device: str = "cuda") -> list[str]:
-    """One line per requested table target, printed when the workflow starts: runs and the
-    estimated CPU-/GPU-hours (image runs on ``device``: the workflow asks a GPU for them).
-    An estimate that cannot be made is one line saying why; it never stops the workflow."""
+def start_lines(targets: list[str], rc: plan.RunConfig, device: str = "cuda") -> list[str]:
+    """One line per table target (a table id, ``table4``, ``figure2``, ``all``), printed before the
+    workflow runs it: runs and the estimated CPU-/GPU-hours (image runs on ``device``: the workflow
+    asks a GPU for them). An estimate that cannot be made is one line saying why; it never stops the
+    workflow."""
     try:
-        rows = table_costs(costed_targets(targets), config, device, config.get("precision"), config.get("hotpath"))
+        rows = target_costs(targets, rc, device)
     except (UserError, KeyError, ValueError, OSError) as e:   # a bad measurements file included
         return [f"cost: no estimate ({type(e).__name__}: {e})"]
     return [f"cost: {r['target']}: {r['runs']} runs, ~{r['cpu_hours']:,.1f} CPU-hours, "

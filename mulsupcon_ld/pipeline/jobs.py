@@ -33,9 +33,8 @@ from ..atomic import atomic_path, write_json
 from ..cost import guard_image_run
 from ..errors import UserError
 from ..names import NO_PRETRAIN_METHODS
-from ..registry import get_dataset
-from ..run_settings import resolve_settings
-from .plan import NA, OK, UNAVAILABLE, RunKey, split_data_name
+from ..run_settings import RunSettings
+from .plan import NA, OK, UNAVAILABLE, RunKey, config_sets, split_data_name
 
 
 def run_cli(args: Sequence[str], log: str | os.PathLike, threads: int | None = None) -> tuple[int, str]:
@@ -125,27 +124,27 @@ def prepare_job(data: str, raw_dir: str | None, data_dir: str | None, download_s
     return status
 
 
-def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: str | None = None,
-              data_dir: str | None = None, device: str | None = None,
+def train_job(key: RunKey, settings: RunSettings, prepared_status: str, out: str, log: str,
+              raw_dir: str | None = None, data_dir: str | None = None, device: str | None = None,
               threads: int | None = None, strict: bool = False, hotpath: str | None = None,
               precision: str | None = None) -> dict[str, Any]:
     """One training run (see the module docstring); returns what was written to ``out``.
+    ``settings``: the run's dataset's, as the workflow resolved them (``plan.RunConfig.settings``).
     ``strict`` (config ``strict``): an unavailable dataset fails the job instead of a placeholder;
     ``hotpath`` (config ``hotpath``): the pretraining lane, passed as ``--set pretrain.hotpath=…``;
-    ``precision`` (config ``precision``): every run's, passed as ``--set precision=…``."""
+    ``precision`` (config ``precision``): every run's, passed as ``--set precision=…``
+    (:func:`plan.config_sets`)."""
     prepared = read_status(prepared_status)
     if prepared["status"] != OK:
         return _unavailable(unavailable_record(key, prepared["reason"]), key, out, log, strict)
-    refusal = cpu_refusal(key, device)
+    refusal = cpu_refusal(key, settings, device)
     if refusal:
         return _unavailable(unavailable_record(key, refusal, what="not run on this machine"), key, out, log, strict)
     args = ["run", *key.cli_args(), "--out", key.state_dir, *_dir_flags(raw_dir, data_dir)]
     if device:
         args += ["--device", device]
-    if hotpath and key.method not in NO_PRETRAIN_METHODS and get_dataset(key.dataset).kind == "vector":
-        args += ["--set", f"pretrain.hotpath={hotpath}"]     # the lane of the MLP's pretraining only
-    if precision:
-        args += ["--set", f"precision={precision}"]
+    for value in config_sets(settings.kind, key.method not in NO_PRETRAIN_METHODS, hotpath, precision):
+        args += ["--set", value]
     found = existing_state(key.state_dir)
     if found:
         with open(log, "a") as fh:
@@ -162,12 +161,12 @@ def train_job(key: RunKey, prepared_status: str, out: str, log: str, raw_dir: st
     return record
 
 
-def cpu_refusal(key: RunKey, device: str | None) -> str:
-    """Why this machine cannot run ``key`` (the CPU guard: an image run at paper scale without CUDA),
-    or ""; such a run is unavailable here, as a dataset that is not, rather than a failed job."""
+def cpu_refusal(key: RunKey, settings: RunSettings, device: str | None) -> str:
+    """Why this machine cannot run ``key`` (whose dataset's settings are ``settings``; the CPU guard: an
+    image run at paper scale without CUDA), or ""; such a run is unavailable here, as a dataset that
+    is not, rather than a failed job."""
     try:
-        guard_image_run(resolve_settings(key.dataset, key.scale, key.preset), device, torch.cuda.is_available(),
-                        key.synthetic)
+        guard_image_run(settings, device, torch.cuda.is_available(), key.synthetic)
     except UserError as exc:
         return str(exc)
     return ""

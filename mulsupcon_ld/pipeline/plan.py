@@ -1,8 +1,9 @@
-"""What each regenerated table (and Figure 2) needs: its layout and the training runs behind it.
+"""Which training runs each regenerated table (and Figure 2) needs.
 
-This is the one place that maps the paper's Tables 2–8 and Figure 2 onto training runs. The
-Snakemake workflow asks it which result files a target needs (:func:`runs_for_target`), and the
-table, diff and figure code ask it which runs fill a cell (:func:`cell_key`), so both always agree.
+This is the one place that maps the paper's Tables 2–8 and Figure 2 (what they hold:
+:mod:`.paper_tables`) onto training runs. The Snakemake workflow asks it which result files a target
+needs (:func:`runs_for_target`); the tables, diff and figure (``report.layouts.cell_key``) find the
+runs of a cell by the same path text, so both always agree.
 
 A run is identified by :class:`RunKey`; its result file is
 ``results/runs/{scale}/{data}/{method}/{ablation}/a{alpha}_b{beta}/seed{seed}/metrics.json`` where
@@ -12,32 +13,31 @@ loss). Identical parameters give identical paths, so a job shared by several tab
 Table 2's CLD run on Scene *is* the grid cell of Tables 5/6 at the default α, β and Figure 2's
 "full CLD" run, because the default α, β of :mod:`mulsupcon_ld.settings` lie on the grid.
 
-Hyperparameters are never decided here: default α, β come from :func:`mulsupcon_ld.run_settings.resolve_settings`.
+Hyperparameters are never decided here: a :class:`RunConfig` holds each dataset's settings, resolved
+once (:func:`mulsupcon_ld.run_settings.resolve_settings`, with the config's scale, preset, precision
+and pretraining lane), and the default α, β of a run come from them.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from ..names import ABLATIONS, CONTROL_METHOD, METRICS_FILE, NO_LD_METHODS, PAPER_METHOD, TABLE_METRICS
 from ..registry import get_dataset
-from ..run_settings import resolve_settings
+from ..run_settings import RunSettings, resolve_settings
+# what each table holds; read here, and through this module by the summary and the report
+from .paper_tables import FIGURE2_DATASETS, PAPER_GRID, QUOTED_METHODS, TABLE_IDS, TABLES  # noqa: F401
 
 # --------------------------------------------------------------------------------------------
 # names
 
 OUR_LABEL = {**PAPER_METHOD, **CONTROL_METHOD}
 OUR_METHOD = {v: k for k, v in OUR_LABEL.items()}
-#: methods of Table 2 whose numbers are quoted from the paper (we do not run them)
-QUOTED_METHODS = ("LaMP", "MPVAE", "ASL", "RBCC", "C-GMVAE")
 METRICS = TABLE_METRICS  # the metric names, in the paper's column order
-ABLATION_LABEL = {"none": "MulSupCon_CLD (full)", "no-alpha": "w/o α", "no-beta": "w/o β", "no-all": "w/o all"}
-#: the α, β values of Tables 5–8 ("We select both hyperparameters α and β from {0.001, 0.01, 0.1, 1}")
-PAPER_GRID = (0.001, 0.01, 0.1, 1.0)
 SYNTHETIC_SUFFIX = "-synthetic"
+#: between the scale and a preset other than paper in a result path (``smoke+mulsupcon-official``)
 PRESET_SEP = "+"
 NA = "na"
 
@@ -102,16 +102,26 @@ class RunKey:
         """The key of a result path's parts (the training rule's wildcards); ``scale`` is the first
         segment, ``SCALE`` or ``SCALE+PRESET``."""
         dataset, synthetic = split_data_name(data)
-        scale, _, preset = scale.partition(PRESET_SEP)
+        scale, _, preset = scale.partition(PRESET_SEP)   # scale_dir_of's inverse
         return cls(dataset, method, ablation, alpha, beta, int(seed), scale, synthetic, preset or "paper")
 
     @property
     def data(self) -> str:
         return data_name(self.dataset, self.synthetic)
 
+    @staticmethod
+    def scale_dir_of(scale: str, preset: str) -> str:
+        """A result path's first segment: ``SCALE``, or ``SCALE+PRESET`` for a preset other than paper."""
+        return scale if preset == "paper" else f"{scale}{PRESET_SEP}{preset}"
+
+    @staticmethod
+    def scale_of(scale_dir: str) -> str:
+        """The scale of a result path's first segment (:meth:`scale_dir_of`'s inverse, less the preset)."""
+        return scale_dir.partition(PRESET_SEP)[0]
+
     @property
     def scale_dir(self) -> str:
-        return self.scale if self.preset == "paper" else f"{self.scale}{PRESET_SEP}{self.preset}"
+        return self.scale_dir_of(self.scale, self.preset)
 
     @property
     def run_id(self) -> str:
@@ -143,159 +153,19 @@ class RunKey:
         return args
 
 
-@functools.lru_cache(maxsize=None)
-def default_alpha_beta(dataset: str, scale: str = "paper") -> tuple[float, float]:
-    """The library's default α, β for ``dataset`` (used by Tables 2–4 and Figure 2)."""
-    loss = resolve_settings(dataset, scale).loss
-    return float(loss.alpha), float(loss.beta)
-
-
-def main_alpha_beta(dataset: str, method: str, scale: str) -> tuple[str, str]:
-    """``(alpha, beta)`` path text of a Tables 2–4 run: the defaults, or ``na`` for MulSupCon."""
+def main_alpha_beta(settings: RunSettings, method: str) -> tuple[str, str]:
+    """``(alpha, beta)`` path text of a Tables 2–4 run of ``method`` on the dataset of ``settings``:
+    its default α, β, or ``na`` for the methods without the label-distribution loss."""
     if method in NO_LD_METHODS:
         return NA, NA
-    a, b = default_alpha_beta(dataset, scale)
-    return fmt_num(a), fmt_num(b)
+    return fmt_num(settings.loss.alpha), fmt_num(settings.loss.beta)
 
 
-def dataset_kind(dataset: str) -> str:
-    return get_dataset(dataset).kind
-
-
-# --------------------------------------------------------------------------------------------
-# table layouts
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A table as printed in the paper.
-
-    ``main`` tables (2–4): rows = methods, columns = datasets, repeated for each metric of a block
-    (two metrics side by side), blocks stacked. ``grid`` tables (5–8): one panel per fixed value
-    of ``fixed`` (α or β), rows = the other parameter, columns = the six metrics.
-    """
-
-    id: str
-    kind: str  # "main" | "grid"
-    caption: str
-    digits: int
-    datasets: tuple[str, ...]
-    titles: tuple[str, ...] = ()
-    blocks: tuple[tuple[str, ...], ...] = ()
-    methods: tuple[str, ...] = ()
-    fixed: str = ""  # grid: "alpha" | "beta"
-    metrics: tuple[str, ...] = METRICS
-    panel_caption: str = ""
-
-    @property
-    def title(self) -> str:
-        return f"Table {self.id}"
-
-
-_VECTOR5 = ("yeast", "scene", "bookmarks", "delicious", "mediamill")
-_VECTOR5_T = ("Yeast", "Scene", "Bookmarks", "Delicious", "Mediamill")
-_OURS = ("MulSupCon", "MulSupCon_RLD", "MulSupCon_CLD", CONTROL_METHOD["bce"])
-# the quoted ASL row of Table 2, and beside it ASL run by us (vector datasets: the MLP encoder)
-_QUOTED_WITH_ASL = tuple(m for q in QUOTED_METHODS for m in ((q, CONTROL_METHOD["asl"]) if q == "ASL" else (q,)))
-
-TABLES: dict[str, TableSpec] = {
-    "2": TableSpec(
-        "2", "main",
-        "The results of the compared methods in terms of four metrics on multi-label vector datasets.",
-        3, _VECTOR5, _VECTOR5_T, (("HA", "ebF1"), ("miF1", "maF1")), _QUOTED_WITH_ASL + _OURS),
-    "3": TableSpec(
-        "3", "main",
-        "An extension to Table 2: MulSupCon, MulSupCon_RLD and MulSupCon_CLD on p_at_1 and mAP.",
-        3, _VECTOR5, _VECTOR5_T, (("p_at_1", "mAP"),), _OURS + (CONTROL_METHOD["asl"],)),
-    "4": TableSpec(
-        "4", "main",
-        "MulSupCon, MulSupCon_RLD and MulSupCon_CLD on six metrics for image datasets.",
-        4, ("mirflickr", "nuswide", "coco", "pascal"), ("MIRFLICKR", "NUS-WIDE", "MS-COCO", "PASCAL"),
-        (("HA", "ebF1"), ("miF1", "maF1"), ("p_at_1", "mAP")), _OURS),
-    "5": TableSpec("5", "grid", "Parameter sensitivity of MulSupCon_CLD on Scene, fixing α.", 3,
-                   ("scene",), ("Scene",), fixed="alpha",
-                   panel_caption="Fix the parameter α at {value} on the Scene dataset."),
-    "6": TableSpec("6", "grid", "An extension to Table 5, fixing β.", 3, ("scene",), ("Scene",),
-                   fixed="beta", panel_caption="Fix the parameter β at {value} on the Scene dataset."),
-    "7": TableSpec("7", "grid", "Parameter sensitivity of MulSupCon_CLD on PASCAL, fixing α.", 3,
-                   ("pascal",), ("PASCAL",), fixed="alpha",
-                   panel_caption="Fix the parameter α at {value} on the PASCAL dataset."),
-    "8": TableSpec("8", "grid", "An extension to Table 7, fixing β.", 3, ("pascal",), ("PASCAL",),
-                   fixed="beta", panel_caption="Fix the parameter β at {value} on the PASCAL dataset."),
-}
-TABLE_IDS = tuple(TABLES)
-
-DATASET_TITLE = {d: t for spec in TABLES.values() for d, t in zip(spec.datasets, spec.titles)}
-
-#: Figure 2: CLD ablation on Scene and PASCAL, six metrics (titles: the tables')
-FIGURE2_DATASETS = ("scene", "pascal")
-FIGURE2_TITLES = tuple(DATASET_TITLE[d] for d in FIGURE2_DATASETS)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One number of a paper table: where it is printed and which runs produce it."""
-
-    table: str
-    panel: str  # "" for main tables; "(a)" … for grid tables
-    block: int  # metric block of a main table (0, 1, 2); panel index for grid tables
-    row: str  # method (main) or "α = 0.01" / "β = 0.01" (grid)
-    column: str  # "Yeast" (main) or the metric (grid)
-    dataset: str
-    method: str  # paper name: MulSupCon, MulSupCon_CLD, LaMP, …
-    metric: str
-    alpha: float | None = None  # grid cells only
-    beta: float | None = None
-    ablation: str = "none"
-
-    @property
-    def quoted(self) -> bool:
-        return self.method in QUOTED_METHODS
-
-
-def table_cells(table_id: str) -> list[Cell]:
-    """Every cell of a paper table, in printed order (row-major within each block/panel)."""
-    spec = TABLES[str(table_id)]
-    cells: list[Cell] = []
-    if spec.kind == "main":
-        for b, block in enumerate(spec.blocks):
-            for method in spec.methods:
-                for metric in block:
-                    for ds, title in zip(spec.datasets, spec.titles):
-                        cells.append(Cell(spec.id, "", b, method, title, ds, method, metric))
-        return cells
-    ds = spec.datasets[0]
-    other = "beta" if spec.fixed == "alpha" else "alpha"
-    sym = {"alpha": "α", "beta": "β"}
-    for p, fixed_value in enumerate(PAPER_GRID):
-        panel = f"({'abcdefgh'[p]})"
-        for value in PAPER_GRID:
-            ab = {spec.fixed: fixed_value, other: value}
-            for metric in spec.metrics:
-                cells.append(Cell(spec.id, panel, p, f"{sym[other]} = {fmt_num(value)}", metric, ds,
-                                  "MulSupCon_CLD", metric, ab["alpha"], ab["beta"]))
-    return cells
-
-
-def figure2_cells(ablations: Iterable[str] = ABLATIONS) -> list[Cell]:
-    """Bars of Figure 2: (dataset, variant, metric); full CLD is ablation ``none``."""
-    return [Cell("figure2", ABLATION_LABEL[a], i, ABLATION_LABEL[a], metric, ds, "MulSupCon_CLD", metric,
-                 ablation=a)
-            for ds in FIGURE2_DATASETS for i, a in enumerate(ablations) for metric in METRICS]
-
-
-def cell_key(cell: Cell, scale: str) -> dict[str, str] | None:
-    """Run parameters (without seed) whose results fill ``cell``: ``dataset, method, ablation,
-    alpha, beta`` as path text; None for quoted methods. ``alpha``/``beta`` are ``na`` for MulSupCon
-    (not compared)."""
-    if cell.quoted:
-        return None
-    method = OUR_METHOD[cell.method]
-    if cell.alpha is not None:  # grid cell
-        a, b = fmt_num(cell.alpha), fmt_num(cell.beta)
-    else:  # Tables 2–4 and Figure 2 (its w/o-α/β/all variants also run at the default α, β)
-        a, b = main_alpha_beta(cell.dataset, method, scale)
-    return {"dataset": cell.dataset, "method": method, "ablation": cell.ablation, "alpha": a, "beta": b}
+def config_sets(kind: str, pretrains: bool, hotpath: str | None, precision: str | None) -> list[str]:
+    """The ``--set`` values the workflow config adds to a run (the one place that decides them):
+    ``hotpath`` for the runs that pretrain an MLP, ``precision`` for every run."""
+    sets = [f"pretrain.hotpath={hotpath}"] if hotpath and pretrains and kind == "vector" else []
+    return sets + ([f"precision={precision}"] if precision else [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,7 +174,10 @@ def cell_key(cell: Cell, scale: str) -> dict[str, str] | None:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The part of the workflow config that decides which runs exist."""
+    """The part of the workflow config that decides which runs exist, with each dataset's settings
+    resolved once (``settings``: those of its runs that pretrain; ``precision`` and ``hotpath`` are
+    the config's, :func:`config_sets`). A dataset whose settings cannot be made (e.g. a preset for
+    vector datasets only, on an image dataset) is a UserError here, before any job."""
 
     datasets: tuple[str, ...]
     methods: tuple[str, ...] = tuple(PAPER_METHOD) + tuple(CONTROL_METHOD)
@@ -318,14 +191,23 @@ class RunConfig:
     scale: str = "paper"
     synthetic: bool = False
     preset: str = "paper"
-    kinds: Mapping[str, str] = field(default_factory=dict)  # dataset -> "vector" | "image"
+    precision: str | None = None
+    hotpath: str | None = None
+    settings: Mapping[str, RunSettings] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        resolved = {}
+        for d in self.datasets:
+            kind = get_dataset(d).kind       # which --set values apply depends on it
+            resolved[d] = resolve_settings(d, self.scale, self.preset,
+                                           config_sets(kind, True, self.hotpath, self.precision))
+        object.__setattr__(self, "settings", resolved)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "RunConfig":
-        datasets = tuple(config["datasets"])
         image_seeds, grid_seeds = config.get("image_seeds"), config.get("grid_seeds")
         return cls(
-            datasets=datasets,
+            datasets=tuple(config["datasets"]),
             methods=tuple(config["methods"]),
             seeds=tuple(int(s) for s in config["seeds"]),
             image_seeds=None if image_seeds is None else tuple(int(s) for s in image_seeds),
@@ -338,11 +220,12 @@ class RunConfig:
             scale=str(config["scale"]),
             synthetic=bool(config["synthetic"]),
             preset=str(config.get("preset", "paper")),
-            kinds={d: dataset_kind(d) for d in datasets},
+            precision=config.get("precision"),
+            hotpath=config.get("hotpath"),
         )
 
     def kind(self, dataset: str) -> str:
-        return self.kinds.get(dataset) or dataset_kind(dataset)
+        return self.settings[dataset].kind
 
     def seeds_for(self, dataset: str, part: str = "main") -> tuple[int, ...]:
         """Seeds of ``dataset``'s runs in Tables 2–4 (``part="main"``) or in the grid and ablation
@@ -359,15 +242,15 @@ class RunConfig:
 
 def runs_for_table(table_id: str, rc: RunConfig) -> list[RunKey]:
     """Runs a table needs under the config (datasets not in ``rc.datasets`` are not run)."""
-    spec = TABLES[str(table_id)]
+    table = TABLES[str(table_id)]
     keys: list[RunKey] = []
-    for ds in spec.datasets:
+    for ds in table.datasets:
         if ds not in rc.datasets:
             continue
-        for seed in rc.seeds_for(ds, "main" if spec.kind == "main" else "grid"):
-            if spec.kind == "main":
-                for method in (m for m in rc.methods if OUR_LABEL[m] in spec.methods):  # rows it prints
-                    keys.append(rc.key(ds, method, "none", *main_alpha_beta(ds, method, rc.scale), seed))
+        for seed in rc.seeds_for(ds, "main" if table.kind == "main" else "grid"):
+            if table.kind == "main":
+                for method in (m for m in rc.methods if OUR_LABEL[m] in table.rows):  # rows it prints
+                    keys.append(rc.key(ds, method, "none", *main_alpha_beta(rc.settings[ds], method), seed))
             else:
                 for a in rc.alphas:
                     for b in rc.betas:
@@ -380,7 +263,7 @@ def runs_for_figure2(rc: RunConfig) -> list[RunKey]:
     for ds in FIGURE2_DATASETS:
         if ds not in rc.datasets:
             continue
-        a, b = main_alpha_beta(ds, "cld", rc.scale)
+        a, b = main_alpha_beta(rc.settings[ds], "cld")
         for seed in rc.seeds_for(ds, "grid"):
             for abl in rc.ablations:
                 keys.append(rc.key(ds, "cld", abl, a, b, seed))
@@ -404,43 +287,3 @@ def runs_for_target(target: str, rc: RunConfig) -> list[RunKey]:
             keys.update(runs_for_table(t, rc))
         return sorted(keys)
     return runs_for_table(target, rc)
-
-
-# --------------------------------------------------------------------------------------------
-# workflow config
-
-
-def coerce_config(value: Any, schema: Mapping[str, Any]) -> Any:
-    """Convert the strings ``snakemake --config`` leaves inside lists and mappings
-    (``seeds=[0,1]`` gives ``["0", "1"]``, ``raw_dir=null`` gives ``"null"``) to the types
-    ``schema`` (a JSON schema) asks for, so validation sees what the user meant."""
-    types = schema.get("type", [])
-    types = [types] if isinstance(types, str) else list(types)
-    if isinstance(value, str):
-        text = value.strip()
-        if "null" in types and text.lower() in ("null", "none", "~", ""):
-            return None
-        if "array" in types and text.startswith("["):
-            import yaml
-
-            return coerce_config(yaml.safe_load(text), schema)
-        if "integer" in types and _is_int(text):
-            return int(text)
-        if "number" in types:
-            try:
-                return float(text)
-            except ValueError:
-                return value
-        if "boolean" in types and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        return value
-    if isinstance(value, list) and "items" in schema:
-        return [coerce_config(v, schema["items"]) for v in value]
-    if isinstance(value, dict) and "properties" in schema:
-        props = schema["properties"]
-        return {k: coerce_config(v, props[k]) if k in props else v for k, v in value.items()}
-    return value
-
-
-def _is_int(text: str) -> bool:
-    return text.lstrip("+-").isdigit()

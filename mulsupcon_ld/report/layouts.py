@@ -152,5 +152,5 @@ def cell_key(cell: Cell, scale: str) -> dict[str, str] | None:
     if cell.alpha is not None:  # grid cell
         a, b = plan.fmt_num(cell.alpha), plan.fmt_num(cell.beta)
     else:  # Tables 2–4 and Figure 2 (its w/o-α/β/all variants also run at the default α, β)
-        a, b = plan.main_alpha_beta(cell.dataset, method, scale)
+        a, b = plan.main_alpha_beta(_settings(cell.dataset, scale), method)
     return {"dataset": cell.dataset, "method": method, "ablation": cell.ablation, "alpha": a, "beta": b}

@@ -1,67 +1,77 @@
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
-from snakemake.cli import get_argument_parser
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from mulsupcon_ld.errors import UserError
 from mulsupcon_ld.names import ABLATIONS, METHODS, METRICS_FILE, SCALES
 from mulsupcon_ld.registry import DATASETS
 from mulsupcon_ld.settings import PRESETS
-from mulsupcon_ld.pipeline import cost, plan, summary
+from mulsupcon_ld.pipeline import config as wfconfig, cost, plan, summary
 
-# `--config seeds=[0,1]` leaves strings inside lists: convert them to the schema's types first
-with open(workflow.source_path("../schemas/config.schema.yaml")) as _fh:
-    config.update(plan.coerce_config(dict(config), yaml.safe_load(_fh)))
-validate(config, "../schemas/config.schema.yaml")
+# the schema with the registry's names filled in (one home for them); snakemake's validate reads a
+# file, so it gets the filled schema as one. `--config seeds=[0,1]` leaves strings inside lists:
+# they are converted to the schema's types first.
+_SCHEMA = wfconfig.config_schema(workflow.source_path("../schemas/config.schema.yaml"))
+config.update(wfconfig.coerce_config(dict(config), _SCHEMA))
+with tempfile.TemporaryDirectory(prefix="mulsupcon-schema-") as _tmp:
+    _schema_file = Path(_tmp) / "config.schema.yaml"
+    _schema_file.write_text(yaml.safe_dump(_SCHEMA, allow_unicode=True))
+    validate(config, str(_schema_file))
 
-_unknown = [d for d in config["datasets"] if d not in DATASETS]
-if _unknown:
-    raise WorkflowError(
-        f"config datasets: unknown {', '.join(_unknown)}; known: {', '.join(DATASETS)}"
-    )
+# which runs exist, each dataset's settings resolved once (run_settings checks presets and the rest)
+try:
+    RUNS = plan.RunConfig.from_config(config)
+except UserError as _e:
+    raise WorkflowError(f"config: {_e}")
 
-if config["preset"] != "paper":
-    _image = [d for d in config["datasets"] if DATASETS[d].kind == "image"]
-    if _image:
+
+# ---------------------------------------------------------------------------------------------
+# the cost line before a run, dry runs included
+#
+# Snakemake has no public way to know the requested targets while it parses this file, and onstart
+# does not run for dry runs. The input functions of the table, figure and aggregate rules do run,
+# for exactly the targets the DAG needs, while snakemake builds the DAG before any job: each prints
+# its target's cost line there, once (docs/workflow.md, "Cost"). The same record of what was built
+# is what the summary at the end covers.
+_ANNOUNCED = []
+
+
+def announce(target):
+    """Print ``target``'s cost line (a table id, "figure2" or "all") the first time the DAG asks for
+    it; strict=true stops on placeholders of unavailable runs from an earlier non-strict run,
+    which nothing would re-run (their files exist)."""
+    if target in _ANNOUNCED:
+        return
+    _ANNOUNCED.append(target)
+    label = f"table{target}" if target in plan.TABLE_IDS else target
+    for line in cost.start_lines([label], RUNS):
+        print(line, file=sys.stderr)
+    held = summary.placeholders([target], RUNS) if config["strict"] else []
+    if held:
+        summary.report([target], RUNS, strict=True)
         raise WorkflowError(
-            f"config preset {config['preset']}: vector datasets only; drop {', '.join(_image)}"
+            f"strict=true: {len(held)} requested runs are unavailable (placeholders such as "
+            f"{held[0].result}); delete them and results/data/<dataset>/ to try again"
         )
 
-# which runs exist: the config part that matters, resolved once (α, β defaults: mulsupcon_ld.settings)
-RUNS = plan.RunConfig.from_config(config)
+
+def all_cost(wildcards):
+    """Rule all's first input: its total cost line before those of its tables (no files)."""
+    announce("all")
+    return []
 
 
-def _requested_targets():
-    """The targets on snakemake's command line (the DAG settings do not exist yet at parse time)."""
-    try:
-        return get_argument_parser().parse_known_args(sys.argv[1:])[0].targets or []
-    except SystemExit:  # not started from the snakemake CLI (API use): say nothing
-        return None
+def built_targets():
+    """The table targets the DAG asked for (for the end-of-workflow summary)."""
+    return list(_ANNOUNCED)
 
-
-# what the requested targets cost, once, in the main snakemake process (jobs re-parse this file;
-# onstart would miss dry runs, which is when a user most wants to know)
-if workflow.is_main_process:
-    _targets = _requested_targets()
-    for _line in cost.start_lines(_targets, config) if _targets is not None else []:
-        print(_line, file=sys.stderr)
-    # strict=true and placeholders of unavailable runs from an earlier run: nothing would re-run
-    # them (their files exist), so stop here rather than finish "done"
-    _held = (
-        summary.placeholders(_targets, RUNS)
-        if config["strict"] and _targets is not None
-        else []
-    )
-    if _held:
-        summary.report(_targets, RUNS, strict=True)
-        raise WorkflowError(
-            f"strict=true: {len(_held)} requested runs are unavailable (placeholders such as "
-            f"{_held[0].result}); delete them and results/data/<dataset>/ to try again"
-        )
 
 # envs/mulsupcon.post-deploy.sh installs the project from here into the conda env (--sdm conda)
 os.environ.setdefault("MULSUPCON_LD_ROOT", str(Path(workflow.basedir).resolve()))
@@ -74,7 +84,7 @@ _NUMBER = r"na|[0-9][0-9.e+-]*"
 wildcard_constraints:
     dataset=f"(?:{_NAMES})",
     data=f"(?:{_NAMES})(?:{plan.SYNTHETIC_SUFFIX})?",
-    scale=rf"(?:{'|'.join(SCALES)})(?:\{plan.PRESET_SEP}(?:{'|'.join(p for p in PRESETS if p != 'paper')}))?",  # SCALE[+PRESET], plan.RunKey.scale_dir
+    scale=rf"(?:{'|'.join(SCALES)})(?:{re.escape(plan.PRESET_SEP)}(?:{'|'.join(p for p in PRESETS if p != 'paper')}))?",  # plan.RunKey.scale_dir_of
     method="|".join(METHODS),
     ablation="|".join(ABLATIONS),
     alpha=_NUMBER,
@@ -88,7 +98,9 @@ wildcard_constraints:
 
 
 def run_results(target):
-    """Result files (metrics.json) a target needs: a table id, "figure2" or "all"."""
+    """Result files (metrics.json) a target needs: a table id, "figure2" or "all"; its cost line
+    is printed the first time (:func:`announce`)."""
+    announce(target)
     return [key.result for key in plan.runs_for_target(target, RUNS)]
 
 
@@ -147,6 +159,6 @@ def train_gpu(wildcards):
 
 
 def train_runtime(wildcards):
-    if wildcards.scale.partition("+")[0] == "smoke":
+    if plan.RunKey.scale_of(wildcards.scale) == "smoke":
         return config["resources"]["smoke"]["runtime"]
     return _train_res(wildcards, "runtime")

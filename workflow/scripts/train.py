@@ -1,11 +1,13 @@
 """Rule train: `mulsupcon-ld run … --out results/state/<run-id>`, then metrics.json → declared output."""
 
 from mulsupcon_ld.pipeline.jobs import train_job
-from mulsupcon_ld.pipeline.plan import RunKey
+from mulsupcon_ld.pipeline.plan import RunConfig, RunKey
 
 w = snakemake.wildcards
+key = RunKey.from_path_parts(w.scale, w.data, w.method, w.ablation, w.alpha, w.beta, w.seed)
 train_job(
-    RunKey.from_path_parts(w.scale, w.data, w.method, w.ablation, w.alpha, w.beta, w.seed),
+    key,
+    RunConfig.from_config(snakemake.config).settings[key.dataset],  # resolved once for the job
     snakemake.input.prepared,
     snakemake.output[0],
     snakemake.log[0],
