@@ -42,19 +42,19 @@ FACTS: tuple[str, ...] = ("torch", "code", "threads", "cpu_model", "isa_class")
 CELL_EXCLUDED = ("seed",)
 
 
-def lane(settings: Mapping[str, Any], method: str) -> str:
-    """The pretraining lane: ``fast`` or ``reference`` (``run_settings.RunSettings.fast_lane``'s rule),
+def lane(recorded: Mapping[str, Any], method: str) -> str:
+    """The pretraining lane of a run's recorded settings: ``fast`` or ``reference`` (``run_settings.RunSettings.fast_lane``'s rule),
     ``none`` for methods that do not pretrain."""
     if method in NO_PRETRAIN_METHODS:
         return "none"
-    fast = settings["pretrain"]["hotpath"] == "fast" or settings["precision"] == "bf16"
+    fast = recorded["pretrain"]["hotpath"] == "fast" or recorded["precision"] == "bf16"
     return "fast" if fast else "reference"
 
 
-def reading(settings: Mapping[str, Any], method: str) -> str:
+def reading(recorded: Mapping[str, Any], method: str) -> str:
     """The loss reading a run used: for RLD/CLD the options of eqs. 12–15 (``printed``, a name of
     ``settings.LD_READINGS``, or their JSON); for ASL its recipe; ``none`` for MulSupCon and BCE."""
-    loss = settings["loss"]
+    loss = recorded["loss"]
     if method == "asl":
         a = loss["asl"]
         return (f"asl:{a['reduction']},{a['focal_weights']},gamma_neg={a['gamma_neg']:g},"
@@ -70,17 +70,17 @@ def reading(settings: Mapping[str, Any], method: str) -> str:
     return json.dumps(dict(options), sort_keys=True)
 
 
-def resolved_arithmetic(settings: Mapping[str, Any], method: str, facts: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``arithmetic`` block of a run whose ``settings`` (the recorded dict) hold the precision
+def resolved_arithmetic(recorded: Mapping[str, Any], method: str, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``arithmetic`` block of a run whose ``recorded`` settings (``metrics.json``'s dict) hold the precision
     actually computed; ``facts`` (:data:`FACTS`: torch, commit, threads, CPU) are read in the process
     that trains (:func:`mulsupcon_ld.provenance.run_facts`)."""
-    if settings["precision"] not in ("fp32", "bf16"):
-        raise ValueError(f"the arithmetic is recorded with the precision resolved, not {settings['precision']!r}")
+    if recorded["precision"] not in ("fp32", "bf16"):
+        raise ValueError(f"the arithmetic is recorded with the precision resolved, not {recorded['precision']!r}")
     missing = [f for f in FACTS if f not in facts]
     if missing:
         raise ValueError(f"facts of the training process missing: {', '.join(missing)}")
-    return {"precision": settings["precision"], "lane": lane(settings, method),
-            "flush_denormal": bool(settings["flush_denormal"]), "reading": reading(settings, method),
+    return {"precision": recorded["precision"], "lane": lane(recorded, method),
+            "flush_denormal": bool(recorded["flush_denormal"]), "reading": reading(recorded, method),
             **{f: facts[f] for f in FACTS}}
 
 
