@@ -3,12 +3,11 @@
 Prints one JSON line per measurement::
 
     python benchmarks/bench_pretrain.py [--raw-dir ../shared/data] [--data-dir ./data] [--iters 1000]
-        [--rounds 5] [--lanes fp32-reference,fp32-fast:modules,fp32-fast,bf16-fast] [--peer /work/perf-peer/MulSupCon/codes]
+        [--rounds 5] [--lanes fp32-reference,fp32-fast,bf16-fast] [--peer /work/perf-peer/MulSupCon/codes]
         [--threads 1]
 
 First a line naming the CPU (model, the instruction sets that decide the bf16 rate: AVX-512,
-AVX512-BF16, AMX). For every lane (precision + ``pretrain.hotpath``; ``fp32-fast:modules`` is the
-fast lane without its fused CPU fp32 step, mulsupcon_ld/fused_encoder.py): the machine's measured
+AVX512-BF16, AMX). For every lane (precision + ``pretrain.hotpath``): the machine's measured
 matrix-product peak for that dtype (2048^3, same run), then :func:`mulsupcon_ld.train.pretrain` end to end (batches from
 :class:`~mulsupcon_ld.augment.VectorBatches` with 50% masking of two views, MoCo forward, loss,
 backward, AdamW, scheduler, enqueue, and the one checkpoint at the end) for batch 128 / queue 256
@@ -85,12 +84,12 @@ class OurStep:
     """``iters`` iterations of :func:`train.pretrain` for one (method, batch, queue, precision, lane)."""
 
     def __init__(self, x, y, method: str, batch: int, queue: int, precision: str, tmp: Path,
-                 hotpath: str = "reference", fused_step: bool = True):
+                 hotpath: str = "reference"):
         self.s = resolve_settings("yeast", overrides=[f"pretrain.batch_size={batch}", f"pretrain.queue_size={queue}",
                                                       f"pretrain.hotpath={hotpath}", f"precision={precision}"])
         self.loss_fn = T.make_pretrain_loss(method, self.s.loss, self.s.pretrain.temperature)
         self.x, self.y, self.batch, self.precision, self.tmp = x, y, batch, precision, tmp
-        self.fused_step, self.calls = fused_step, 0
+        self.calls = 0
 
     def run(self, iters: int) -> float:
         """Seconds for ``iters`` iterations (one fresh model and optimiser, as a run's first epoch)."""
@@ -103,7 +102,7 @@ class OurStep:
         state = self.tmp / f"s{self.calls}.pt"
         t = time.perf_counter()
         T.pretrain(moco, vb, s, self.loss_fn, seed=0, device=torch.device("cpu"), state_path=state,
-                   config_hash="bench", fused_step=self.fused_step)
+                   config_hash="bench")
         elapsed = time.perf_counter() - t
         state.unlink(missing_ok=True)
         return elapsed
@@ -183,7 +182,7 @@ def auto_choice(method: str, batch: int, queue: int) -> dict:
 
 
 def common_arguments(description: str) -> argparse.ArgumentParser:
-    """The options this benchmark shares with bench_step_floor.py: data, rounds and the peer."""
+    """The benchmark's data, rounds and peer options."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--raw-dir", default=None)
     ap.add_argument("--data-dir", default="data")
@@ -197,9 +196,8 @@ def common_arguments(description: str) -> argparse.ArgumentParser:
 def main() -> None:
     ap = common_arguments(__doc__.splitlines()[0])
     ap.add_argument("--methods", default="cld,rld,mulsupcon")
-    ap.add_argument("--lanes", default="fp32-reference,fp32-fast:modules,fp32-fast,bf16-fast",
-                    help="PRECISION-HOTPATH pairs (precision fp32|bf16, pretrain.hotpath reference|fast); "
-                         "':modules' = the fast lane without its fused CPU fp32 step (fused_encoder.py)")
+    ap.add_argument("--lanes", default="fp32-reference,fp32-fast,bf16-fast",
+                    help="PRECISION-HOTPATH pairs (precision fp32|bf16, pretrain.hotpath reference|fast)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the jobs run)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -216,8 +214,6 @@ def main() -> None:
     peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for lane in args.lanes.split(","):
-            lane, _, variant = lane.partition(":")
-            fused_step = variant != "modules"
             precision, _, hotpath = lane.partition("-")
             hotpath = hotpath or "reference"
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -228,7 +224,7 @@ def main() -> None:
             for batch, queue in ((128, 256), (64, 256)):
                 methods = args.methods.split(",") if batch == 128 else ["mulsupcon"]
                 for method in methods:
-                    ours = OurStep(x, y, method, batch, queue, precision, Path(tmp), hotpath, fused_step)
+                    ours = OurStep(x, y, method, batch, queue, precision, Path(tmp), hotpath)
                     flops = ours.flops()
                     ours.run(10)                                         # warm-up
                     times, peer_times = [], []
@@ -238,7 +234,7 @@ def main() -> None:
                             peer_times.append(peer(args.iters) / args.iters)
                     ms = min(times) * 1e3
                     row = dict(what="pretrain iteration incl. data", precision=precision, hotpath=hotpath,
-                               fused_step=fused_step and hotpath == "fast" and precision == "fp32", method=method,
+                               method=method,
                                batch=batch, queue=queue, ms_per_iter=round(ms, 3),
                                ms_per_iter_median=round(float(np.median(times)) * 1e3, 3),
                                mflop_per_iter=round(flops / 1e6, 1), gflops=round(flops / ms / 1e6, 1),

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import fused_encoder, hotpath
+from . import hotpath
 from .encoders import FC_INPUTS, Encoder
 from .losses import Queue, label_lists, use_label_lists
 
@@ -103,7 +103,6 @@ class MoCo(nn.Module):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
         self._lists: torch.Tensor | None = None      # label_lists(Q_ll) [queue_size, L], derived data
-        self._fused: fused_encoder.FlatPair | None = None   # see optimizer_parameters
         self.register_load_state_dict_post_hook(lambda module, keys: module._drop_lists())
 
     # ---------------------------------------------------------------- momentum encoder
@@ -111,26 +110,12 @@ class MoCo(nn.Module):
     def momentum_update(self) -> None:
         """``θ_k ← m θ_k + (1 − m) θ_q`` over parameters (as MoCo; the key encoder's BatchNorm
         statistics are its own and never used, since it always runs in training mode)."""
-        if self._fused is not None and self._fused.aliased():
-            self._fused.momentum_update(self.momentum)
-            return
         hotpath.momentum_update_(list(self.encoder_k.parameters()), list(self.encoder_q.parameters()),
                                  self.momentum, self.fast_lane)
 
-    def optimizer_parameters(self, fused: bool = False) -> list[nn.Parameter]:
-        """What the optimiser updates: the parameters that require gradient, or with ``fused`` (the
-        fast lane's CPU float32 step, :class:`~mulsupcon_ld.fused_encoder.FlatPair`, where the model
-        allows it) the query encoder's flat parameter and ``fc``'s. Call it before building the
-        optimiser; ``fused=False`` turns the fused step off again."""
-        if not (fused and self.fast_lane):
-            self._fused = None
-        elif self._fused is None or not self._fused.aliased():
-            self._fused = fused_encoder.FlatPair.build(self.encoder_q, self.encoder_k)
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        if self._fused is None:
-            return trainable
-        inside = {id(p) for p in self.encoder_q.parameters()}
-        return [self._fused.flat_q] + [p for p in trainable if id(p) not in inside]
+    def optimizer_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser updates: the parameters that require gradient."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     # ---------------------------------------------------------------- queue
     def queue_view(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -194,27 +179,13 @@ class MoCo(nn.Module):
     def forward(self, x_q: torch.Tensor, x_k: torch.Tensor, labels: torch.Tensor) -> MoCoOutput:
         """Algorithm 1, lines 2–7, plus the key set ``A(i)`` = batch keys followed by the queue.
 
-        In training mode the key encoder is momentum-updated first (as in MoCo). After
-        ``optimizer_parameters(fused=True)`` both encoders run in one call (fused_encoder.py; the
-        same numbers bit for bit).
+        In training mode the key encoder is momentum-updated first (as in MoCo).
         """
-        fused = self._fused if self.training else None
-        if fused is not None and not fused.applies(x_q):
-            if torch.is_grad_enabled():     # the optimiser steps the flat parameter, not the modules'
-                raise RuntimeError("this MoCo's encoders were flattened for the fused CPU float32 step "
-                                   "(optimizer_parameters(fused=True)); this step is not one (autocast, "
-                                   "another device, or the modules were moved or copied since): call "
-                                   "optimizer_parameters(fused=False) and build the optimiser again")
-            fused = None
-        if fused is None:
-            q, logits = self.encode_query(x_q)
-            with torch.no_grad():
-                if self.training:
-                    self.momentum_update()
-                _, pk = self.encoder_k(x_k)
-        else:
-            h, p, pk = fused.encode(x_q, x_k, self.momentum)
-            q, logits = hotpath.l2_normalize(p), self.fc(h if self.fc_input == "rep" else p)
+        q, logits = self.encode_query(x_q)
+        with torch.no_grad():
+            if self.training:
+                self.momentum_update()
+            _, pk = self.encoder_k(x_k)
         dist = torch.softmax(logits, dim=1)
         with torch.no_grad():
             k = F.normalize(pk, dim=1)

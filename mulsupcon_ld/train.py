@@ -353,13 +353,9 @@ class EpochParts:
 
 def pretrain(moco: MoCo, batches: BatchSource, settings: RunSettings, loss_fn, *, seed: int,
              device: torch.device, state_path: Path, config_hash: str,
-             on_epoch_end: EpochCallback | None = None, fused_step: bool = True) -> dict[str, Any]:
+             on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
     """Run (or resume) pretraining with ``settings.pretrain``; ``moco`` is trained in place.
     Returns the history.
-
-    ``fused_step``: in the fast lane on CPU in float32 (no ``torch.compile``), take the fused step
-    (fused_encoder.py) where the model allows it. It computes the per-module fast lane's numbers bit
-    for bit, so it is not a setting; ``False`` is for benchmarks and tests comparing the two.
 
     ``keep``: ``"last"`` leaves the last epoch's weights in ``moco``; ``"best_train_loss"``
     the weights at the end of the epoch with the lowest running train loss (MulSupCon
@@ -371,9 +367,7 @@ def pretrain(moco: MoCo, batches: BatchSource, settings: RunSettings, loss_fn, *
     cfg, precision, fast = settings.pretrain, settings.precision, settings.fast_lane
     if moco.fast_lane != fast:  # the lane is built into the model (experiment.build_moco)
         raise ValueError(f"the model was built for fast_lane={moco.fast_lane}, the settings say {fast}")
-    # the fast lane's CPU float32 step (fused_encoder.py) where the model allows it; same numbers
-    fused = fused_step and fast and precision == "fp32" and device.type == "cpu" and compile_options(cfg.compile) is None
-    params = moco.optimizer_parameters(fused)
+    params = moco.optimizer_parameters()
     opt = make_optimizer(params, cfg.optimizer, **hotpath.optimizer_kwargs(fast, params))
     sched = make_scheduler(opt, cfg.scheduler)
     epochs, mode, keep = cfg.epochs, cfg.scheduler_step, cfg.keep
