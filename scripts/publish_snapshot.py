@@ -10,6 +10,11 @@ that is computed from it (README, "Rebuild the snapshot").
    Figure 2 are regenerated from it — each refuses cells whose runs computed differently;
 4. ``docs/reproduction.md`` is regenerated (``mulsupcon-ld docs``).
 
+``--log REBUILD_LOG`` (the rebuild script's output, whose first line is ``# start <UTC time> commit …``)
+adds or updates one row of ``docs/results/rebuild_sessions.csv``: the session's start, the time its
+newest record was written, and how many records it had then — the wall time of the rebuild, summed
+over the sessions it spans, in docs/reproduction.md.
+
 ``--restore WORKTREE`` does the reverse for a rebuild that continues on a new machine: the snapshot's
 records are written back as ``WORKTREE/results/runs/<run-id>/metrics.json`` so that snakemake does
 not run them again.
@@ -22,6 +27,7 @@ import gzip
 import json
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +50,23 @@ def keep_records(results: Path) -> int:
         tmp.rename(out)
         new += 1
     return new
+
+
+def log_session(log: Path, results: Path) -> None:
+    """One row per rebuild session (its start from ``log``): start, the newest record's time, records."""
+    import pandas as pd
+
+    first = log.read_text().splitlines()[0].split()
+    if first[:2] != ["#", "start"]:
+        raise SystemExit(f"{log}: the first line is not the rebuild script's '# start <time> …'")
+    records = list((results / "runs").rglob("metrics.json"))
+    newest = max(p.stat().st_mtime for p in records)
+    row = {"start_utc": first[2], "last_record_utc": datetime.fromtimestamp(newest, timezone.utc)
+           .strftime("%Y-%m-%dT%H:%M:%SZ"), "records": len(records)}
+    path = SNAPSHOT / "rebuild_sessions.csv"
+    old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=list(row))
+    rows = pd.concat([old[old["start_utc"] != row["start_utc"]], pd.DataFrame([row])], ignore_index=True)
+    rows.sort_values("start_utc").to_csv(path, index=False)
 
 
 def restore(worktree: Path) -> int:
@@ -86,6 +109,7 @@ def regenerate() -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, help="a rebuild's results/ folder (e.g. ../rebuild/results)")
+    p.add_argument("--log", type=Path, help="the rebuild script's log: record this session's wall time")
     p.add_argument("--restore", type=Path, metavar="WORKTREE", help="write the snapshot's records back into WORKTREE")
     args = p.parse_args(argv)
     if args.restore:
@@ -93,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.results:
         print(f"{keep_records(args.results)} new records in {SNAPSHOT / 'runs'}", file=sys.stderr)
+        if args.log:
+            log_session(args.log, args.results)
     regenerate()
     return 0
 

@@ -83,6 +83,20 @@ def rebuild_plan(root: Path = REPO_ROOT, isa: str | None = None) -> dict[str, An
             "per_dataset": {d: sum(k.dataset == d for k in keys) for d in sorted({k.dataset for k in keys})}}
 
 
+def wall_facts(snapshot: Path) -> dict[str, Any]:
+    """The rebuild's sessions (``rebuild_sessions.csv``, written by scripts/publish_snapshot.py --log):
+    each one's wall time from its start to its newest record, and their sum."""
+    path = snapshot / "rebuild_sessions.csv"
+    if not path.is_file():
+        return {"sessions": [], "hours": 0.0}
+    rows = pd.read_csv(path)
+    sessions = []
+    for r in rows.itertuples(index=False):
+        hours = (pd.Timestamp(r.last_record_utc) - pd.Timestamp(r.start_utc)).total_seconds() / 3600
+        sessions.append({"start": r.start_utc, "end": r.last_record_utc, "hours": hours, "records": int(r.records)})
+    return {"sessions": sessions, "hours": sum(s["hours"] for s in sessions)}
+
+
 def main_command(runs: pd.DataFrame, root: Path = REPO_ROOT) -> dict[str, Any]:
     """The runs README's main command plans (the default config, Yeast and Scene, Tables 2–3) and
     what those of them in the snapshot took: the same configurations, so the same runs."""
@@ -199,7 +213,7 @@ def context(root: Path = REPO_ROOT) -> dict[str, Any]:
     isa = _values(ok, "arithmetic.isa_class")
     return {
         "runs": runs, "ok": ok, "frames": frames, "plan": rebuild_plan(root, isa[0] if isa else None),
-        "time": time_facts(runs), "isa_classes": isa, "main_command": main_command(runs, root), "estimate": estimate_done(runs, isa[0] if isa else None),
+        "time": time_facts(runs), "wall": wall_facts(snap), "isa_classes": isa, "main_command": main_command(runs, root), "estimate": estimate_done(runs, isa[0] if isa else None),
         "commits": _values(ok, "arithmetic.code"), "precisions": _values(ok, "arithmetic.precision"),
         "lanes": _values(ok, "arithmetic.lane"), "flush": _values(ok, "arithmetic.flush_denormal"),
         "readings": _values(ok, "arithmetic.reading"), "cpus": _values(ok, "arithmetic.cpu_model"),
