@@ -45,6 +45,7 @@ from .names import METRICS_FILE, NO_LD_METHODS, NO_PRETRAIN_METHODS, PRETRAINED_
 from .precision import PrecisionChoice, resolve_precision
 from .provenance import config_hash, provenance, run_facts
 from .run_settings import RunSettings, resolve_settings
+from .settings import METHOD_SETTINGS
 
 PHASES = ("pretrain", "finetune")
 #: the config paths the hashes leave out — the one list of them. Settings that do not change the
@@ -144,7 +145,7 @@ def resolve_run(spec: ExperimentSpec) -> ResolvedRun:
     if spec.method in NO_LD_METHODS and spec.ablation != "none":
         raise UserError("--ablation applies to rld and cld only (it removes terms of eqs. 9/11); "
                         "drop it or use --method cld")
-    overrides = list(spec.overrides)
+    overrides = [f"{k}={v}" for k, v in METHOD_SETTINGS.get(spec.method, {}).items()] + list(spec.overrides)
     if spec.alpha is not None:
         overrides.append(f"loss.alpha={spec.alpha}")
     if spec.beta is not None:

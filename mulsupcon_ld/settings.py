@@ -128,6 +128,13 @@ SMOKE = {"pretrain.epochs": 3, "finetune.epochs": 3}
 # is summed, src/loss_functions/losses.py). asl.py has the other forms ("through", "mean").
 ASL_OFFICIAL = {"gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05, "reduction": "sum", "focal_weights": "detached"}
 
+# Settings a method brings with it, applied before the user's --set (which still wins) and recorded in the
+# run's config like any other setting. --method asl keeps the fine-tuning epoch of the highest validation
+# mAP, as the official ASL training does (train.py, train_multi_label_coco: model-highest.ckpt is saved
+# when validate_multi's mAP improves): with the focusing weights detached, the validation BCE our
+# selection otherwise watches rises from the first epoch on, and it picked epoch 1 (docs/method.md, "ASL").
+METHOD_SETTINGS: dict[str, dict[str, Any]] = {"asl": {"finetune.select": "val_mAP"}}
+
 def canonical_name(dataset: str) -> str:
     """Table key of a dataset name (aliases resolved by :func:`registry.canonical_name`)."""
     key = registry_name(dataset)

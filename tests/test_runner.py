@@ -163,7 +163,13 @@ def test_asl_is_the_bce_control_with_the_asymmetric_loss(tmp_path, data_dir):
     asl, bce = runs["asl"], runs["bce"]
     assert_valid(asl, "asl")
     assert not (tmp_path / "asl" / "pretrained.pt").exists() and asl["wall_time_s"]["pretrain"] == 0.0
-    assert asl["config"]["settings"]["finetune"] == bce["config"]["settings"]["finetune"]
+    # the same fine-tuning but for the model selection, which follows the official ASL training
+    # (the highest validation mAP; settings.METHOD_SETTINGS)
+    assert asl["config"]["settings"]["finetune"]["select"] == "val_mAP" == asl["training"]["finetune"]["select"]
+    assert bce["config"]["settings"]["finetune"]["select"] == "val_loss"
+    assert ({**asl["config"]["settings"]["finetune"], "select": "val_loss"} == bce["config"]["settings"]["finetune"])
+    ft = asl["training"]["finetune"]
+    assert ft["selected_epoch"] == 1 + int(np.argmax(ft["val_mAP"]))
     ft_asl, ft_bce = asl["training"]["finetune"], bce["training"]["finetune"]
     assert ft_asl["stopped_epoch"] == ft_bce["stopped_epoch"]
     # the official recipe (asl.py): summed over labels and examples, focusing weights detached
