@@ -71,8 +71,8 @@ def test_a_stale_document_fails_the_check(tmp_path, capsys):
 
     from mulsupcon_ld.cli import main as cli_main
 
-    for rel in ("README.md", "config", "docs/templates", "docs/results/runs.csv", "docs/results/claims.csv",
-                "docs/reproduction.md"):
+    snapshot_files = [p.relative_to(REPO_ROOT).as_posix() for p in SNAPSHOT.glob("*.csv")]
+    for rel in ("README.md", "config", "docs/templates", "docs/reproduction.md", *snapshot_files):
         src, dst = REPO_ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
