@@ -11,7 +11,7 @@ import pytest
 
 from mulsupcon_ld.arithmetic import COLUMNS
 from mulsupcon_ld.paper_numbers import REPO_ROOT
-from mulsupcon_ld.report import docs, homogeneity
+from mulsupcon_ld.report import docs, homogeneity, method_numbers
 from mulsupcon_ld.report.runs_table import CELL_KEY, read_runs
 
 SNAPSHOT = REPO_ROOT / docs.SNAPSHOT
@@ -72,7 +72,8 @@ def test_a_stale_document_fails_the_check(tmp_path, capsys):
     from mulsupcon_ld.cli import main as cli_main
 
     snapshot_files = [p.relative_to(REPO_ROOT).as_posix() for p in SNAPSHOT.glob("*.csv")]
-    for rel in ("README.md", "config", "docs/templates", "docs/reproduction.md", *snapshot_files):
+    for rel in ("README.md", "config", "docs/templates", "docs/reproduction.md", "docs/method.md", *snapshot_files,
+                *method_numbers.SOURCES):
         src, dst = REPO_ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
@@ -82,3 +83,30 @@ def test_a_stale_document_fails_the_check(tmp_path, capsys):
     assert cli_main(["docs", "--root", str(tmp_path), "--check"]) == 1
     assert "differ from their regeneration" in capsys.readouterr().err
     assert cli_main(["docs", "--root", str(tmp_path)]) == 0 and cli_main(["docs", "--root", str(tmp_path), "--check"]) == 0
+    # a number typed over in a generated block of docs/method.md is stale too, and regenerated
+    method = tmp_path / "docs/method.md"
+    typed = method.read_text()
+    row = "| Yeast | MulSupCon | one pass (3,600) | paper (mask 0.4, AdamW, cosine) | "
+    method.write_text(typed.replace(row + "0.4632", row + "0.4633", 1))
+    assert method.read_text() != typed
+    assert cli_main(["docs", "--root", str(tmp_path), "--check"]) == 1
+    assert cli_main(["docs", "--root", str(tmp_path)]) == 0 and method.read_text() == typed
+
+
+def test_method_blocks_are_computed_from_the_screening_rows():
+    """docs/method.md's generated blocks: each has its template, and a few of their numbers recomputed here
+    from the per-run rows (sample sd over seeds, differences paired by seed)."""
+    text = (REPO_ROOT / "docs/method.md").read_text()
+    names = [m["name"] for m in docs.BLOCK.finditer(text)]
+    assert len(names) == len(set(names)) >= 10
+    assert all((REPO_ROOT / "docs/templates/blocks" / f"{n}.md.j2").is_file() for n in names)
+    budget = pd.read_csv(REPO_ROOT / method_numbers.BUDGET)
+    cell = budget[(budget["variant"] == "onepass") & (budget["dataset"] == "yeast") & (budget["method"] == "mulsupcon")]
+    assert len(cell) == 3
+    row = f"| 0.{round(cell['val_map'].mean() * 1e4):04d} ± 0.{round(cell['val_map'].std() * 1e4):04d} |"
+    assert row in method_numbers.budget_table(REPO_ROOT).splitlines()[2]
+    screening = pd.read_csv(REPO_ROOT / method_numbers.DELICIOUS_50).set_index(["method", "reading", "seed"])
+    paired = method_numbers.delicious_screening(REPO_ROOT)["cld"]["paired"]
+    assert paired == pytest.approx([screening.loc[("cld", "normalised", s), "val_mAP"]
+                                    - screening.loc[("cld", "printed", s), "val_mAP"] for s in (0, 1, 2)], abs=0)
+    assert method_numbers.finetuning_effect(REPO_ROOT, "onepass-mask0")["bce_lower"] == 4

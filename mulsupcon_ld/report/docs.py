@@ -2,9 +2,10 @@
 
 ``docs/reproduction.md`` is rendered from its template ``docs/templates/reproduction.md.j2`` (prose
 with the numbers left as Jinja2 expressions) and the snapshot's ``docs/results/runs.csv`` and
-``claims.csv``: no number from a run is typed by hand. ``--check`` renders without writing and fails
-(exit 1) when a committed document differs from its regeneration; ``tests/test_docs.py`` does the
-same. The snapshot's records (``docs/results/runs/<run-id>/metrics.json.gz``) are gathered into
+``claims.csv``: no number from a run is typed by hand. The numbers of ``docs/method.md`` and the README that
+come from runs are generated blocks among typed prose (:data:`BLOCK_DOCUMENTS`). ``--check`` renders without
+writing and fails (exit 1) when a committed document differs from its regeneration; ``tests/test_docs.py`` does
+the same. The snapshot's records (``docs/results/runs/<run-id>/metrics.json.gz``) are gathered into
 ``runs.csv`` by ``mulsupcon-ld docs --collect`` (:func:`collect_snapshot`).
 """
 
@@ -33,15 +34,17 @@ from ..pipeline.cost import table_costs
 from .aggregate import run_row, write_runs
 from .figure import figure2_frame
 from .format import num
+from .method_numbers import context as method_context
 from .runs_table import read_runs
 from .tables import TableFrames, markdown_table, summary_counts
 
 #: generated document -> its template (paths relative to the repository root)
 DOCUMENTS = {"docs/reproduction.md": "docs/templates/reproduction.md.j2"}
 #: documents with generated blocks among typed prose: each ``<!-- generated: NAME -->`` … ``<!-- /generated -->``
-#: block is rendered from ``docs/templates/blocks/NAME.md.j2``
-BLOCK_DOCUMENTS = ("README.md",)
-BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
+#: block is rendered from ``docs/templates/blocks/NAME.md.j2`` (in a list item the closing line keeps its
+#: indentation); docs/method.md's blocks read the validation screenings' rows (:mod:`.method_numbers`)
+BLOCK_DOCUMENTS = ("README.md", "docs/method.md")
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)([ \t]*<!-- /generated -->)", re.S)
 #: the README's main command (README, "Install and test"): its datasets and targets
 MAIN_COMMAND = {"datasets": ["yeast", "scene"], "targets": ("2", "3")}
 SNAPSHOT = "docs/results"
@@ -221,7 +224,7 @@ def context(root: Path = REPO_ROOT) -> dict[str, Any]:
         "per_dataset": ok.groupby("dataset").size().to_dict(), "diff": diff,
         "main_table": lambda d: main_table(frames, d), "grid_table": lambda: grid_table(frames),
         "figure2_table": lambda: figure2_table(runs), "claims_counts": lambda: claims_counts(claims),
-        "num": num, "seconds": seconds,
+        "num": num, "seconds": seconds, **method_context(root),
     }
 
 

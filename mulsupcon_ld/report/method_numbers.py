@@ -1,0 +1,318 @@
+"""The numbers of ``docs/method.md`` that come from runs, computed from their recorded per-run rows.
+
+``docs/method.md`` is typed prose with generated blocks (``<!-- generated: NAME -->``, rendered from
+``docs/templates/blocks/NAME.md.j2`` by ``mulsupcon-ld docs``, :mod:`.docs`). Each function here reads one
+file of per-run rows (:data:`SOURCES`) and returns what a block states: means ± sample sd over seeds,
+per-seed values, differences paired by seed, counts of pairs. :func:`context` is what the blocks see.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+BUDGET = "docs/results/budget/budget_val_runs.csv"
+NORMALISATION = "docs/results/budget/normalisation_val_runs.csv"
+DELICIOUS_50 = "docs/results/delicious/readings_val.csv"
+DELICIOUS_400 = "docs/results/delicious/readings_val_400.csv"
+#: its fp32 CLD rows are the Delicious workflow runs (normalised reading, paper budget) of the 400-epoch table
+BF16_DELICIOUS = "benchmarks/results/bf16_validation_delicious.csv"
+ASL_SELECTION = "docs/results/asl/selection_val.csv"
+DENORMAL = "benchmarks/results/bench_denormal_cpu.jsonl"
+SOURCES = (BUDGET, NORMALISATION, DELICIOUS_50, DELICIOUS_400, BF16_DELICIOUS, ASL_SELECTION, DENORMAL)
+
+#: Delicious RLD, normalised reading, paper budget, seeds 0–2 (val mAP, val BCE): typed from the workflow runs of
+#: an earlier snapshot whose records are no longer in the repository — the one row of the 400-epoch table that
+#: has no recorded source here
+RLD_NORMALISED_400 = {"val_mAP": (0.1730, 0.1730, 0.1749), "val_bce": (0.0623, 0.0624, 0.0623)}
+
+#: the budget table's rows per dataset: (pretraining, fine-tuning, variant in budget_val_runs.csv)
+BUDGET_ROWS = {
+    "yeast": (("one pass", "paper", "onepass"), ("one pass", "mask 0", "onepass-mask0"),
+              ("one pass", "`backbone_lr_mult` 0.1", "onepass-lrp01"),
+              ("one pass", "published recipe", "onepass-ftofficial"),
+              ("100/epoch", "paper", "yeast-ipe100"), ("100/epoch", "mask 0", "ipe100-mask0"),
+              ("100/epoch", "published recipe", "ipe100-ftofficial")),
+    "scene": (("one pass", "paper", "onepass"), ("one pass", "mask 0", "onepass-mask0"),
+              ("one pass", "`backbone_lr_mult` 0.1", "onepass-lrp01"),
+              ("one pass", "published recipe", "onepass-ftofficial"),
+              ("30/epoch", "paper", "scene-ipe30"), ("30/epoch", "published recipe", "scene-ipe30-ftofficial")),
+}
+PAIRS = (("yeast", "mulsupcon"), ("yeast", "cld"), ("scene", "mulsupcon"), ("scene", "cld"))
+NAMES = {"yeast": "Yeast", "scene": "Scene", "mulsupcon": "MulSupCon", "cld": "CLD", "rld": "RLD"}
+READINGS = ("printed", "normalised", "normalised-h")
+PARTS = ("contrastive", "g", "alpha_h", "beta_w")
+PART_HEADERS = ("contrastive", "G", "α·H", "β‖W‖²")
+
+
+# ------------------------------------------------------------------------------------ formatting
+def signed(x: float, digits: int = 4) -> str:
+    """``+0.0045``, ``−0.010`` (a minus sign, not a hyphen)."""
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def sig(x: float, n: int) -> str:
+    """``x`` to ``n`` significant digits, thousands separated: ``1,300``, ``5,750``, ``0.025``."""
+    if x == 0:
+        return "0"
+    decimals = n - 1 - math.floor(math.log10(abs(x)))
+    return f"{round(x, decimals):,.{max(decimals, 0)}f}"
+
+
+def fmt(x: float, spec: str) -> str:
+    """``format(x, spec)``: ``fmt(1524.8, ",.0f")`` is ``1,525``."""
+    return format(x, spec)
+
+
+def signed_list(xs: Iterable[float], digits: int = 4) -> str:
+    """``+0.0046, +0.0005, +0.0003``."""
+    return ", ".join(signed(x, digits) for x in xs)
+
+
+def ms(x: float) -> str:
+    """Milliseconds: ``123``, ``8.1``."""
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def dot3(x: float) -> str:
+    """``.178``."""
+    return f"{x:.3f}".lstrip("0")
+
+
+def mean_sd(values: Iterable[float]) -> tuple[float, float]:
+    s = pd.Series(list(values), dtype=float)
+    return float(s.mean()), float(s.std(ddof=1))
+
+
+def pm(values: Iterable[float], digits: int = 4) -> str:
+    """Mean ± sample sd: ``0.4632 ± 0.0026``."""
+    m, s = mean_sd(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def slash(texts: Iterable[str]) -> str:
+    """Distinct values joined by ``/``: ``0.0625/0.0626``, or one value when they agree."""
+    return "/".join(dict.fromkeys(texts))
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    """A compact markdown table: ``| a | b |``, ``|---|---|``, an empty cell as ``| |``."""
+    cells = [[f" {c} " if c else " " for c in r] for r in [header, *rows]]
+    return "\n".join("|" + "|".join(r) + "|" for r in [cells[0], ["---"] * len(header), *cells[1:]])
+
+
+def _read(root: Path, rel: str) -> pd.DataFrame:
+    return pd.read_csv(root / rel)
+
+
+# ------------------------------------------------------------------------------------ the budget
+def budget_cells(root: Path) -> dict[tuple[str, str, str], pd.DataFrame]:
+    """budget_val_runs.csv per (variant, dataset, method): its runs (one per seed)."""
+    frame = _read(root, BUDGET).sort_values("seed")
+    return {key: rows for key, rows in frame.groupby(["variant", "dataset", "method"])}
+
+
+def budget_table(root: Path) -> str:
+    """The budget table: val mAP and val BCE mean ± sd over seeds, mean pretraining seconds; iteration
+    counts at the first row of each pretraining, the paper's fine-tuning spelled out at its first row."""
+    cells, seen, body = budget_cells(root), set(), []
+    for dataset, rows in BUDGET_ROWS.items():
+        for method in ("mulsupcon", "cld"):
+            for pretraining, finetuning, variant in rows:
+                c = cells[(variant, dataset, method)]
+                pre, ft = pretraining, finetuning
+                if (dataset, pretraining) not in seen:
+                    seen.add((dataset, pretraining))
+                    pre = f"{pretraining} ({int(c['iters'].iloc[0]):,})"
+                if finetuning not in seen:
+                    seen.add(finetuning)
+                    ft = "paper (mask 0.4, AdamW, cosine)" if finetuning == "paper" else finetuning
+                body.append([NAMES[dataset], NAMES[method], pre, ft, pm(c["val_map"]), pm(c["val_bce"]),
+                             f"{c['pre_s'].mean():.0f}"])
+    return _md(["dataset", "method", "pretraining", "fine-tuning", "val mAP", "val BCE", "pretrain s"], body)
+
+
+def finetuning_effect(root: Path, variant: str) -> dict[str, Any]:
+    """A one-pass fine-tuning variant against the paper's, per (dataset, method) pair (:data:`PAIRS`):
+    the differences of mean val mAP, and in how many pairs val mAP and val BCE are lower."""
+    cells = budget_cells(root)
+    d_map, d_bce = [], []
+    for dataset, method in PAIRS:
+        new, old = cells[(variant, dataset, method)], cells[("onepass", dataset, method)]
+        d_map.append(new["val_map"].mean() - old["val_map"].mean())
+        d_bce.append(new["val_bce"].mean() - old["val_bce"].mean())
+    return {"pairs": len(PAIRS), "map_deltas": signed_list(d_map, 3),
+            "map_lower": sum(bool(d < 0) for d in d_map), "bce_lower": sum(bool(d < 0) for d in d_bce)}
+
+
+# ------------------------------------------------------------------------------------ normalisation
+def normalisation_parts(root: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Seed 0's loss terms (last-epoch means of one batch's loss) per dataset and reading."""
+    frame = _read(root, NORMALISATION)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in frame[frame["seed"] == 0].itertuples(index=False):
+        out.setdefault(r.dataset, {})[r.variant] = ast.literal_eval(r.parts)
+    return out
+
+
+def _summary(val_map: pd.Series, val_bce: pd.Series) -> dict[str, Any]:
+    return {"map": pm(val_map), "map_mean": float(val_map.mean()), "bce": f"{val_bce.mean():.4f}"}
+
+
+def normalisation_validation(root: Path) -> dict[str, dict[str, Any]]:
+    """CLD, one-pass budget, seeds 0–2, per dataset: val mAP (mean ± sd) and mean val BCE of each
+    reading, and the gain normalised − printed in mean val mAP. Printed Yeast and Scene are the budget
+    table's one-pass CLD runs; the stand-in's printed runs are in normalisation_val_runs.csv."""
+    norm, budget = _read(root, NORMALISATION), _read(root, BUDGET)
+    out = {}
+    for dataset in ("yeast", "scene", "delicious-synthetic"):
+        if dataset.startswith("delicious"):
+            printed = norm[(norm["variant"] == "printed") & (norm["dataset"] == dataset)]
+        else:
+            printed = budget[(budget["variant"] == "onepass") & (budget["dataset"] == dataset)
+                             & (budget["method"] == "cld")]
+        normalised = norm[(norm["variant"] == "normalised") & (norm["dataset"] == dataset)]
+        out[dataset] = {"printed": _summary(printed["val_map"], printed["val_bce"]),
+                        "normalised": _summary(normalised["val_map"], normalised["val_bce"])}
+        out[dataset]["gain"] = out[dataset]["normalised"]["map_mean"] - out[dataset]["printed"]["map_mean"]
+    return out
+
+
+# ------------------------------------------------------------------------------------ Delicious
+def delicious_screening(root: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """readings_val.csv (50 epochs) per method and reading: val mAP per seed and mean ± sd, mean val BCE,
+    the loss terms averaged over seeds; per method the normalised − printed val mAP paired by seed."""
+    frame = _read(root, DELICIOUS_50).sort_values("seed")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (method, reading), rows in frame.groupby(["method", "reading"]):
+        cell = {"seeds": list(rows["seed"]), "maps": list(rows["val_mAP"]), "map": pm(rows["val_mAP"]),
+                "map_mean": float(rows["val_mAP"].mean()), "bce_mean": float(rows["val_bce"].mean())}
+        cell.update({p: float(rows[f"part_{p}"].mean()) for p in PARTS})
+        out.setdefault(method, {})[reading] = cell
+    for cells in out.values():
+        by_seed = dict(zip(cells["printed"]["seeds"], cells["printed"]["maps"]))
+        cells["paired"] = [m - by_seed[s] for s, m in zip(cells["normalised"]["seeds"], cells["normalised"]["maps"])]
+        cells["gain"] = cells["normalised"]["map_mean"] - cells["printed"]["map_mean"]
+    return out
+
+
+def delicious_terms(screening: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """What the 50-epoch loss terms say, per reading over CLD and RLD: α·H, its ratio to the contrastive
+    term, the contrastive term's range, and RLD's G."""
+    def over(reading: str, f) -> list[float]:
+        return [f(screening[m][reading]) for m in ("cld", "rld")]
+
+    def ratio(c: dict[str, Any]) -> float:
+        return c["alpha_h"] / c["contrastive"]
+
+    return {"printed_alpha_h": sum(over("printed", lambda c: c["alpha_h"])) / 2,
+            "printed_ratio": dict(zip(("cld", "rld"), over("printed", ratio))),
+            "rld_g": max(c["g"] for r, c in screening["rld"].items() if r in READINGS),
+            "normalised_alpha_h": over("normalised", lambda c: c["alpha_h"]),
+            "normalised_contrastive": over("normalised", lambda c: c["contrastive"]),
+            "h_alpha_h": sum(over("normalised-h", lambda c: c["alpha_h"])) / 2,
+            "h_ratio": over("normalised-h", ratio)}
+
+
+def delicious_table(screening: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The 50-epoch screening table (pandas' markdown: loss terms to 3 significant digits)."""
+    rows = []
+    for method in ("cld", "rld"):
+        for reading in READINGS:
+            c = screening[method][reading]
+            rows.append({"method": NAMES[method], "reading": reading,
+                         "val mAP per seed": ", ".join(f"{m:.4f}" for m in c["maps"]), "mean ± sd": c["map"],
+                         "val BCE": round(c["bce_mean"], 4),
+                         **{h: float(f"{c[p]:.3g}") for h, p in zip(PART_HEADERS, PARTS)}})
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def delicious_400(root: Path, screening: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The paper-budget confirmation per method: normalised val mAP/BCE per seed (CLD: the workflow runs'
+    fp32 rows of bf16_validation_delicious.csv; RLD: :data:`RLD_NORMALISED_400`), printed seed 0
+    (readings_val_400.csv), normalised − printed at seed 0 here and at 50 epochs."""
+    printed = _read(root, DELICIOUS_400).set_index("method")
+    fp32 = _read(root, BF16_DELICIOUS)
+    fp32 = fp32[(fp32["precision"] == "fp32") & (fp32["method"] == "cld")].sort_values("seed")
+    normalised = {"cld": (list(fp32["val_mAP"]), list(fp32["val_bce"])),
+                  "rld": (list(RLD_NORMALISED_400["val_mAP"]), list(RLD_NORMALISED_400["val_bce"]))}
+    out = {}
+    for method, (maps, bces) in normalised.items():
+        p = printed.loc[method]
+        at50 = screening[method]
+        out[method] = {"maps": maps, "bces": bces,
+                       "printed_map": float(p["val_mAP"]), "printed_bce": float(p["val_bce"]),
+                       "diff": maps[0] - float(p["val_mAP"]), "diff_50": at50["paired"][0],
+                       "map_50": at50["normalised"]["maps"][0], "printed_map_50": at50["printed"]["maps"][0]}
+    return out
+
+
+def delicious_400_table(rows: dict[str, dict[str, Any]]) -> str:
+    """The paper-budget table: per method its normalised seeds, then printed seed 0 with the differences."""
+    body = []
+    for method, r in rows.items():
+        body.append([NAMES[method], "normalised", ", ".join(f"{m:.4f}" for m in r["maps"]),
+                     ", ".join(f"{b:.4f}" for b in r["bces"]), "", ""])
+        body.append([NAMES[method], "printed", f"{r['printed_map']:.4f}", f"{r['printed_bce']:.4f}",
+                     f"**{signed(r['diff'])}**", signed(r["diff_50"])])
+    return _md(["method", "reading", "val mAP per seed", "val BCE", "normalised − printed (seed 0)",
+                "at 50 epochs (seed 0)"], body)
+
+
+# ------------------------------------------------------------------------------------ ASL, bf16, subnormals
+def asl_selection(root: Path) -> dict[str, dict[str, Any]]:
+    """selection_val.csv's Yeast rows selected by val BCE: the official form (sum, focusing weights
+    detached) and the plain derivative (weights not detached)."""
+    frame = _read(root, ASL_SELECTION)
+    frame = frame[frame["select"] == "val_loss"]
+    pick = {"detached": frame[(frame["focal_weights"] == "detached") & (frame["reduction"] == "sum")],
+            "through": frame[frame["focal_weights"] == "through"]}
+    return {k: rows.iloc[0].to_dict() for k, rows in pick.items()}
+
+
+def bf16_delicious(root: Path) -> dict[str, Any]:
+    """bf16 − fp32 on Delicious per method: val mAP mean ± sd of each, the difference of means and the
+    pooled seed sd, mean pretraining seconds; the largest difference of mean val BCE."""
+    frame = _read(root, BF16_DELICIOUS).sort_values("seed")
+    out: dict[str, Any] = {}
+    for method, rows in frame.groupby("method", sort=False):
+        fp32, bf16 = (rows[rows["precision"] == p] for p in ("fp32", "bf16"))
+        pooled = math.sqrt((fp32["val_mAP"].var() + bf16["val_mAP"].var()) / 2)
+        out[method] = {"fp32": pm(fp32["val_mAP"]), "bf16": pm(bf16["val_mAP"]),
+                       "diff": signed(bf16["val_mAP"].mean() - fp32["val_mAP"].mean()), "pooled": f"{pooled:.4f}",
+                       "pre": f"{fp32['pretrain_s'].mean():.0f} / {bf16['pretrain_s'].mean():.0f}",
+                       "speedup": fp32["pretrain_s"].mean() / bf16["pretrain_s"].mean(),
+                       "bce_diff": abs(bf16["val_bce"].mean() - fp32["val_bce"].mean())}
+    out["bce_bound"] = math.ceil(max(v["bce_diff"] for v in out.values()) * 1e4) / 1e4
+    return out
+
+
+def denormal_bench(root: Path) -> dict[str, Any]:
+    """bench_denormal_cpu.jsonl: the step and its backward with flush-to-zero off and on, the ratios,
+    the checkpoint's epoch and the fraction of subnormal fc weights in it."""
+    rows = {r["flush_denormal"]: r for r in map(json.loads, (root / DENORMAL).read_text().splitlines())}
+    off, on = rows[False], rows[True]
+    return {"epoch": off["state_epoch"], "subnormal": off["fc_weight_subnormal_fraction"],
+            "step": f"{ms(off['step_ms'])} → {ms(on['step_ms'])}",
+            "backward": f"{ms(off['backward_ms'])} → {ms(on['backward_ms'])}",
+            "step_ratio": off["step_ms"] / on["step_ms"], "backward_ratio": off["backward_ms"] / on["backward_ms"]}
+
+
+def context(root: Path) -> dict[str, Any]:
+    """What docs/method.md's blocks read, computed from :data:`SOURCES` under ``root``."""
+    screening = delicious_screening(root)
+    d400 = delicious_400(root, screening)
+    return {
+        "budget_table": budget_table(root), "mask0": finetuning_effect(root, "onepass-mask0"),
+        "lrp01": finetuning_effect(root, "onepass-lrp01"), "parts": normalisation_parts(root),
+        "norm_val": normalisation_validation(root), "delicious": screening,
+        "delicious_table": delicious_table(screening), "delicious_terms": delicious_terms(screening),
+        "delicious_400": d400, "delicious_400_table": delicious_400_table(d400), "asl": asl_selection(root),
+        "bf16_delicious": bf16_delicious(root), "denormal": denormal_bench(root),
+        "signed": signed, "signed_list": signed_list, "sig": sig, "fmt": fmt, "dot3": dot3, "slash": slash,
+    }
