@@ -1,5 +1,6 @@
-"""``precision="auto"``: bf16 autocast where this CPU computes bf16 natively *and* a short calibration
-in the same process shows the run's own pretraining iteration faster in bf16; fp32 otherwise.
+"""``precision="auto"``, when asked for (the default is fp32 on every machine, so that one command
+computes alike everywhere): bf16 autocast where this CPU computes bf16 natively *and* a short
+calibration in the same process shows the run's own pretraining iteration faster in bf16; fp32 otherwise.
 
 Why measured, not fixed: on the project's machines bf16 ranges from much slower than fp32 (AMD Zen 3,
 emulated) to much faster on the matrix products alone (Intel AMX), and on the small MLPs the products
@@ -30,7 +31,8 @@ CPU time, median of rounds").
 
 The choice and both rates go into ``metrics.json`` (``precision``) and into ``OUT/precision.json``
 at the first decision, which a resumed or later phase of the same run reuses: one run never mixes
-precisions. ``--set precision=fp32|bf16`` pins it (the hashes keep the requested value, ``auto``).
+precisions. The run is then resolved again with the precision chosen (``experiment._resolve_auto``), so
+its config, hashes and cell key name fp32 or bf16, never auto; ``--set precision=fp32|bf16`` pins it.
 
 The calibration is a noticeable share of a short paper-budget run (docs/performance.md, "Calibration
 cache"), and a cell of Table 2 runs ten seeds of one shape: so its two rates are kept
