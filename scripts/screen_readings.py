@@ -12,6 +12,8 @@ precision the run computed in and its pretraining wall time. Test metrics are ne
     python scripts/screen_readings.py summarise --out screen/delicious --csv docs/results/delicious/readings_val.csv
     python scripts/screen_readings.py run --dataset yeast --methods cld,mulsupcon --variants fp32,bf16 \\
         --raw-dir ../shared/data --out screen/precision/yeast
+    python scripts/screen_readings.py summarise --out screen/precision/yeast screen/precision/scene \\
+        --csv benchmarks/results/bf16_validation_vector.csv
 
 A variant is a named list of ``--set`` overrides (:data:`VARIANTS`): a reading sets ``loss.options``
 and leaves the precision at its default, a precision sets ``precision`` and leaves the loss as the
@@ -94,19 +96,24 @@ def run(args: argparse.Namespace) -> None:
 
 def summarise(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
-    for path in sorted(Path(args.out).glob("*/*/seed*/metrics.json")):
+    outs = args.out if isinstance(args.out, list) else [args.out]
+    for path in sorted(p for out in outs for p in Path(out).glob("*/*/seed*/metrics.json")):
         m = json.loads(path.read_text())
         ft = m["training"]["finetune"]                     # per-epoch lists: val_mAP, val_loss, …
         hist, best = ft, ft["selected_epoch"]
         parts = m["training"]["pretrain"].get("parts") or [{}]   # one dict of loss terms per epoch
         last = parts[-1]
-        rows.append({"reading": path.parts[-4], "method": path.parts[-3], "seed": m["seed"],
+        calibration = m.get("precision") or {}
+        rows.append({"dataset": m.get("dataset"), "reading": path.parts[-4], "method": path.parts[-3], "seed": m["seed"],
                      "val_mAP": hist["val_mAP"][best - 1], "val_bce": hist["val_loss"][best - 1],
                      "selected_epoch": best, "pretrain_epochs": m["config"]["settings"]["pretrain"]["epochs"],
                      "pretrain_s": m["wall_time_s"]["pretrain"], "finetune_s": m["wall_time_s"]["finetune"],
                      **{f"part_{k}": v for k, v in last.items()},
                      "precision": (m.get("precision") or {}).get("chosen", m["config"]["settings"]["precision"]),
-                     "options": json.dumps(m["config"]["settings"]["loss"]["options"]), "commit": m.get("git_commit")})
+                     "options": json.dumps(m["config"]["settings"]["loss"]["options"]), "commit": m.get("git_commit"),
+                     "flush_denormal": m["config"]["settings"].get("flush_denormal"), "cpu": m.get("cpu"),
+                     "calib_fp32_ms": calibration.get("fp32_ms_per_iter"),
+                     "calib_bf16_ms": calibration.get("bf16_ms_per_iter"), "result_hash": m.get("result_hash")})
     df = pd.DataFrame(rows)
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
@@ -122,11 +129,15 @@ def readings_table(df: pd.DataFrame) -> str:
     """One markdown row per (method, variant): val mAP per seed, mean ± sd, val BCE, the loss terms of
     the last pretraining epoch and the pretraining wall time (seed means), and the precision computed."""
     rows = []
-    for (method, variant), g in df.sort_values("seed").groupby(["method", "reading"], sort=False):
+    by_dataset = "dataset" in df and df["dataset"].nunique() > 1     # one row per dataset too, never a mean across
+    keys = ["dataset", "method", "reading"] if by_dataset else ["method", "reading"]
+    for key, g in df.sort_values("seed").groupby(keys, sort=False):
+        method, variant = key[-2:]
+        label = f"{key[0]} {method}".upper() if by_dataset else method.upper()
         sd = g["val_mAP"].std() if len(g) > 1 else float("nan")
         parts = [f"{g[f'part_{k}'].mean():,.3g}" if f"part_{k}" in g else "—"
                  for k in ("contrastive", "g", "alpha_h", "beta_w")]
-        rows.append([method.upper(), variant, ", ".join(f"{v:.4f}" for v in g["val_mAP"]),
+        rows.append([label, variant, ", ".join(f"{v:.4f}" for v in g["val_mAP"]),
                      f"{g['val_mAP'].mean():.4f}" + ("" if sd != sd else f" ± {sd:.4f}"),
                      f"{g['val_bce'].mean():.4f}", *parts, f"{g['pretrain_s'].mean():.0f}",
                      "/".join(sorted(set(g["precision"].astype(str)))) if "precision" in g else "—"])
@@ -153,7 +164,7 @@ def main() -> None:
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--out", required=True)
     s = sub.add_parser("summarise")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, nargs="+", help="one or more `run --out` folders")
     s.add_argument("--csv")
     args = ap.parse_args()
     run(args) if args.cmd == "run" else summarise(args)

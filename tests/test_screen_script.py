@@ -66,3 +66,24 @@ def test_summary_reads_validation_and_the_precision_computed(screen, tmp_path):
     assert df.loc["auto", "precision"] == "fp32" and df.loc["bf16", "precision"] == "bf16"
     assert df.loc["auto", "val_mAP"] == 0.5 and df.loc["auto", "val_bce"] == 0.3
     assert "test" not in " ".join(df.columns)
+
+
+def test_summary_of_several_folders_keeps_dataset_calibration_and_hash(screen, tmp_path):
+    for dataset in ("yeast", "scene"):
+        path = tmp_path / dataset / "auto" / "cld" / "seed0"
+        path.mkdir(parents=True)
+        metrics = {"dataset": dataset, "seed": 0, "git_commit": "abc", "result_hash": f"h-{dataset}",
+                   "precision": {"chosen": "fp32", "fp32_ms_per_iter": 9.0, "bf16_ms_per_iter": 10.0},
+                   "wall_time_s": {"pretrain": 10.0, "finetune": 2.0},
+                   "config": {"settings": {"pretrain": {"epochs": 400}, "loss": {"options": None},
+                                           "precision": "auto", "flush_denormal": True}},
+                   "training": {"pretrain": {"parts": [{"contrastive": 1.0}]},
+                                "finetune": {"selected_epoch": 1, "val_mAP": [0.5], "val_loss": [0.3]}}}
+        (path / "metrics.json").write_text(json.dumps(metrics))
+    out = [str(tmp_path / "yeast"), str(tmp_path / "scene")]
+    df = screen.summarise(argparse.Namespace(out=out, csv=None)).set_index("dataset")
+    assert sorted(df.index) == ["scene", "yeast"] and df.loc["yeast", "result_hash"] == "h-yeast"
+    assert df.loc["scene", "calib_fp32_ms"] == 9.0 and df.loc["scene", "calib_bf16_ms"] == 10.0
+    assert df.loc["yeast", "flush_denormal"] and df.loc["yeast", "reading"] == "auto"
+    # the printed table keeps the datasets apart: one row per dataset, never a mean across them
+    assert "YEAST CLD" in screen.readings_table(df.reset_index()) and "SCENE CLD" in screen.readings_table(df.reset_index())

@@ -9,27 +9,26 @@ per-seed values, differences paired by seed, counts of pairs. :func:`context` is
 from __future__ import annotations
 
 import ast
+import gzip
 import json
-import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
+
+from . import precision_numbers
+from .doc_format import dot3, fmt, md, mean_sd, pm, read_csv, sig, signed, signed_list, slash
 
 BUDGET = "docs/results/budget/budget_val_runs.csv"
 NORMALISATION = "docs/results/budget/normalisation_val_runs.csv"
 DELICIOUS_50 = "docs/results/delicious/readings_val.csv"
 DELICIOUS_400 = "docs/results/delicious/readings_val_400.csv"
-#: its fp32 CLD rows are the Delicious workflow runs (normalised reading, paper budget) of the 400-epoch table
-BF16_DELICIOUS = "benchmarks/results/bf16_validation_delicious.csv"
 ASL_SELECTION = "docs/results/asl/selection_val.csv"
-DENORMAL = "benchmarks/results/bench_denormal_cpu.jsonl"
-SOURCES = (BUDGET, NORMALISATION, DELICIOUS_50, DELICIOUS_400, BF16_DELICIOUS, ASL_SELECTION, DENORMAL)
-
-#: Delicious RLD, normalised reading, paper budget, seeds 0–2 (val mAP, val BCE): typed from the workflow runs of
-#: an earlier snapshot whose records are no longer in the repository — the one row of the 400-epoch table that
-#: has no recorded source here
-RLD_NORMALISED_400 = {"val_mAP": (0.1730, 0.1730, 0.1749), "val_bce": (0.0623, 0.0624, 0.0623)}
+#: the snapshot's Delicious records (the normalised reading at the paper budget: the 400-epoch table's seeds)
+SNAPSHOT_DELICIOUS = "docs/results/runs/paper/delicious"
+SOURCES = (BUDGET, NORMALISATION, DELICIOUS_50, DELICIOUS_400, ASL_SELECTION, SNAPSHOT_DELICIOUS,
+           *precision_numbers.SOURCES)
+SEEDS_400 = (0, 1, 2)
 
 #: the budget table's rows per dataset: (pretraining, fine-tuning, variant in budget_val_runs.csv)
 BUDGET_ROWS = {
@@ -50,64 +49,30 @@ PARTS = ("contrastive", "g", "alpha_h", "beta_w")
 PART_HEADERS = ("contrastive", "G", "α·H", "β‖W‖²")
 
 
-# ------------------------------------------------------------------------------------ formatting
-def signed(x: float, digits: int = 4) -> str:
-    """``+0.0045``, ``−0.010`` (a minus sign, not a hyphen)."""
-    return f"{x:+.{digits}f}".replace("-", "−")
+_read = read_csv
 
 
-def sig(x: float, n: int) -> str:
-    """``x`` to ``n`` significant digits, thousands separated: ``1,300``, ``5,750``, ``0.025``."""
-    if x == 0:
-        return "0"
-    decimals = n - 1 - math.floor(math.log10(abs(x)))
-    return f"{round(x, decimals):,.{max(decimals, 0)}f}"
+def _validation_at_selection(record: dict[str, Any]) -> tuple[float, float]:
+    """A run's val mAP and val BCE at the fine-tuning epoch it selected (1-based in the record)."""
+    ft = record["training"]["finetune"]
+    epoch = ft["selected_epoch"]
+    return ft["val_mAP"][epoch - 1], ft["val_loss"][epoch - 1]
 
 
-def fmt(x: float, spec: str) -> str:
-    """``format(x, spec)``: ``fmt(1524.8, ",.0f")`` is ``1,525``."""
-    return format(x, spec)
-
-
-def signed_list(xs: Iterable[float], digits: int = 4) -> str:
-    """``+0.0046, +0.0005, +0.0003``."""
-    return ", ".join(signed(x, digits) for x in xs)
-
-
-def ms(x: float) -> str:
-    """Milliseconds: ``123``, ``8.1``."""
-    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
-
-
-def dot3(x: float) -> str:
-    """``.178``."""
-    return f"{x:.3f}".lstrip("0")
-
-
-def mean_sd(values: Iterable[float]) -> tuple[float, float]:
-    s = pd.Series(list(values), dtype=float)
-    return float(s.mean()), float(s.std(ddof=1))
-
-
-def pm(values: Iterable[float], digits: int = 4) -> str:
-    """Mean ± sample sd: ``0.4632 ± 0.0026``."""
-    m, s = mean_sd(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
-def slash(texts: Iterable[str]) -> str:
-    """Distinct values joined by ``/``: ``0.0625/0.0626``, or one value when they agree."""
-    return "/".join(dict.fromkeys(texts))
-
-
-def _md(header: list[str], rows: list[list[str]]) -> str:
-    """A compact markdown table: ``| a | b |``, ``|---|---|``, an empty cell as ``| |``."""
-    cells = [[f" {c} " if c else " " for c in r] for r in [header, *rows]]
-    return "\n".join("|" + "|".join(r) + "|" for r in [cells[0], ["---"] * len(header), *cells[1:]])
-
-
-def _read(root: Path, rel: str) -> pd.DataFrame:
-    return pd.read_csv(root / rel)
+def snapshot_400(root: Path, method: str) -> dict[str, Any]:
+    """Seeds :data:`SEEDS_400` of the snapshot's Delicious ``method`` runs (normalised reading, 400 epochs):
+    val mAP and val BCE each, and the commit they ran at."""
+    maps, bces, commits = [], [], set()
+    for seed in SEEDS_400:
+        path = next((root / SNAPSHOT_DELICIOUS / method).glob(f"none/*/seed{seed}/metrics.json.gz"))
+        record = json.loads(gzip.decompress(path.read_bytes()))
+        if record["arithmetic"]["reading"] != "normalised":
+            raise ValueError(f"{path}: reading {record['arithmetic']['reading']!r}, the table needs 'normalised'")
+        val_map, val_bce = _validation_at_selection(record)
+        maps.append(val_map)
+        bces.append(val_bce)
+        commits.add(record["arithmetic"]["code"][:7])
+    return {"maps": maps, "bces": bces, "commit": "/".join(sorted(commits))}
 
 
 # ------------------------------------------------------------------------------------ the budget
@@ -134,7 +99,7 @@ def budget_table(root: Path) -> str:
                     ft = "paper (mask 0.4, AdamW, cosine)" if finetuning == "paper" else finetuning
                 body.append([NAMES[dataset], NAMES[method], pre, ft, pm(c["val_map"]), pm(c["val_bce"]),
                              f"{c['pre_s'].mean():.0f}"])
-    return _md(["dataset", "method", "pretraining", "fine-tuning", "val mAP", "val BCE", "pretrain s"], body)
+    return md(["dataset", "method", "pretraining", "fine-tuning", "val mAP", "val BCE", "pretrain s"], body)
 
 
 def finetuning_effect(root: Path, variant: str) -> dict[str, Any]:
@@ -148,6 +113,39 @@ def finetuning_effect(root: Path, variant: str) -> dict[str, Any]:
         d_bce.append(new["val_bce"].mean() - old["val_bce"].mean())
     return {"pairs": len(PAIRS), "map_deltas": signed_list(d_map, 3),
             "map_lower": sum(bool(d < 0) for d in d_map), "bce_lower": sum(bool(d < 0) for d in d_bce)}
+
+
+#: the longer pretraining per dataset: (its variant, the same with the published fine-tuning recipe)
+LONG = {"yeast": ("yeast-ipe100", "ipe100-ftofficial"), "scene": ("scene-ipe30", "scene-ipe30-ftofficial")}
+FIXED_EPOCHS = 400 * 1000   # the published code's 400 x iters_per_epoch 1000
+
+
+def budget_cost(root: Path) -> dict[str, dict[str, Any]]:
+    """Per dataset, the longer-pretraining runs' milliseconds per pretraining iteration (min, max over
+    runs) and what 400 × 1000 iterations would then take, in hours of one core."""
+    frame = _read(root, BUDGET)
+    out = {}
+    for dataset, (variant, _) in LONG.items():
+        rows = frame[(frame["dataset"] == dataset) & (frame["variant"] == variant)]
+        per_iter = rows["pre_s"] / rows["iters"]
+        out[dataset] = {"ms": f"{1e3 * per_iter.min():.0f}–{1e3 * per_iter.max():.0f}",
+                        "hours": f"{FIXED_EPOCHS * per_iter.min() / 3600:.1f}–{FIXED_EPOCHS * per_iter.max() / 3600:.1f}"}
+    return out
+
+
+def official_recipe(root: Path) -> dict[str, dict[str, Any]]:
+    """The longer pretraining with the published fine-tuning recipe, per dataset and method: val mAP mean ±
+    sd, and its rank among that method's rows of the budget table (1 = highest mean val mAP)."""
+    cells = budget_cells(root)
+    out: dict[str, dict[str, Any]] = {}
+    for dataset, (_, official) in LONG.items():
+        variants = [v for _, _, v in BUDGET_ROWS[dataset]]
+        for method in ("mulsupcon", "cld"):
+            means = sorted((cells[(v, dataset, method)]["val_map"].mean() for v in variants), reverse=True)
+            c = cells[(official, dataset, method)]
+            out.setdefault(dataset, {})[method] = {"map": pm(c["val_map"]), "rank": means.index(c["val_map"].mean()) + 1,
+                                                   "of": len(variants), "iters": f"{int(c['iters'].iloc[0]):,}"}
+    return out
 
 
 # ------------------------------------------------------------------------------------ normalisation
@@ -233,21 +231,18 @@ def delicious_table(screening: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def delicious_400(root: Path, screening: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """The paper-budget confirmation per method: normalised val mAP/BCE per seed (CLD: the workflow runs'
-    fp32 rows of bf16_validation_delicious.csv; RLD: :data:`RLD_NORMALISED_400`), printed seed 0
-    (readings_val_400.csv), normalised − printed at seed 0 here and at 50 epochs."""
+    """The paper-budget confirmation per method: normalised val mAP/BCE of the snapshot's seeds 0–2
+    (:func:`snapshot_400`), printed seed 0 (readings_val_400.csv), normalised − printed at seed 0 here and at
+    50 epochs."""
     printed = _read(root, DELICIOUS_400).set_index("method")
-    fp32 = _read(root, BF16_DELICIOUS)
-    fp32 = fp32[(fp32["precision"] == "fp32") & (fp32["method"] == "cld")].sort_values("seed")
-    normalised = {"cld": (list(fp32["val_mAP"]), list(fp32["val_bce"])),
-                  "rld": (list(RLD_NORMALISED_400["val_mAP"]), list(RLD_NORMALISED_400["val_bce"]))}
     out = {}
-    for method, (maps, bces) in normalised.items():
+    for method in ("cld", "rld"):
+        normalised = snapshot_400(root, method)
         p = printed.loc[method]
         at50 = screening[method]
-        out[method] = {"maps": maps, "bces": bces,
-                       "printed_map": float(p["val_mAP"]), "printed_bce": float(p["val_bce"]),
-                       "diff": maps[0] - float(p["val_mAP"]), "diff_50": at50["paired"][0],
+        out[method] = {**normalised, "printed_map": float(p["val_mAP"]), "printed_bce": float(p["val_bce"]),
+                       "printed_commit": str(p["commit"])[:7],
+                       "diff": normalised["maps"][0] - float(p["val_mAP"]), "diff_50": at50["paired"][0],
                        "map_50": at50["normalised"]["maps"][0], "printed_map_50": at50["printed"]["maps"][0]}
     return out
 
@@ -257,14 +252,14 @@ def delicious_400_table(rows: dict[str, dict[str, Any]]) -> str:
     body = []
     for method, r in rows.items():
         body.append([NAMES[method], "normalised", ", ".join(f"{m:.4f}" for m in r["maps"]),
-                     ", ".join(f"{b:.4f}" for b in r["bces"]), "", ""])
+                     ", ".join(f"{b:.4f}" for b in r["bces"]), "", "", f"`{r['commit']}` (the snapshot)"])
         body.append([NAMES[method], "printed", f"{r['printed_map']:.4f}", f"{r['printed_bce']:.4f}",
-                     f"**{signed(r['diff'])}**", signed(r["diff_50"])])
-    return _md(["method", "reading", "val mAP per seed", "val BCE", "normalised − printed (seed 0)",
-                "at 50 epochs (seed 0)"], body)
+                     f"**{signed(r['diff'])}**", signed(r["diff_50"]), f"`{r['printed_commit']}`"])
+    return md(["method", "reading", "val mAP per seed", "val BCE", "normalised − printed (seed 0)",
+               "at 50 epochs (seed 0)", "commit"], body)
 
 
-# ------------------------------------------------------------------------------------ ASL, bf16, subnormals
+# ------------------------------------------------------------------------------------ ASL
 def asl_selection(root: Path) -> dict[str, dict[str, Any]]:
     """selection_val.csv's Yeast rows selected by val BCE: the official form (sum, focusing weights
     detached) and the plain derivative (weights not detached)."""
@@ -275,44 +270,17 @@ def asl_selection(root: Path) -> dict[str, dict[str, Any]]:
     return {k: rows.iloc[0].to_dict() for k, rows in pick.items()}
 
 
-def bf16_delicious(root: Path) -> dict[str, Any]:
-    """bf16 − fp32 on Delicious per method: val mAP mean ± sd of each, the difference of means and the
-    pooled seed sd, mean pretraining seconds; the largest difference of mean val BCE."""
-    frame = _read(root, BF16_DELICIOUS).sort_values("seed")
-    out: dict[str, Any] = {}
-    for method, rows in frame.groupby("method", sort=False):
-        fp32, bf16 = (rows[rows["precision"] == p] for p in ("fp32", "bf16"))
-        pooled = math.sqrt((fp32["val_mAP"].var() + bf16["val_mAP"].var()) / 2)
-        out[method] = {"fp32": pm(fp32["val_mAP"]), "bf16": pm(bf16["val_mAP"]),
-                       "diff": signed(bf16["val_mAP"].mean() - fp32["val_mAP"].mean()), "pooled": f"{pooled:.4f}",
-                       "pre": f"{fp32['pretrain_s'].mean():.0f} / {bf16['pretrain_s'].mean():.0f}",
-                       "speedup": fp32["pretrain_s"].mean() / bf16["pretrain_s"].mean(),
-                       "bce_diff": abs(bf16["val_bce"].mean() - fp32["val_bce"].mean())}
-    out["bce_bound"] = math.ceil(max(v["bce_diff"] for v in out.values()) * 1e4) / 1e4
-    return out
-
-
-def denormal_bench(root: Path) -> dict[str, Any]:
-    """bench_denormal_cpu.jsonl: the step and its backward with flush-to-zero off and on, the ratios,
-    the checkpoint's epoch and the fraction of subnormal fc weights in it."""
-    rows = {r["flush_denormal"]: r for r in map(json.loads, (root / DENORMAL).read_text().splitlines())}
-    off, on = rows[False], rows[True]
-    return {"epoch": off["state_epoch"], "subnormal": off["fc_weight_subnormal_fraction"],
-            "step": f"{ms(off['step_ms'])} → {ms(on['step_ms'])}",
-            "backward": f"{ms(off['backward_ms'])} → {ms(on['backward_ms'])}",
-            "step_ratio": off["step_ms"] / on["step_ms"], "backward_ratio": off["backward_ms"] / on["backward_ms"]}
-
-
 def context(root: Path) -> dict[str, Any]:
     """What docs/method.md's blocks read, computed from :data:`SOURCES` under ``root``."""
     screening = delicious_screening(root)
     d400 = delicious_400(root, screening)
     return {
-        "budget_table": budget_table(root), "mask0": finetuning_effect(root, "onepass-mask0"),
+        "budget_table": budget_table(root), "budget_cost": budget_cost(root), "official": official_recipe(root),
+        "mask0": finetuning_effect(root, "onepass-mask0"),
         "lrp01": finetuning_effect(root, "onepass-lrp01"), "parts": normalisation_parts(root),
         "norm_val": normalisation_validation(root), "delicious": screening,
         "delicious_table": delicious_table(screening), "delicious_terms": delicious_terms(screening),
         "delicious_400": d400, "delicious_400_table": delicious_400_table(d400), "asl": asl_selection(root),
-        "bf16_delicious": bf16_delicious(root), "denormal": denormal_bench(root),
+        **precision_numbers.context(root),
         "signed": signed, "signed_list": signed_list, "sig": sig, "fmt": fmt, "dot3": dot3, "slash": slash,
     }
