@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import precision_numbers
-from .doc_format import dot3, fmt, md, mean_sd, pm, read_csv, sig, signed, signed_list, slash
+from .doc_format import dot3, fmt, md, pm, read_csv, sig, signed, signed_list, slash
 
 BUDGET = "docs/results/budget/budget_val_runs.csv"
 NORMALISATION = "docs/results/budget/normalisation_val_runs.csv"
@@ -49,9 +49,6 @@ PARTS = ("contrastive", "g", "alpha_h", "beta_w")
 PART_HEADERS = ("contrastive", "G", "α·H", "β‖W‖²")
 
 
-_read = read_csv
-
-
 def _validation_at_selection(record: dict[str, Any]) -> tuple[float, float]:
     """A run's val mAP and val BCE at the fine-tuning epoch it selected (1-based in the record)."""
     ft = record["training"]["finetune"]
@@ -78,7 +75,7 @@ def snapshot_400(root: Path, method: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ the budget
 def budget_cells(root: Path) -> dict[tuple[str, str, str], pd.DataFrame]:
     """budget_val_runs.csv per (variant, dataset, method): its runs (one per seed)."""
-    frame = _read(root, BUDGET).sort_values("seed")
+    frame = read_csv(root, BUDGET).sort_values("seed")
     return {key: rows for key, rows in frame.groupby(["variant", "dataset", "method"])}
 
 
@@ -123,7 +120,7 @@ FIXED_EPOCHS = 400 * 1000   # the published code's 400 x iters_per_epoch 1000
 def budget_cost(root: Path) -> dict[str, dict[str, Any]]:
     """Per dataset, the longer-pretraining runs' milliseconds per pretraining iteration (min, max over
     runs) and what 400 × 1000 iterations would then take, in hours of one core."""
-    frame = _read(root, BUDGET)
+    frame = read_csv(root, BUDGET)
     out = {}
     for dataset, (variant, _) in LONG.items():
         rows = frame[(frame["dataset"] == dataset) & (frame["variant"] == variant)]
@@ -151,7 +148,7 @@ def official_recipe(root: Path) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------------------------------------ normalisation
 def normalisation_parts(root: Path) -> dict[str, dict[str, dict[str, float]]]:
     """Seed 0's loss terms (last-epoch means of one batch's loss) per dataset and reading."""
-    frame = _read(root, NORMALISATION)
+    frame = read_csv(root, NORMALISATION)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for r in frame[frame["seed"] == 0].itertuples(index=False):
         out.setdefault(r.dataset, {})[r.variant] = ast.literal_eval(r.parts)
@@ -166,7 +163,7 @@ def normalisation_validation(root: Path) -> dict[str, dict[str, Any]]:
     """CLD, one-pass budget, seeds 0–2, per dataset: val mAP (mean ± sd) and mean val BCE of each
     reading, and the gain normalised − printed in mean val mAP. Printed Yeast and Scene are the budget
     table's one-pass CLD runs; the stand-in's printed runs are in normalisation_val_runs.csv."""
-    norm, budget = _read(root, NORMALISATION), _read(root, BUDGET)
+    norm, budget = read_csv(root, NORMALISATION), read_csv(root, BUDGET)
     out = {}
     for dataset in ("yeast", "scene", "delicious-synthetic"):
         if dataset.startswith("delicious"):
@@ -185,7 +182,7 @@ def normalisation_validation(root: Path) -> dict[str, dict[str, Any]]:
 def delicious_screening(root: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """readings_val.csv (50 epochs) per method and reading: val mAP per seed and mean ± sd, mean val BCE,
     the loss terms averaged over seeds; per method the normalised − printed val mAP paired by seed."""
-    frame = _read(root, DELICIOUS_50).sort_values("seed")
+    frame = read_csv(root, DELICIOUS_50).sort_values("seed")
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for (method, reading), rows in frame.groupby(["method", "reading"]):
         cell = {"seeds": list(rows["seed"]), "maps": list(rows["val_mAP"]), "map": pm(rows["val_mAP"]),
@@ -234,7 +231,7 @@ def delicious_400(root: Path, screening: dict[str, dict[str, dict[str, Any]]]) -
     """The paper-budget confirmation per method: normalised val mAP/BCE of the snapshot's seeds 0–2
     (:func:`snapshot_400`), printed seed 0 (readings_val_400.csv), normalised − printed at seed 0 here and at
     50 epochs."""
-    printed = _read(root, DELICIOUS_400).set_index("method")
+    printed = read_csv(root, DELICIOUS_400).set_index("method")
     out = {}
     for method in ("cld", "rld"):
         normalised = snapshot_400(root, method)
@@ -263,7 +260,7 @@ def delicious_400_table(rows: dict[str, dict[str, Any]]) -> str:
 def asl_selection(root: Path) -> dict[str, dict[str, Any]]:
     """selection_val.csv's Yeast rows selected by val BCE: the official form (sum, focusing weights
     detached) and the plain derivative (weights not detached)."""
-    frame = _read(root, ASL_SELECTION)
+    frame = read_csv(root, ASL_SELECTION)
     frame = frame[frame["select"] == "val_loss"]
     pick = {"detached": frame[(frame["focal_weights"] == "detached") & (frame["reduction"] == "sum")],
             "through": frame[frame["focal_weights"] == "through"]}

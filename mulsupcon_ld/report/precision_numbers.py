@@ -70,9 +70,10 @@ def bf16_validation(root: Path) -> dict[str, Any]:
             "vector_cpu": "/".join(sorted(set(vector["cpu"].astype(str)))) if "cpu" in vector else ""}
 
 
-def bf16_delicious(root: Path) -> dict[str, Any]:
-    """bf16 − fp32 on Delicious per method (:func:`bf16_cell`) and the largest difference of mean val BCE."""
-    cells = {m: c for (_, m), c in _cells(read_csv(root, BF16_DELICIOUS)).items()}
+def bf16_delicious(validation: dict[str, Any]) -> dict[str, Any]:
+    """bf16 − fp32 on Delicious per method (the validation's Delicious cells) and the largest difference of
+    mean val BCE."""
+    cells = {m: validation["cells"][f"delicious_{m}"] for m in METHODS}
     return {**cells, "bce_bound": math.ceil(max(c["bce_diff"] for c in cells.values()) * 1e4) / 1e4}
 
 
@@ -104,5 +105,6 @@ def denormal_bench(root: Path) -> dict[str, Any]:
 
 def context(root: Path) -> dict[str, Any]:
     """What the arithmetic blocks of docs/method.md read."""
-    return {"bf16": bf16_validation(root), "bf16_delicious": bf16_delicious(root), "auto": auto_choices(root),
+    validation = bf16_validation(root)
+    return {"bf16": validation, "bf16_delicious": bf16_delicious(validation), "auto": auto_choices(root),
             "denormal": denormal_bench(root)}
